@@ -1,0 +1,1 @@
+"""A pytest-native harness that measures what fine-tuning buys (Spider) and costs (MMLU)."""

@@ -1,0 +1,1 @@
+"""Shared builders of tiny test data for the harness's unit tests."""
