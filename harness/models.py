@@ -85,10 +85,18 @@ def _default_gguf(root: Path) -> Path:
     return target
 
 
+_CONVERSION_VERSION = 2  # bump when _materialize_gguf changes what it writes
+
+
 def _materialize_gguf(gguf: Path, out_dir: Path) -> Path:
     """Dequantize a GGUF file once into an ordinary model folder (safetensors + tokenizer)."""
-    if (out_dir / "config.json").is_file():
+    marker = out_dir / "harness_source.json"
+    if marker.is_file() and json.loads(marker.read_text()).get("conversion") == _CONVERSION_VERSION:
         return out_dir
+    if out_dir.exists():
+        import shutil
+
+        shutil.rmtree(out_dir)
     from tqdm.auto import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -96,6 +104,12 @@ def _materialize_gguf(gguf: Path, out_dir: Path) -> Path:
         tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         bar.update()
+        # transformers 5.17 reads the GGUF tokenizer with the beginning-of-sequence token as
+        # its end-of-sequence token (SmolLM2: <|im_start|> instead of <|im_end|>); the model
+        # config read from the same file has the right ids, so the tokenizer takes them.
+        tok.eos_token = tok.convert_ids_to_tokens(model.config.eos_token_id)
+        pad_id = getattr(model.config, "pad_token_id", None)
+        tok.pad_token = tok.convert_ids_to_tokens(pad_id) if pad_id is not None else tok.eos_token
         # Weights loaded from GGUF are already dequantized; transformers refuses to save a
         # model that still carries the GGUF quantizer, so we drop it before saving.
         model.hf_quantizer = None
@@ -104,7 +118,7 @@ def _materialize_gguf(gguf: Path, out_dir: Path) -> Path:
         tmp = out_dir.with_name(out_dir.name + ".tmp")
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        (tmp / "harness_source.json").write_text(json.dumps({"gguf": gguf.name, "sha256": file_sha256(gguf)}))
+        (tmp / "harness_source.json").write_text(json.dumps({"gguf": gguf.name, "sha256": file_sha256(gguf), "conversion": _CONVERSION_VERSION}))
         tmp.rename(out_dir)
         bar.update()
     return out_dir

@@ -1,0 +1,68 @@
+"""One place that loads models for a session: each tokenizer once per base model, each base
+model once per load mode, adapters attached on top of the base they share.
+
+Loading is lazy: a session whose predictions are all cached never loads a model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from typing import Iterator
+
+from tqdm.auto import tqdm
+
+from harness import models
+from harness.config import VariantConfig
+
+
+class ModelPool:
+    def __init__(self, device: str | None = None):
+        self.device = device
+        self._resolved: dict[str, models.ResolvedModel] = {}
+        self._tokenizers: dict[str, object] = {}
+        self._models: dict[tuple[str, str], object] = {}
+
+    def resolved(self, name: str) -> models.ResolvedModel:
+        if name not in self._resolved:
+            self._resolved[name] = models.resolve_model(name)
+        return self._resolved[name]
+
+    def tokenizer(self, name: str):
+        if name not in self._tokenizers:
+            self._tokenizers[name] = models.load_tokenizer(self.resolved(name))
+        return self._tokenizers[name]
+
+    def fingerprint(self, variant: VariantConfig) -> dict:
+        """What about this variant's model can change a number."""
+        return {
+            "model": self.resolved(variant.model).fingerprint,
+            "adapter": models.adapter_fingerprint(variant.adapter) if variant.adapter else None,
+            "load": variant.load,
+        }
+
+    def _base(self, variant: VariantConfig):
+        key = (variant.model, variant.load)
+        if key not in self._models:
+            with tqdm(total=1, desc=f"loading {variant.model} ({variant.load})", unit="model") as bar:
+                self._models[key] = models.load_base_model(self.resolved(variant.model), variant.load, self.device)
+                bar.update()
+        return self._models[key]
+
+    @contextlib.contextmanager
+    def activated(self, variant: VariantConfig) -> Iterator[object]:
+        """The model of ``variant`` with its adapter active, or with every adapter disabled
+        for a base variant that shares its weights with fine-tuned ones."""
+        key = (variant.model, variant.load)
+        model = self._base(variant)
+        if variant.adapter:
+            name = "a" + hashlib.sha256(str(variant.adapter).encode()).hexdigest()[:10]
+            model = models.attach_adapter(model, variant.adapter, name)
+            self._models[key] = model
+            model.set_adapter(name)
+            yield model
+        elif hasattr(model, "disable_adapter"):
+            with model.disable_adapter():
+                yield model
+        else:
+            yield model

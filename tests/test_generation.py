@@ -1,0 +1,98 @@
+"""Stopping rules, the prediction cache (resume, sharing, torn lines) and batched generation."""
+
+import json
+
+import pytest
+from hypothesis import given, strategies as st
+
+from harness.generation import (
+    GenerationSettings,
+    PredictionCache,
+    cached_compute,
+    generate_batch,
+    prompt_key,
+    sql_is_complete,
+)
+
+
+@pytest.mark.parametrize(
+    "text, done",
+    [
+        ("SELECT count(*) FROM singer", False),
+        ("SELECT count(*) FROM singer;", True),
+        ("SELECT name FROM t WHERE name = 'a;b'", False),  # ; inside a literal
+        ("SELECT name FROM t WHERE name = 'a;b';", True),
+        ("```sql\nSELECT 1", False),
+        ("```sql\nSELECT 1\n```", True),
+        ("SELECT 1\n```", True),
+        ("SELECT 1 [/INST] SELECT 1", True),
+        ("SELECT model FROM car GROUP BY model\n-- SELECT model FROM car GROUP BY model\n", True),  # the paper's Figure 2
+        ("SELECT a FROM t\nWHERE b > 1\n", False),
+        (";", False),
+        ("", False),
+    ],
+)
+def test_sql_is_complete(text, done):
+    assert sql_is_complete(text) is done
+
+
+@given(st.text(alphabet="SELECT abc,*()\n'", max_size=60))
+def test_completion_is_monotonic(prefix):
+    """Once complete, appending text never makes it incomplete (generation can stop safely)."""
+    if sql_is_complete(prefix):
+        assert sql_is_complete(prefix + " more;")
+
+
+def test_cache_resumes_and_skips_done_items(tmp_path):
+    cache = PredictionCache(tmp_path, "spider", {"model": "m"})
+    calls = []
+
+    def compute(batch):
+        calls.append(list(batch))
+        return [{"raw": p.upper()} for p in batch]
+
+    records, stats = cached_compute(cache, ["a", "b", "c"], compute, batch_size=2)
+    assert [r["raw"] for r in records] == ["A", "B", "C"] and stats.computed == 3
+    records, stats = cached_compute(cache, ["a", "b", "c", "d"], compute, batch_size=2)
+    assert stats.cached == 3 and stats.computed == 1 and calls[-1] == ["d"]
+    assert json.loads(cache.path.with_suffix(".json").read_text()) == {"model": "m"}
+
+
+def test_interrupted_run_resumes(tmp_path):
+    cache = PredictionCache(tmp_path, "spider", {"model": "m"})
+
+    def exploding(batch):
+        if "c" in batch:
+            raise KeyboardInterrupt
+        return [{"raw": p} for p in batch]
+
+    with pytest.raises(KeyboardInterrupt):
+        cached_compute(cache, ["a", "b", "c", "d"], exploding, batch_size=2)
+    assert set(cache.load()) == {prompt_key("a"), prompt_key("b")}
+    # A torn last line (killed mid-write) is ignored, and the next append starts a new line.
+    with open(cache.path, "a") as f:
+        f.write('{"key": "half')
+    records, stats = cached_compute(cache, ["a", "b", "c", "d"], lambda b: [{"raw": p} for p in b], batch_size=2)
+    assert stats.computed == 2 and [r["raw"] for r in records] == ["a", "b", "c", "d"]
+    assert len(cache.load()) == 4
+
+
+def test_different_fingerprints_do_not_share(tmp_path):
+    a = PredictionCache(tmp_path, "spider", {"model": "m", "adapter": None})
+    b = PredictionCache(tmp_path, "spider", {"model": "m", "adapter": "x"})
+    assert a.path != b.path
+
+
+def test_batched_generation_stops_and_matches_single(tiny_model_dir):
+    from harness.models import ResolvedModel, load_base_model, load_tokenizer
+
+    resolved = ResolvedModel("tiny", str(tiny_model_dir), None, "tiny")
+    tok, model = load_tokenizer(resolved), load_base_model(resolved, "fp32", "cpu")
+    prompts = ["SELECT name", "How many singers do we have? SELECT count(*) FROM singer WHERE"]
+    settings = GenerationSettings(max_new_tokens=12, batch_size=2)
+    batched = generate_batch(model, tok, prompts, settings)
+    singles = [generate_batch(model, tok, [p], settings)[0] for p in prompts]
+    assert len(batched) == 2
+    # Left padding leaves each row's greedy continuation unchanged up to the stop point.
+    for b, s in zip(batched, singles):
+        assert b.startswith(s) or s.startswith(b)
