@@ -14,7 +14,7 @@ os.environ.setdefault("DEEPEVAL_TELEMETRY_OPT_OUT", "1")
 os.environ.setdefault("DEEPEVAL_DISABLE_DOTENV", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-pytest_plugins = ["fixtures.session", "fixtures.spider", "harness.plugin"]
+pytest_plugins = ["fixtures.session", "fixtures.spider", "fixtures.mmlu", "harness.plugin"]
 
 
 def _positive_int(text: str) -> int:

@@ -23,6 +23,13 @@ class ModelPool:
         self._tokenizers: dict[str, object] = {}
         self._models: dict[tuple[str, str], object] = {}
 
+    def device_name(self) -> str:
+        import torch
+
+        if self.device:
+            return self.device
+        return f"cuda ({torch.cuda.get_device_name()})" if torch.cuda.is_available() else "cpu"
+
     def resolved(self, name: str) -> models.ResolvedModel:
         if name not in self._resolved:
             self._resolved[name] = models.resolve_model(name)

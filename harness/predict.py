@@ -56,8 +56,9 @@ def spider_prompts(cfg: ExperimentConfig, variant: VariantConfig, data: SpiderDa
 
 def predict_spider(
     cfg: ExperimentConfig, variant: VariantConfig, data: SpiderData, pool: ModelPool, cache_root: Path
-) -> dict[str, SpiderPrediction]:
-    """Predictions for every scorable selected item, from the cache or generated in batches."""
+) -> tuple[dict[str, SpiderPrediction], dict]:
+    """Predictions for every scorable selected item, from the cache or generated in batches,
+    and a record of the phase (fingerprint, counts, seconds) for the run manifest."""
     from harness.sql import extract_sql
 
     tokenizer = pool.tokenizer(variant.model)
@@ -70,7 +71,7 @@ def predict_spider(
             return [{"raw": raw} for raw in generate_batch(model, tokenizer, batch, settings)]
 
     ids = list(prompts)
-    records, _ = cached_compute(
+    records, stats = cached_compute(
         cache,
         [prompts[i] for i in ids],
         compute,
@@ -78,10 +79,35 @@ def predict_spider(
         sort_key=lambda p: len(tokenizer(p, add_special_tokens=False)["input_ids"]),
         desc=f"spider {variant.name}",
     )
-    return {
+    predictions = {
         i: SpiderPrediction(item_id=i, prompt=prompts[i], raw=rec["raw"], sql=extract_sql(rec["raw"]))
         for i, rec in zip(ids, records)
     }
+    template = get_spider_template(cfg.spider.template)
+    phase = phase_record("spider", variant, cache, stats, template=template.name, template_version=template.version,
+                         seed=cfg.seed, n_prompts=len(ids), pool=pool)
+    return predictions, phase
+
+
+def phase_record(benchmark: str, variant: VariantConfig, cache: PredictionCache, stats, *, pool: ModelPool, **info) -> dict:
+    """What the run manifest keeps of one (benchmark, variant) prediction phase."""
+    return {
+        "benchmark": benchmark,
+        "variant": variant.name,
+        "fingerprint": cache.fingerprint,
+        "cache_key": cache.key,
+        "cached": stats.cached,
+        "computed": stats.computed,
+        "seconds": round(stats.seconds, 3),
+        "device": pool.device_name(),
+        **info,
+    }
+
+
+def write_phase(run_dir: Path, phase: dict) -> None:
+    out = run_dir / "phases"
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_write(out / f"{phase['benchmark']}-{phase['variant']}.json", json.dumps(phase, indent=1))
 
 
 def write_spider_predictions(
@@ -114,3 +140,106 @@ def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# MMLU
+
+
+@dataclass(frozen=True)
+class MMLUData:
+    """The selected test questions and the dev split their shots come from."""
+
+    mmlu_dir: Path
+    items: tuple  # MMLUItem, in selection order
+    dev: tuple
+
+
+@dataclass(frozen=True)
+class MMLUPrediction:
+    item_id: str
+    letter: str  # "A".."D", or whatever the generate mode produced (e.g. "S")
+    logprobs: tuple[float, ...] | None  # loglik mode: of " A" .. " D"
+    raw: str | None  # generate mode: the raw continuation
+    shots_used: int
+    shots_requested: int
+
+
+_MMLU_GENERATE_TOKENS = 5  # the paper read the first character; a few more help diagnosis
+
+
+def _context_length(pool: ModelPool, variant: VariantConfig, tokenizer) -> int:
+    """The model's context, read from its config without loading the weights."""
+    from types import SimpleNamespace
+
+    from transformers import AutoConfig
+
+    from harness.mmlu_scoring import context_length
+
+    resolved = pool.resolved(variant.model)
+    config = AutoConfig.from_pretrained(resolved.path, gguf_file=resolved.gguf_file)
+    return context_length(SimpleNamespace(config=config), tokenizer)
+
+
+def predict_mmlu(
+    cfg: ExperimentConfig, variant: VariantConfig, data: MMLUData, pool: ModelPool, cache_root: Path
+) -> tuple[dict[str, MMLUPrediction], dict]:
+    """The answer of every selected question, by log-likelihood of the letters (default) or
+    by the first character of a greedy generation (the paper's way)."""
+    from collections import Counter
+
+    from harness.mmlu_scoring import fit_shots, first_letter, generate_letters, score_letters_loglik, token_counter
+    from harness.prompts import MMLU_TEMPLATE_VERSION, mmlu_shots
+
+    tokenizer = pool.tokenizer(variant.model)
+    k = cfg.mmlu_shots_of(variant)
+    scoring = variant.mmlu_scoring
+    reserve = 1 if scoring == "loglik" else _MMLU_GENERATE_TOKENS
+    max_tokens = _context_length(pool, variant, tokenizer)
+    count = token_counter(tokenizer)
+    fitted = {
+        item.item_id: fit_shots(item, mmlu_shots(data.dev, item.subject, k), count, max_tokens, reserve=reserve)
+        for item in data.items
+    }
+    parts = {f.prompt: (f.prefix, f.suffix) for f in fitted.values()}
+    scoring_fp = {"scoring": scoring, "template_version": MMLU_TEMPLATE_VERSION}
+    if scoring == "generate":
+        scoring_fp["max_new_tokens"] = _MMLU_GENERATE_TOKENS
+    cache = PredictionCache(cache_root, "mmlu", {**pool.fingerprint(variant), **scoring_fp})
+
+    def compute(prompts: list[str]) -> list[dict]:
+        with pool.activated(variant) as model:
+            if scoring == "loglik":
+                scores = score_letters_loglik(model, tokenizer, [parts[p] for p in prompts], batch_size=cfg.mmlu.batch_size, progress=False)
+                return [{"letter": s.letter, "logprobs": list(s.logprobs)} for s in scores]
+            raws = generate_letters(model, tokenizer, prompts, batch_size=cfg.mmlu.batch_size, max_new_tokens=_MMLU_GENERATE_TOKENS, progress=False)
+            return [{"letter": first_letter(r), "raw": r} for r in raws]
+
+    ids = list(fitted)
+    records, stats = cached_compute(
+        cache,
+        [fitted[i].prompt for i in ids],
+        compute,
+        # Whole subjects together, so the scorer runs each subject's shared shots once.
+        batch_size=max(cfg.mmlu.batch_size * 8, 64),
+        sort_key=lambda p: parts[p][0],
+        desc=f"mmlu {variant.name} ({scoring})",
+    )
+    predictions = {
+        i: MMLUPrediction(
+            item_id=i,
+            letter=rec["letter"],
+            logprobs=tuple(rec["logprobs"]) if "logprobs" in rec else None,
+            raw=rec.get("raw"),
+            shots_used=fitted[i].shots_used,
+            shots_requested=fitted[i].shots_requested,
+        )
+        for i, rec in zip(ids, records)
+    }
+    phase = phase_record(
+        "mmlu", variant, cache, stats, pool=pool, template="lm-eval-mmlu", template_version=MMLU_TEMPLATE_VERSION,
+        seed=cfg.seed, n_prompts=len(ids), shots=k, scoring=scoring,
+        shots_reduced=sum(f.shots_dropped > 0 for f in fitted.values()),
+        predicted_letters=dict(Counter(p.letter or "<empty>" for p in predictions.values())),
+    )
+    return predictions, phase
