@@ -1,27 +1,48 @@
-"""The pytest plugin that turns benchmark cases into results, a report and an exit status.
+"""The pytest plugin that turns benchmark cases into results, a report, gates and an exit status.
 
-Laid out like pytest's junitxml: the hooks only wire things up; a ``ResultsCollector`` kept
-in ``config.stash`` (and only on the controller, never on an xdist worker) records one row per
-(variant, benchmark, item) as reports arrive, appends it to ``results.jsonl`` at once, and
-writes the report and checks the gates once, at the end of the session.
+Laid out like pytest's junitxml: the module-level hooks only wire things up; a
+``ResultsCollector`` kept in ``config.stash`` (only on the controller, never on an xdist
+worker) records one row per (variant, benchmark, item) from ``pytest_runtest_logreport`` and
+the ``harness_case`` user property (which travels on the report, from xdist workers too),
+appends it to ``<run_dir>/results.jsonl`` as it arrives, and at the end of the session writes
+the report (harness/report.py) and checks the gates (harness/gates.py) once.
 
-Item failures are the accuracy, not an error of the run: the exit status ignores them and
-depends only on real errors (a fixture or model that failed, a unit test that failed) and on
-the gates.
+The exit status. Item failures (a wrong answer: the metric's ``AssertionError`` from
+``assert_test``) are the measurement, not an error of the run, and never decide the exit
+status. The session exits 1 exactly when a gate failed or the run errored: a test that is not
+a benchmark case failed, a benchmark case raised something other than an ``AssertionError``
+(a broken fixture, model or metric), a collection error, an invalid gates file, or a report
+that could not be written. Statuses other than 0 and 1 (interrupted, usage error, no tests)
+are left as pytest set them. A session that ran no benchmark case (the unit tests) writes no
+report and checks no gates.
+
+Which gates: ``--gates PATH``, else the experiment's ``gates`` key; ``--gates none`` (or an
+empty ``gates`` key) checks none. The file is validated while the benchmark files are
+collected, so a bad file is a collection error that stops the run (exit status 2; 1 under
+xdist) before any model is loaded or prediction generated. A gate on a (variant, benchmark)
+that did not run fails, unless the selection was narrowed on purpose (-m, -k, --variant, a
+file or node argument): then it is skipped with a notice (harness/gates.py).
+
+``results.jsonl`` gets one line per report as it arrives; a later line for the same (variant,
+benchmark, item) supersedes an earlier one (a teardown error after a pass, say).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import time
+import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pytest
 
 COLLECTOR_KEY = pytest.StashKey["ResultsCollector"]()
+GATES_CHECKED_KEY = pytest.StashKey[str]()  # "" when the gates file is valid, else the error
 CASE_PROPERTY = "harness_case"
 OUTCOME_PROPERTY = "harness_outcome"
+GATES_DISABLED = ("", "none", "off")
 
 
 @dataclass
@@ -33,22 +54,105 @@ class CaseResult:
     outcome: str  # "passed", "failed", "skipped" or "error"
     reason: str = ""
     prediction: str | None = None
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # e.g. MMLU "subject", loglik "letter_scores"
+
+
+# -- plain functions the hooks build on -------------------------------------------------------
 
 
 def _is_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
+def gates_path_of(config: pytest.Config) -> str:
+    """The gates file of this run: ``--gates``, else the experiment's; "" when disabled."""
+    from fixtures.session import experiment_of
+
+    option = config.getoption("gates", None)
+    path = option if option is not None else experiment_of(config).gates
+    return "" if path.strip().lower() in GATES_DISABLED else path
+
+
+def load_gates_of(config: pytest.Config):
+    """The validated gates of this run, or None; raises ``harness.gates.GatesError``."""
+    from fixtures.session import experiment_of
+    from harness.gates import load_gates
+
+    path = gates_path_of(config)
+    if not path:
+        return None
+    return load_gates(path, variants=_declared_variants(experiment_of(config)))
+
+
+def _declared_variants(exp) -> list[str]:
+    """Every variant the experiment file declares, also those that --variant left out: a gate
+    may name them (and is then skipped as filtered), but not a name the file lacks."""
+    from harness.config import ConfigError, load_experiment
+
+    try:
+        return [v.name for v in load_experiment(exp.source).variants]
+    except (ConfigError, OSError):
+        return [v.name for v in exp.variants]
+
+
+def narrowed_by(config: pytest.Config) -> str:
+    """How the user narrowed this run's selection ("" if not): options and file/node args."""
+    how = []
+    for option, flag in [("markexpr", "-m"), ("keyword", "-k")]:
+        value = config.getoption(option, "")
+        if value:
+            how.append(f"{flag} {value!r}")
+    if config.getoption("variant", None):
+        how.append(" ".join(f"--variant {v}" for v in config.getoption("variant")))
+    if config.getoption("deselect", None):
+        how.append("--deselect")
+    if config.getoption("lf", False):
+        how.append("--last-failed")
+    args = [a for a in config.args if "::" in a or a.endswith(".py")]
+    if args:
+        how.append("the arguments " + " ".join(args))
+    return ", ".join(how)
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    if isinstance(report.longrepr, tuple) and len(report.longrepr) == 3:
+        return str(report.longrepr[2]).removeprefix("Skipped: ")
+    return str(report.longrepr)
+
+
+def _error_reason(report) -> str:
+    crash = getattr(getattr(report, "longrepr", None), "reprcrash", None)
+    message = getattr(crash, "message", "") or next(
+        (line for line in reversed(report.longreprtext.splitlines()) if line.strip()), "")
+    return f"{report.when}: {message.strip()}"[:2000]
+
+
+def _metric_reason(message: str) -> str:
+    """deepeval's assertion message ends with the metric's own reason; keep that part."""
+    marker = "reason: "
+    if marker in message:
+        return message[message.index(marker) + len(marker):].removesuffix(") failed.")
+    return message
+
+
+# -- the reporter -----------------------------------------------------------------------------
+
+
 class ResultsCollector:
     def __init__(self, config: pytest.Config):
         self.config = config
-        self.rows: dict[str, CaseResult] = {}
-        self.other_failures: list[str] = []
+        self.rows: dict[tuple[str, str, str], CaseResult] = {}
+        self.other_failures: list[str] = []  # errors of the run: never wrong answers
         self.started = time.time()
         self._jsonl = None
+        self.summary = None
+        self.comparisons = ()
+        self.gate_results = []
+        self.gates_note = ""
+        self.problems: list[str] = []  # the report or the gates file could not be handled
+        self.paths: dict[str, Path] = {}
+        self.exitstatus: int = pytest.ExitCode.OK
 
-    # -- where things go ------------------------------------------------------------------
     def run_dir(self) -> Path:
         from fixtures.session import run_dir_of
 
@@ -61,8 +165,14 @@ class ResultsCollector:
         self._jsonl.write(json.dumps(asdict(row), ensure_ascii=False) + "\n")
         self._jsonl.flush()
 
-    # -- hooks ----------------------------------------------------------------------------
+    # -- hooks: as reports arrive ---------------------------------------------------------
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.other_failures.append(f"{report.nodeid or '<session>'} (collection)")
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.outcome == "rerun":  # pytest-rerunfailures: only the last attempt counts
+            return
         props = dict(report.user_properties)
         case = props.get(CASE_PROPERTY)
         if case is None:
@@ -71,82 +181,119 @@ class ResultsCollector:
             return
         if not (report.when == "call" or report.failed or report.skipped):
             return
-        outcome_info = props.get(OUTCOME_PROPERTY, {})
+        verdict = props.get(OUTCOME_PROPERTY, {})
         if report.skipped:
             outcome, reason = "skipped", _skip_reason(report)
         elif report.passed:
-            outcome, reason = "passed", outcome_info.get("reason", "")
-        elif outcome_info.get("item_failure"):
-            outcome, reason = "failed", outcome_info.get("reason", "")
+            outcome, reason = "passed", verdict.get("reason", "")
+        elif report.when == "call" and verdict.get("item_failure"):
+            outcome, reason = "failed", verdict.get("reason", "")
         else:  # an exception that is not a wrong answer: a broken fixture, model or metric
-            outcome, reason = "error", f"{report.when}: {report.longreprtext[-2000:]}"
-            self.other_failures.append(f"{report.nodeid} ({report.when})")
+            outcome, reason = "error", _error_reason(report)
+            self.other_failures.append(f"{report.nodeid} ({report.when}: {reason.partition(': ')[2][:200]})")
         row = CaseResult(
             variant=case["variant"],
             benchmark=case["benchmark"],
-            item_id=case["item_id"],
+            item_id=str(case["item_id"]),
             group=case.get("group", ""),
             outcome=outcome,
             reason=reason,
             prediction=case.get("prediction"),
             extra={k: v for k, v in case.items() if k not in ("variant", "benchmark", "item_id", "group", "prediction")},
         )
-        self.rows[f"{row.variant}|{row.benchmark}|{row.item_id}"] = row
+        self.rows[(row.variant, row.benchmark, row.item_id)] = row
         self._append(row)
 
+    # -- hooks: once, at the end ----------------------------------------------------------
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self._jsonl is not None:
             self._jsonl.close()
         if not self.rows:
             return
-        from harness import report
+        try:
+            self._report()
+        except Exception as e:  # a bug here must not hide the run's outcome
+            self.problems.append(f"the report failed: {type(e).__name__}: {e}\n{traceback.format_exc(limit=8)}")
+        gates_failed = [g.gate for g in self.gate_results if g.failed]
+        if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+            # Wrong answers failed their tests; they are the measurement, not a broken run.
+            broken = gates_failed or self.other_failures or self.problems
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED if broken else pytest.ExitCode.OK
+        self.exitstatus = session.exitstatus
 
-        self.summary = report.summarize(list(self.rows.values()))
-        report.write_results(self.run_dir(), self.summary, list(self.rows.values()), wall_s=time.time() - self.started)
-        # Wrong answers failed their tests; they are the measurement, not a broken run.
-        if exitstatus == pytest.ExitCode.TESTS_FAILED and not self.other_failures:
-            session.exitstatus = pytest.ExitCode.OK
+    def _report(self) -> None:
+        from fixtures.session import RUN_ID_KEY, experiment_of
+        from harness import report
+        from harness.gates import GatesError, check_gates, gates_json
+
+        exp = experiment_of(self.config)
+        rows = list(self.rows.values())
+        self.summary = report.summarize(rows)
+        self.comparisons = report.compare_to_baseline(rows, exp.baseline_variant)
+        gates_file = gates_path_of(self.config)
+        try:
+            gates = load_gates_of(self.config)
+        except GatesError as e:
+            gates = None
+            self.problems.append(str(e))
+        if gates is not None:
+            self.gates_note = narrowed_by(self.config)
+            self.gate_results = check_gates(gates, rows, self.summary, narrowed=self.gates_note)
+        note = "--gates none or no gates key" if not gates_file else ("invalid gates file" if gates is None else "")
+        manifest = report.collect_manifest(
+            self.run_dir(),
+            run_id=self.config.stash[RUN_ID_KEY],
+            experiment=asdict(exp),
+            gates_file=gates_file,
+            command=["pytest", *self.config.invocation_params.args],
+            started=self.started,
+            finished=time.time(),
+        )
+        payload = report.results_payload(
+            self.summary, self.comparisons, rows, baseline=exp.baseline_variant, manifest=manifest,
+            gates=gates_json(gates_file, self.gate_results, note or (f"narrowed by {self.gates_note}" if self.gates_note else "")),
+        )
+        try:
+            self.paths = report.write_report(self.run_dir(), payload, self.summary, self.comparisons)
+        except Exception as e:  # keep the run's numbers: results.json is written first
+            self.problems.append(f"the report could not be written: {type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}")
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
-        summary = getattr(self, "summary", None)
-        if summary is None:
+        if self.summary is None:
             return
         from harness import report
 
-        terminalreporter.write_sep("=", "harness: accuracy per variant and benchmark")
-        terminalreporter.write_line(report.format_table(summary))
-        terminalreporter.write_line(f"results: {self.run_dir()}")
+        tr = terminalreporter
+        tr.write_sep("=", "harness: accuracy per variant and benchmark")
+        tr.write_line(report.format_table(self.summary, self.comparisons))
+        if self.gate_results:
+            tr.write_sep("=", f"harness: gates ({gates_path_of(self.config)})")
+            for g in self.gate_results:
+                tr.write_line(f"{g.status.upper():<7} {g.message}", red=g.failed, green=g.status == "passed",
+                              yellow=g.status == "skipped")
+        for problem in self.problems:
+            tr.write_line(f"harness: ERROR {problem}", red=True)
+        tr.write_line(f"harness: report in {self.run_dir()}: " + ", ".join(p.name for p in self.paths.values()))
+        failed = [g.gate for g in self.gate_results if g.failed]
+        why = []
+        if failed:
+            why.append(f"gate(s) failed: {', '.join(failed)}")
+        if self.other_failures:
+            shown = "; ".join(self.other_failures[:5]) + (f"; and {len(self.other_failures) - 5} more" if len(self.other_failures) > 5 else "")
+            why.append(f"{len(self.other_failures)} error(s) that are not wrong answers: {shown}")
+        if self.problems:
+            why.append("the report or gates could not be handled (above)")
+        if self.exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+            why.append(f"the session ended early (exit status {int(self.exitstatus)}): the report covers what ran")
+        if why:
+            tr.write_line("harness: the run FAILS: " + " | ".join(why), red=True, bold=True)
+        else:
+            wrong = sum(r.outcome == "failed" for r in self.rows.values())
+            tr.write_line(f"harness: the run passes ({wrong} wrong answers are measurements, not failures)", green=True)
 
 
-def _skip_reason(report: pytest.TestReport) -> str:
-    if isinstance(report.longrepr, tuple) and len(report.longrepr) == 3:
-        return str(report.longrepr[2]).removeprefix("Skipped: ")
-    return str(report.longrepr)
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
-    """Tell a wrong answer (the metric's AssertionError) from an error, and keep its reason.
-
-    Runs where the test ran (an xdist worker too); the verdict travels on the report.
-    """
-    outcome = yield
-    rep = outcome.get_result()
-    if call.when != "call" or not any(name == CASE_PROPERTY for name, _ in item.user_properties):
-        return
-    if call.excinfo is None:
-        rep.user_properties.append((OUTCOME_PROPERTY, {"item_failure": False, "reason": ""}))
-    elif call.excinfo.errisinstance(AssertionError):
-        rep.user_properties.append((OUTCOME_PROPERTY, {"item_failure": True, "reason": _metric_reason(str(call.excinfo.value))}))
-
-
-def _metric_reason(message: str) -> str:
-    """deepeval's assertion message ends with the metric's own reason; keep that part."""
-    marker = "reason: "
-    if marker in message:
-        return message[message.index(marker) + len(marker):].removesuffix(" failed.").rstrip(")")
-    return message
+# -- module-level hooks: wiring only ------------------------------------------------------------
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -155,19 +302,59 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(config.stash[COLLECTOR_KEY], "harness-results")
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_sessionstart(session: pytest.Session) -> None:
-    """Under ``deepeval test run``, deepeval's plugin rewrites its whole run file after every
-    case (quadratic in the number of cases). Our collector records results instead."""
-    try:
-        from deepeval.test_run import global_test_run_manager
-    except ImportError:
-        return
-    global_test_run_manager.save_to_disk = False
-
-
 def pytest_unconfigure(config: pytest.Config) -> None:
     collector = config.stash.get(COLLECTOR_KEY, None)
     if collector is not None:
         del config.stash[COLLECTOR_KEY]
         config.pluginmanager.unregister(collector)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Under ``deepeval test run``, deepeval's plugin rewrites its whole run file after every
+    case (quadratic in the number of cases). Our collector records results instead."""
+    deepeval_run = sys.modules.get("deepeval.test_run")  # imported when deepeval's plugin is on
+    if deepeval_run is not None:
+        deepeval_run.global_test_run_manager.save_to_disk = False
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Check the gates file while the benchmark files are collected (they load the
+    experiment in their own ``pytest_generate_tests``, which runs before this one), so that a
+    bad file is a collection error that stops the run before any model is loaded, on xdist
+    workers too. Unit-test sessions never load the experiment and never get here."""
+    from fixtures.session import EXPERIMENT_KEY
+    from harness.gates import GatesError
+
+    config = metafunc.config
+    if EXPERIMENT_KEY not in config.stash:
+        return
+    if GATES_CHECKED_KEY not in config.stash:
+        try:
+            load_gates_of(config)
+            config.stash[GATES_CHECKED_KEY] = ""
+        except GatesError as e:
+            config.stash[GATES_CHECKED_KEY] = str(e)
+    if config.stash[GATES_CHECKED_KEY]:
+        raise pytest.Collector.CollectError(config.stash[GATES_CHECKED_KEY])  # shown without a traceback
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Tell a wrong answer (the metric's AssertionError) from an error, and keep its reason.
+
+    Runs where the test ran (an xdist worker too); the verdict travels on the report. A wrong
+    answer's report shows the metric's message instead of a traceback (unless --tb is given).
+    """
+    outcome = yield
+    rep = outcome.get_result()
+    if call.when != "call" or not any(name == CASE_PROPERTY for name, _ in item.user_properties):
+        return
+    if call.excinfo is None:
+        rep.user_properties.append((OUTCOME_PROPERTY, {"item_failure": False, "reason": ""}))
+    elif call.excinfo.errisinstance(AssertionError):
+        message = str(call.excinfo.value)
+        rep.user_properties.append((OUTCOME_PROPERTY, {"item_failure": True, "reason": _metric_reason(message)}))
+        if item.config.getoption("tbstyle", "auto") == "auto":
+            rep.longrepr = f"wrong answer (counted in the accuracy, not an error): {' '.join(message.split())[:1000]}"

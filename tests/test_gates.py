@@ -1,0 +1,171 @@
+"""The gates: validation of the file, and pass/fail with messages that give the figures."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from harness import report
+from harness.gates import GatesError, check_gates, load_gates, parse_gates
+from harness.plugin import CaseResult
+
+ROOT = Path(__file__).resolve().parents[1]
+VARIANTS = ["base", "base-3shot", "ft", "ft-3shot"]
+
+
+def rows_of(table: dict[tuple[str, str], tuple[int, int]]) -> list[CaseResult]:
+    """(variant, benchmark) -> (correct, n): items 0..n-1, the first ``correct`` right."""
+    return [CaseResult(v, b, str(i), "easy", "passed" if i < correct else "failed")
+            for (v, b), (correct, n) in table.items() for i in range(n)]
+
+
+def check(text: str, rows, narrowed: str = ""):
+    gates = parse_gates(tomllib.loads(text), variants=VARIANTS, source="g.toml")
+    return check_gates(gates, rows, report.summarize(rows), narrowed=narrowed)
+
+
+# -- validation -------------------------------------------------------------------------------
+
+
+def test_the_default_gates_file_is_valid_for_the_default_experiment():
+    exp = tomllib.loads((ROOT / "experiments" / "default.toml").read_text())
+    assert exp["experiment"]["gates"] == "gates.toml"
+    gates = load_gates(ROOT / "gates.toml", variants=[v["name"] for v in exp["variants"]])
+    assert len(gates.floor) >= 2 and len(gates.max_drop) >= 1
+
+
+def test_the_default_gates_pass_on_plausible_tiny_model_numbers_and_catch_a_broken_run():
+    gates = load_gates(ROOT / "gates.toml", variants=VARIANTS)
+    # SmolLM2-135M-like: Spider a few percent, MMLU near chance, a small MMLU cost
+    ok = rows_of({("base", "spider"): (4, 200), ("ft", "spider"): (14, 200),
+                  ("base", "mmlu"): (42, 150), ("ft", "mmlu"): (38, 150)})
+    assert [g.status for g in check_gates(gates, ok, report.summarize(ok))] == ["passed"] * len(gates)
+    broken = rows_of({("base", "spider"): (4, 200), ("ft", "spider"): (0, 200),
+                      ("base", "mmlu"): (42, 150), ("ft", "mmlu"): (20, 150)})
+    failed = [g.gate for g in check_gates(gates, broken, report.summarize(broken)) if g.failed]
+    assert failed == ["floor[1]", "max_drop[0]"]
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ('[[floor]]\nvariant="ft"\nbenchmark="spider"\nmin_acuracy=0.1\n',
+         ["g.toml: invalid gates file", "floor[0].min_acuracy: unknown key; did you mean 'min_accuracy'?",
+          "floor[0].min_accuracy: required"]),
+        ('[[floors]]\nvariant="ft"\n', ["floors: unknown key; did you mean 'floor'?"]),
+        ('[[floor]]\nvariant="fine"\nbenchmark="spider"\nmin_accuracy=0.1\n',
+         ["floor[0].variant: unknown variant 'fine'", "(available: base, base-3shot, ft, ft-3shot)"]),
+        ('[[floor]]\nvariant="ft"\nbenchmark="spyder"\nmin_accuracy=0.1\n',
+         ["floor[0].benchmark: unknown benchmark 'spyder'; did you mean 'spider'?"]),
+        ('[[floor]]\nvariant="ft"\nbenchmark="spider"\nmin_accuracy=5\n',
+         ["floor[0].min_accuracy: a fraction between 0 and 1, got 5.0; for percent write e.g. 0.05"]),
+        ('[[floor]]\nvariant="ft"\nbenchmark="spider"\nmin_accuracy="high"\n',
+         ["floor[0].min_accuracy: expected float, got str 'high'"]),
+        ('[[max_drop]]\nvariant="ft"\nbenchmark="mmlu"\nreference="ft"\nmax_points=5\n',
+         ["max_drop[0].reference: 'ft' is the variant itself"]),
+        ('[[max_drop]]\nvariant="ft"\nbenchmark="mmlu"\nreference="bsae"\nmax_points=5\n',
+         ["max_drop[0].reference: unknown variant 'bsae'; did you mean 'base'?"]),
+        ('[baseline_file]\npath="nowhere.json"\nvariants=["ft-3sht"]\nalfa=0.1\n',
+         ["baseline_file.alfa: unknown key; did you mean 'alpha'?", "baseline_file.path: no such file 'nowhere.json'",
+          "baseline_file.variants[0]: unknown variant 'ft-3sht'; did you mean 'ft-3shot'?"]),
+        ('floor = 3\n', ["floor: expected [[floor]] tables, got int"]),
+    ],
+)
+def test_invalid_gates_are_reported_with_file_and_key(text, expected):
+    with pytest.raises(GatesError) as err:
+        parse_gates(tomllib.loads(text), variants=VARIANTS, source="g.toml")
+    for part in expected:
+        assert part in str(err.value)
+
+
+def test_missing_gates_file_says_how_to_disable(tmp_path):
+    with pytest.raises(GatesError, match="gates file not found.*--gates none"):
+        load_gates(tmp_path / "nope.toml", variants=VARIANTS)
+
+
+# -- checking ---------------------------------------------------------------------------------
+
+FLOOR = '[[floor]]\nvariant="ft"\nbenchmark="spider"\nmin_accuracy={}\n'
+DROP = '[[max_drop]]\nvariant="ft"\nbenchmark="mmlu"\nreference="base"\nmax_points={}\n'
+
+
+def test_floor_passes_and_fails_with_figures():
+    rows = rows_of({("ft", "spider"): (10, 200)})
+    [ok] = check(FLOOR.format(0.05), rows)
+    assert ok.status == "passed" and "5.0% (10/200" in ok.message and ">= floor 5.0%" in ok.message
+    [bad] = check(FLOOR.format(0.06), rows)
+    assert bad.failed
+    assert bad.message.startswith("floor[0] ft/spider: accuracy 5.0% (10/200, 95% CI [2.7%, 9.0%]) < floor 6.0%")
+    assert bad.figures["accuracy"] == 0.05 and bad.figures["n"] == 200
+
+
+def test_floor_on_only_skipped_items_fails():
+    rows = [CaseResult("ft", "spider", "1", "easy", "skipped", "db absent")]
+    [g] = check(FLOOR.format(0.0), rows)
+    assert g.failed and "no scored items (1 skipped)" in g.message
+
+
+def test_max_drop_compares_paired_items():
+    rows = rows_of({("base", "mmlu"): (45, 150), ("ft", "mmlu"): (36, 150)})  # a 6-point drop
+    [ok] = check(DROP.format(10), rows)
+    assert ok.status == "passed" and "drop 6.0 points <= allowed 10" in ok.message
+    [bad] = check(DROP.format(5), rows)
+    assert bad.failed
+    assert "max_drop[0] ft/mmlu vs base: 24.0% vs 30.0% on 150 shared items (Δ -6.0 points" in bad.message
+    assert "+0/-9 items; McNemar p=0.0039" in bad.message and "drop 6.0 points > allowed 5" in bad.message
+
+
+def test_negative_max_points_requires_a_gain():
+    rows = rows_of({("base", "mmlu"): (45, 150), ("ft", "mmlu"): (48, 150)})  # a 2-point gain
+    assert [g.status for g in check(DROP.format(-1), rows)] == ["passed"]
+    assert [g.status for g in check(DROP.format(-2), rows)] == ["passed"]
+    assert [g.status for g in check(DROP.format(-2.5), rows)] == ["failed"]
+
+
+def test_a_gate_on_a_pair_that_did_not_run_fails_unless_the_run_was_narrowed():
+    rows = rows_of({("base", "spider"): (5, 10), ("ft", "spider"): (5, 10)})
+    [g] = check(DROP.format(5), rows)
+    assert g.failed and "ft/mmlu did not run" in g.message
+    [g] = check(DROP.format(5), rows, narrowed="-m 'spider'")
+    assert g.status == "skipped" and "selection narrowed by -m 'spider'" in g.message
+
+
+def _stored(tmp_path: Path, table) -> str:
+    path = tmp_path / "stored.json"
+    path.write_text(json.dumps({"cases": [vars(r) for r in rows_of(table)]}))
+    return str(path)
+
+
+def test_baseline_file_gate(tmp_path):
+    stored = _stored(tmp_path, {("ft", "mmlu"): (60, 150), ("ft", "spider"): (20, 200)})
+    text = f'[baseline_file]\npath="{stored}"\nmax_drop_points=5\nalpha=0.05\n'
+    same = rows_of({("ft", "mmlu"): (58, 150), ("ft", "spider"): (20, 200)})
+    results = check(text, same)
+    assert [(g.gate, g.status) for g in results] == [("baseline_file ft/mmlu", "passed"), ("baseline_file ft/spider", "passed")]
+    # 8 points lost on MMLU: beyond max_drop_points, and significant by McNemar
+    worse = rows_of({("ft", "mmlu"): (48, 150), ("ft", "spider"): (20, 200)})
+    [mmlu, spider] = check(text, worse)
+    assert mmlu.failed and spider.status == "passed"
+    assert "drop 8.0 points > allowed 5" in mmlu.message and "significantly worse (McNemar p=" in mmlu.message
+    assert f"(stored {stored})" in mmlu.message
+
+
+def test_baseline_file_significance_alone_fails(tmp_path):
+    stored = _stored(tmp_path, {("ft", "spider"): (100, 1000)})
+    text = f'[baseline_file]\npath="{stored}"\nalpha=0.05\nvariants=["ft"]\nbenchmarks=["spider"]\n'
+    [g] = check(text, rows_of({("ft", "spider"): (80, 1000)}))  # -2 points, 20 lost, 0 gained
+    assert g.failed and "significantly worse" in g.message and "allowed" not in g.message.split(":")[-1]
+    [g] = check(text.replace("alpha=0.05", "alpha=0.0"), rows_of({("ft", "spider"): (80, 1000)}))
+    assert g.status == "passed"
+
+
+def test_baseline_file_without_common_pairs_fails(tmp_path):
+    stored = _stored(tmp_path, {("base", "mmlu"): (60, 150)})
+    [g] = check(f'[baseline_file]\npath="{stored}"\n', rows_of({("ft", "spider"): (20, 200)}))
+    assert g.failed and "no (variant, benchmark) is in both" in g.message
+    [g] = check(f'[baseline_file]\npath="{stored}"\nvariants=["ft"]\nbenchmarks=["spider"]\n',
+                rows_of({("ft", "spider"): (20, 200)}))
+    assert g.failed and "the stored results have no ft/spider" in g.message
