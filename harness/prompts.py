@@ -44,7 +44,7 @@ SPIDER_TEMPLATES: dict[str, SpiderTemplate] = {
     "paper": SpiderTemplate(name="paper", version=1, with_schema=False, chat=False),
     "schema": SpiderTemplate(
         name="schema",
-        version=1,
+        version=2,
         with_schema=True,
         chat=True,
         instruction=(
@@ -82,6 +82,14 @@ def _user_message(item: SpiderItem, schema: Schema | None, template: SpiderTempl
     return "\n\n".join(parts)
 
 
+def _shot_message(shot: SpiderItem, template: SpiderTemplate) -> str:
+    """A shot shows a question and its SQL, without its database's schema (as DAIL-SQL's
+    best example layout does): the schema of a shot's database says nothing about the asked
+    one, and leaving it out keeps a 3-shot prompt near a 0-shot one in length (on a CPU,
+    prompt length is most of the cost)."""
+    return f"Question: {shot.question}" if template.with_schema else shot.question
+
+
 def select_shots(pool: Sequence[SpiderItem], k: int, seed: int, exclude_question: str | None = None) -> list[SpiderItem]:
     """``k`` examples drawn from ``pool`` (the **train** split), deterministic in ``seed``.
 
@@ -115,12 +123,12 @@ def spider_prompt(
     use_chat = template.chat and tokenizer is not None and getattr(tokenizer, "chat_template", None)
     if use_chat:
         messages = []
-        for shot, shot_schema in shots:
-            messages.append({"role": "user", "content": _user_message(shot, shot_schema, template)})
+        for shot, _ in shots:
+            messages.append({"role": "user", "content": _shot_message(shot, template)})
             messages.append({"role": "assistant", "content": spider_answer(shot)})
         messages.append({"role": "user", "content": _user_message(item, schema, template)})
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    turns = [f"[INST] {_user_message(s, sch, template)} [/INST] {spider_answer(s)}" for s, sch in shots]
+    turns = [f"[INST] {_shot_message(s, template)} [/INST] {spider_answer(s)}" for s, _ in shots]
     turns.append(f"[INST] {_user_message(item, schema, template)} [/INST]")
     return "\n".join(turns)
 
@@ -137,3 +145,69 @@ def spider_completion(item: SpiderItem, eos_token: str) -> str:
     if not eos_token:
         raise ValueError("the tokenizer has no end-of-sequence token; training targets must end with one")
     return spider_answer(item) + eos_token
+
+
+# --- MMLU ------------------------------------------------------------------------------------
+# lm-evaluation-harness's default MMLU layout, character for character, so our accuracies are
+# comparable with published lm-eval numbers (lm_eval/tasks/mmlu/default/_default_template_yaml
+# and _generate_configs.py): a per-subject description, then k shots from the dev split of the
+# same subject ("first_n" sampler), then the question. Bump the version if any character changes.
+
+from harness.data.mmlu import MMLUItem  # noqa: E402  (this section is appended to the module)
+
+MMLU_TEMPLATE_VERSION = 1
+MMLU_ANSWER_CUE = "Answer:"
+_MMLU_FEWSHOT_DELIMITER = "\n\n"  # lm-eval's fewshot_delimiter, after every shot
+_MMLU_TARGET_DELIMITER = " "  # lm-eval's target_delimiter, between "Answer:" and the letter
+
+
+def mmlu_description(subject: str) -> str:
+    """``The following are multiple choice questions (with answers) about high school physics.`` + blank line."""
+    return f"The following are multiple choice questions (with answers) about {' '.join(subject.split('_'))}.\n\n"
+
+
+def mmlu_question(item: MMLUItem) -> str:
+    """One question as lm-eval's ``doc_to_text`` renders it: stripped question, the four
+    choices verbatim (lm-eval does not strip them), and the answer cue."""
+    a, b, c, d = item.choices
+    return f"{item.question.strip()}\nA. {a}\nB. {b}\nC. {c}\nD. {d}\n{MMLU_ANSWER_CUE}"
+
+
+def mmlu_shot(item: MMLUItem) -> str:
+    """A solved example: the question, then " " and its answer letter."""
+    return mmlu_question(item) + _MMLU_TARGET_DELIMITER + item.answer
+
+
+def mmlu_prompt_parts(item: MMLUItem, shots: Sequence[MMLUItem]) -> tuple[str, str]:
+    """The prompt split into (shared prefix, question suffix); ``prefix + suffix`` is the prompt.
+
+    The prefix (description and shots, ending with the blank line before the question) is the
+    same for every question of a subject, so a scorer can compute it once and reuse it.
+    """
+    strangers = [s.item_id for s in shots if s.subject != item.subject]
+    if strangers:
+        # deepeval's MMLU benchmark reuses the first subject's shots for every subject; a shot
+        # from another subject is that bug, not a choice.
+        raise ValueError(f"{item.item_id}: MMLU shots must come from subject {item.subject!r}, got {', '.join(strangers)}")
+    prefix = mmlu_description(item.subject) + "".join(mmlu_shot(s) + _MMLU_FEWSHOT_DELIMITER for s in shots)
+    return prefix, mmlu_question(item)
+
+
+def mmlu_prompt(item: MMLUItem, shots: Sequence[MMLUItem]) -> str:
+    """The full k-shot prompt for ``item``; it ends with ``Answer:`` (no trailing space)."""
+    prefix, suffix = mmlu_prompt_parts(item, shots)
+    return prefix + suffix
+
+
+def mmlu_shots(dev_items: Sequence[MMLUItem], subject: str, k: int, *, exclude: MMLUItem | None = None) -> list[MMLUItem]:
+    """The first ``k`` dev items of ``subject``, in file order (lm-eval's ``first_n`` sampler).
+
+    ``exclude`` drops the item being asked, as lm-eval does when shots and questions come from
+    the same split.
+    """
+    if k < 0:
+        raise ValueError(f"the number of MMLU shots must be >= 0, got {k}")
+    pool = sorted((s for s in dev_items if s.subject == subject and s != exclude), key=lambda s: s.index)
+    if len(pool) < k:
+        raise ValueError(f"asked for {k} MMLU shots of {subject!r}, but the shot pool has only {len(pool)}")
+    return pool[:k]

@@ -1,0 +1,467 @@
+"""The training recipe on a tiny random model and a tiny Spider-like folder built here.
+
+What is pinned: a run writes a loadable PEFT adapter and a valid summary; every example's
+labels end with EOS and cover only the completion; a diverged run is caught, reported and
+leaves an earlier adapter byte-identical; config mistakes name the file and the key; a sweep
+expands to one run per point.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+from transformers import TrainerCallback
+
+import training
+from training import ConfigError, TrainingFailed, divergence, load_config, load_sweep, train_from_config
+from training._config import parse_override, resolve_key
+from training._output import OutputError, check_output
+from training._recipe import _examples_seen
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = sorted((REPO / "training" / "configs").glob("*.toml"))
+
+_TABLES = [
+    {
+        "db_id": "concert_singer",
+        "table_names_original": ["singer", "concert"],
+        "table_names": ["singer", "concert"],
+        "column_names_original": [[-1, "*"], [0, "Singer_ID"], [0, "Name"], [0, "Age"], [1, "concert_ID"], [1, "Singer_ID"]],
+        "column_names": [[-1, "*"], [0, "singer id"], [0, "name"], [0, "age"], [1, "concert id"], [1, "singer id"]],
+        "column_types": ["text", "number", "text", "number", "number", "number"],
+        "primary_keys": [1, 4],
+        "foreign_keys": [[5, 1]],
+    },
+    {
+        "db_id": "pets_1",
+        "table_names_original": ["Pets"],
+        "table_names": ["pets"],
+        "column_names_original": [[-1, "*"], [0, "PetID"], [0, "PetType"], [0, "pet_age"]],
+        "column_names": [[-1, "*"], [0, "pet id"], [0, "pet type"], [0, "pet age"]],
+        "column_types": ["text", "number", "text", "number"],
+        "primary_keys": [1],
+        "foreign_keys": [],
+    },
+]
+_TRAIN = [
+    ("concert_singer", "How many singers do we have?", "SELECT count(*) FROM singer"),
+    ("concert_singer", "What are the names of singers older than 30?", "SELECT Name FROM singer WHERE Age > 30"),
+    ("concert_singer", "List singer names by age, oldest first.", "SELECT Name FROM singer ORDER BY Age DESC"),
+    ("concert_singer", "How many concerts are there?", "SELECT count(*) FROM concert"),
+    ("pets_1", "How many pets are there?", "SELECT count(*) FROM Pets"),
+    ("pets_1", "Find the number of distinct pet types.", "SELECT count(DISTINCT PetType) FROM Pets"),
+    ("pets_1", "What is the average pet age?", "SELECT avg(pet_age) FROM Pets"),
+    ("pets_1", "Which pets are older than 1?", "SELECT PetID FROM Pets WHERE pet_age > 1"),
+]
+DEV_MARKER = "DEV-ONLY QUESTION THAT TRAINING MUST NEVER SEE"
+
+
+def build_tiny_spider(root: Path) -> Path:
+    """tables.json + train_spider.json (8 items, 2 dbs), and a dev.json that must stay unread."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "tables.json").write_text(json.dumps(_TABLES))
+    (root / "train_spider.json").write_text(json.dumps([{"db_id": d, "question": q, "query": s} for d, q, s in _TRAIN]))
+    (root / "dev.json").write_text(json.dumps([{"db_id": "pets_1", "question": DEV_MARKER, "query": "SELECT 1"}]))
+    return root
+
+
+@pytest.fixture(scope="session")
+def spider_dir(tmp_path_factory) -> Path:
+    return build_tiny_spider(tmp_path_factory.mktemp("spider"))
+
+
+def write_config(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def tiny_config(
+    tmp_path: Path, model: Path, spider: Path, *, output: str = "adapter", steps: int = 3, sweep: str = "", device: str = "cpu"
+) -> Path:
+    """A config that trains the tiny model for a few steps on the tiny Spider folder (on CPU: in fp32)."""
+    return write_config(
+        tmp_path / "tiny.toml",
+        f"""
+name = "tiny"
+model = "{model}"
+output = "{tmp_path / output}"
+seed = 0
+
+[data]
+spider_dir = "{spider}"
+template = "schema"
+
+[train]
+max_steps = {steps}
+per_device_batch_size = 2
+gradient_accumulation_steps = 1
+learning_rate = 1e-3
+
+[hardware]
+device = "{device}"
+cpu_quantization = "fp32"
+{sweep}""",
+    )
+
+
+def read_bytes(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_model_dir, spider_dir):
+    """One successful tiny run, shared by the tests that only read its outputs."""
+    tmp = tmp_path_factory.mktemp("trained")
+    results = train_from_config(tiny_config(tmp, tiny_model_dir, spider_dir))
+    return results[0]
+
+
+# --- a run writes a loadable adapter and an honest summary ------------------------------------
+
+
+def test_run_writes_loadable_adapter_and_summary(trained, tiny_model_dir):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from harness.models import check_adapter_usable
+
+    out = trained.output
+    assert trained.ok and trained.status == "succeeded"
+    assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
+    check_adapter_usable(out)  # what the benchmarks call before using an adapter
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)), str(out))
+    assert any("lora_A" in n for n, _ in model.named_parameters())
+
+    s = json.loads((out / "training_summary.json").read_text())
+    assert s["status"] == "succeeded" and s["reason"] is None
+    assert s["seed"] == 0 and s["config"]["lora"]["r"] == 16
+    assert s["base_model"]["fingerprint"].startswith("dir:")
+    assert s["data"]["examples"] == len(_TRAIN) and len(s["data"]["fingerprint"]) == 64
+    assert s["data"]["dropped_overlong"] == 0 and s["data"]["truncated"] == 0
+    assert s["steps_done"] == 3 and len(s["loss_curve"]) == 3
+    assert s["examples_seen"] == 6 and s["tokens_seen"] > 0 and s["tokens_per_s"] > 0
+    assert all(math.isfinite(r["loss"]) for r in s["loss_curve"])
+    assert s["quantization"]["used"] == "fp32" and s["device"].startswith("cpu")
+    assert s["libraries"]["trl"] and s["libraries"]["peft"] and s["wall_time_s"] > 0
+    assert len(s["adapter_sha256"]) == 64
+    leftovers = [p.name for p in out.parent.iterdir() if p.name.startswith(".")]
+    assert leftovers == [], "staging folders must not outlive the run"
+    assert not (out.parent / "adapter.failed").exists()
+
+
+def test_every_example_ends_with_eos_and_only_the_completion_is_trained(tmp_path, tiny_model_dir, spider_dir):
+    from harness.models import resolve_model
+    from training import _recipe
+
+    cfg = load_config(tiny_config(tmp_path, tiny_model_dir, spider_dir))
+    resolved = resolve_model(cfg.model)
+    model, quant = _recipe._setup_model(resolved, cfg.hardware, "cpu")
+    tok = _recipe._setup_tokenizer(resolved, model)
+    examples = _recipe._setup_dataset(cfg, tok)
+    trainer, *_ = _recipe._setup_trainer(cfg, model, tok, examples, _recipe._setup_peft(cfg.lora), quant, "cpu", tmp_path, ())
+
+    rows = trainer.train_dataset
+    assert len(rows) == len(_TRAIN)
+    for ids, labels in zip(rows["input_ids"], rows["labels"]):
+        assert labels[-1] == tok.eos_token_id, "the last trained token must be EOS"
+        assert tok.eos_token_id in [x for x in labels if x != -100]
+        assert labels[0] == -100, "the prompt must not be trained on"
+        trained_text = tok.decode([x for x in labels if x != -100])
+        assert trained_text.startswith("SELECT") and trained_text.endswith(tok.eos_token)
+    assert all(DEV_MARKER not in p for p in examples.prompts)
+
+
+# --- the divergence guard -----------------------------------------------------------------------
+
+
+class InjectLoss(TrainerCallback):
+    """Overwrites the n-th logged loss with ``values[n]`` (None: leave it), as a diverging run
+    would log it; the recipe runs extra callbacks before its guard, so the guard sees these."""
+
+    def __init__(self, values):
+        self.values = values
+        self.n = 0
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            if self.n < len(self.values) and self.values[self.n] is not None:
+                logs["loss"] = self.values[self.n]
+            self.n += 1
+        return control
+
+
+def test_nan_loss_is_caught_and_the_earlier_adapter_survives(tmp_path, trained, tiny_model_dir, spider_dir):
+    out = tmp_path / "adapter"
+    shutil.copytree(trained.output, out)
+    before = read_bytes(out)
+    config = tiny_config(tmp_path, tiny_model_dir, spider_dir, steps=5)
+
+    with pytest.raises(TrainingFailed) as caught:
+        train_from_config(config, callbacks=[InjectLoss([None, float("nan")])])
+
+    result = caught.value.results[0]
+    assert result.status == "diverged" and "nan" in result.reason
+    assert read_bytes(out) == before, "a diverged run must leave the earlier adapter byte-identical"
+    failed = json.loads((tmp_path / "adapter.failed" / "training_summary.json").read_text())
+    assert failed["status"] == "diverged" and failed["steps_done"] == 2 and failed["diverged_at_step"] == 2
+    assert failed["loss_curve"][1]["loss"] == "nan"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_growing_loss_is_caught_and_the_cli_exits_non_zero(tmp_path, tiny_model_dir, spider_dir, capsys, monkeypatch):
+    from training import _cli
+
+    config = tiny_config(tmp_path, tiny_model_dir, spider_dir, steps=8)
+    losses = [1.0, 1.0, 1.0, 3.5, 4.0, 5.0, 6.0, 7.0]  # above 3 x 1.0 from the 4th log on
+    original = _cli.run
+    monkeypatch.setattr(_cli, "run", lambda cfg, **kw: original(cfg, **{**kw, "callbacks": [InjectLoss(losses)]}))
+
+    code = training.main(["--config", str(config)])
+
+    assert code == 1
+    assert "diverged" in capsys.readouterr().err
+    assert not (tmp_path / "adapter").exists(), "no adapter may appear where a run diverged"
+    failed = json.loads((tmp_path / "adapter.failed" / "training_summary.json").read_text())
+    assert failed["status"] == "diverged" and failed["steps_done"] == 6
+
+
+def test_huge_learning_rate_diverges(tmp_path, tiny_model_dir, spider_dir):
+    config = tiny_config(tmp_path, tiny_model_dir, spider_dir, steps=12)
+    with pytest.raises(TrainingFailed) as caught:
+        train_from_config(config, learning_rate=1e4, max_grad_norm=0.0)
+    assert caught.value.results[0].status == "diverged"
+    assert not (tmp_path / "adapter").exists()
+
+
+@pytest.mark.parametrize(
+    ("losses", "grad_norm", "reference_logs", "diverged"),
+    [
+        ([], None, 1, False),
+        ([2.0, 1.5, 1.0], None, 1, False),
+        ([float("nan")], None, 3, True),  # non-finite: at once, even inside the reference window
+        ([2.0, float("inf")], None, 1, True),
+        ([2.0, 1.9], float("nan"), 1, True),
+        ([1.0, 3.5, 3.5], None, 1, False),  # only 2 logs above the bound, patience 3
+        ([1.0, 3.5, 3.5, 3.5], None, 1, True),
+        ([1.0, 3.5, 2.0, 3.5, 3.5], None, 1, False),  # a dip resets the streak
+        ([1.0, 2.9, 2.9, 2.9, 2.9], None, 1, False),  # growth below the bound is not divergence
+        ([0.5, 2.0, 2.0, 1.8, 1.8, 1.8], None, 1, True),  # one lucky first batch against a single reference...
+        ([0.5, 2.0, 2.0, 1.8, 1.8, 1.8], None, 3, False),  # ...is no trap with a 3-log mean (1.5 -> bound 4.5)
+        ([1.0, 1.0, 1.0, 5.0, 6.0, 7.0], None, 3, True),
+    ],
+)
+def test_divergence_verdict(losses, grad_norm, reference_logs, diverged):
+    verdict = divergence(losses, factor=3.0, patience=3, reference_logs=reference_logs, grad_norm=grad_norm)
+    assert (verdict is not None) == diverged
+
+
+# --- configs ----------------------------------------------------------------------------------
+
+
+def test_unknown_key_names_file_key_and_suggestion(tmp_path):
+    path = write_config(tmp_path / "bad.toml", "[train]\nlearnig_rate = 2e-4\n[lora]\nrank = 8\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    msg = str(e.value)
+    assert str(path) in msg
+    assert "train.learnig_rate: unknown key; did you mean 'learning_rate'?" in msg
+    assert "lora.rank" in msg, "every problem is reported, not just the first"
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        ('[train]\nlearning_rate = "fast"\n', "train.learning_rate: expected float, got str 'fast'"),
+        ("[train]\nper_device_batch_size = 2.5\n", "train.per_device_batch_size: expected int, got float 2.5"),
+        ("[lora]\ntarget_modules = \"q_proj\"\n", "lora.target_modules: expected a list of strings"),
+        ('[data]\ntemplate = "schmea"\n', "data.template: 'schmea' is not one of paper, schema; did you mean 'schema'?"),
+        ("[train]\nlearning_rate = -1.0\n", "train.learning_rate: must be positive"),
+        ("train = 3\n", "train: expected a table"),
+        ('[hardware]\ncpu_quantization = "int4"\n', "hardware.cpu_quantization: 'int4' is not one of auto, nf4, fp32"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path, toml, expected):
+    path = write_config(tmp_path / "bad.toml", toml)
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert str(path) in str(e.value) and expected in str(e.value)
+
+
+def test_bad_config_exits_2_without_training(tmp_path, capsys):
+    path = write_config(tmp_path / "bad.toml", "modle = 'x'\n")
+    assert training.main(["--config", str(path)]) == 2
+    assert "modle: unknown key; did you mean 'model'?" in capsys.readouterr().err
+
+
+def test_overrides_take_dotted_or_unique_bare_keys(tmp_path):
+    path = write_config(tmp_path / "c.toml", "")
+    cfg = load_config(path, learning_rate=2e-2, **{"lora.r": 8}, max_steps=7, output="x/y")
+    assert (cfg.train.learning_rate, cfg.lora.r, cfg.train.max_steps, cfg.output) == (2e-2, 8, 7, "x/y")
+    assert cfg.name == "c" and load_config(path).output == "adapters/c"
+    assert resolve_key("r") == "lora.r"
+    assert parse_override("lora.target_modules=[\"q_proj\"]") == ("lora.target_modules", ["q_proj"])
+    assert parse_override("model=org/name") == ("model", "org/name")
+    with pytest.raises(ConfigError, match="did you mean 'learning_rate'"):
+        load_config(path, learning_rat=1.0)
+    with pytest.raises(ConfigError, match="expected float"):
+        load_config(path, learning_rate="high")
+
+
+def test_sweep_expands_to_one_run_per_point(tmp_path):
+    path = write_config(
+        tmp_path / "s.toml", 'output = "runs/s"\n[sweep]\nlearning_rate = [2e-4, 2e-2]\n"lora.r" = [8, 16]\n'
+    )
+    points = load_sweep(path)
+    assert len(points) == 4
+    outputs = [p.config.output for p in points]
+    assert len(set(outputs)) == 4 and all(o.startswith("runs/s/") for o in outputs)
+    assert "runs/s/learning_rate=0.02,r=8" in outputs
+    assert {(p.config.train.learning_rate, p.config.lora.r) for p in points} == {(2e-4, 8), (2e-4, 16), (2e-2, 8), (2e-2, 16)}
+    assert len(load_sweep(path, learning_rate=1e-3)) == 2, "an override pins a swept key"
+    with pytest.raises(ConfigError, match="holds a sweep"):
+        load_config(path)
+
+
+def test_sweep_with_a_bad_point_fails_before_training(tmp_path):
+    path = write_config(tmp_path / "s.toml", "[sweep]\nlearning_rate = [2e-4, \"big\"]\nlernrate = [1]\n")
+    with pytest.raises(ConfigError) as e:
+        load_sweep(path)
+    assert "sweep.lernrate: unknown key" in str(e.value)
+
+
+def test_sweep_trains_every_point(tmp_path, tiny_model_dir, spider_dir):
+    config = tiny_config(tmp_path, tiny_model_dir, spider_dir, output="sweep", steps=1, sweep="[sweep]\nseed = [0, 1]\n")
+    results = train_from_config(config)
+    assert [r.status for r in results] == ["succeeded", "succeeded"]
+    assert {r.output.name for r in results} == {"seed=0", "seed=1"}
+    summary = json.loads((tmp_path / "sweep" / "sweep_summary.json").read_text())
+    assert [r["status"] for r in summary["runs"]] == ["succeeded", "succeeded"]
+    assert results[0].summary["data"]["fingerprint"] != results[1].summary["data"]["fingerprint"]
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_shipped_configs_load(path):
+    points = load_sweep(path)
+    for p in points:
+        cfg = p.config
+        assert cfg.lora.r == 16 and cfg.lora.lora_alpha == 16 and cfg.lora.lora_dropout == 0.05
+        assert cfg.lora.target_modules == ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+        assert cfg.lora.bias == "none" and cfg.lora.task_type == "CAUSAL_LM"
+        assert cfg.hardware.cuda_quantization == "nf4" and cfg.train.epochs == 1.0
+
+
+def test_paper_configs_match_the_paper_tables():
+    t1 = load_config(REPO / "training/configs/paper_table1.toml")
+    t2 = load_config(REPO / "training/configs/paper_table2.toml")
+    assert (t1.train.learning_rate, t2.train.learning_rate) == (2e-4, 2e-2)
+    for cfg in (t1, t2):
+        assert (cfg.train.per_device_batch_size, cfg.train.gradient_accumulation_steps) == (64, 4)
+    default = load_config(REPO / "training/configs/default.toml")
+    assert default.output == "adapters/default" and default.data.template == "schema" and default.data.shots == 0
+
+
+# --- small pieces ---------------------------------------------------------------------------------
+
+
+def test_output_that_is_not_an_adapter_is_refused(tmp_path):
+    (tmp_path / "precious").mkdir()
+    (tmp_path / "precious" / "notes.txt").write_text("keep me")
+    with pytest.raises(OutputError, match="non-empty folder"):
+        check_output(tmp_path / "precious")
+    check_output(tmp_path / "absent")
+
+
+def test_a_killed_runs_leftovers_are_cleaned_and_its_old_adapter_restored(tmp_path):
+    from training._output import discard, make_staging
+
+    out = tmp_path / "adapter"
+    dead = 999_999_999  # above any pid the kernel hands out
+    old = tmp_path / f".adapter.old-{dead}-1"
+    old.mkdir()
+    (old / "adapter_config.json").write_text("{}")
+    (tmp_path / f".adapter.staging-{dead}-2").mkdir()
+    staging = make_staging(out)
+    assert (out / "adapter_config.json").read_text() == "{}", "killed between the renames: the old adapter comes back"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["adapter", staging.name])
+    discard(staging)
+
+
+def test_dry_run_lists_the_sweep_points(tmp_path, capsys):
+    path = write_config(tmp_path / "s.toml", 'output = "runs/s"\n[sweep]\nlearning_rate = [2e-4, 2e-2]\n')
+    assert training.main(["--config", str(path), "--dry-run", "--max-steps", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["s[learning_rate=0.0002]: output runs/s/learning_rate=0.0002 (learning_rate=0.0002)",
+                     "s[learning_rate=0.02]: output runs/s/learning_rate=0.02 (learning_rate=0.02)"]
+
+
+def test_a_spike_below_patience_is_a_warning_not_a_failure():
+    from training._config import TrainingConfig
+    from training._recipe import _loss_warnings
+
+    curve = [{"loss": x} for x in (2.9, 2.3, 6.9, 10.2, 11.4, 7.5, 3.6)]  # paper_table2 on CPU, 10 linear-decay steps
+    warnings = _loss_warnings(curve, TrainingConfig())
+    assert len(warnings) == 2 and "above the first" in warnings[0] and "peaked at 11.4" in warnings[1]
+    assert _loss_warnings([{"loss": 2.0}, {"loss": 1.5}], TrainingConfig()) == []
+
+
+def test_examples_seen_counts_epochs():
+    assert _examples_seen(3, 8, 2, 1) == 6
+    assert _examples_seen(4, 8, 2, 1) == 8
+    assert _examples_seen(5, 8, 2, 1) == 10  # second epoch
+    assert _examples_seen(1, 1000, 64, 4) == 256
+
+
+def test_overlong_examples_are_dropped_or_truncated_and_counted(tiny_model_dir, spider_dir):
+    from harness.models import load_tokenizer, resolve_model
+    from training._data import build_examples, pick_max_length
+
+    tok = load_tokenizer(resolve_model(str(tiny_model_dir)))
+    common = dict(spider_dir=str(spider_dir), template="schema", shots=0, max_examples=0, max_length=0, seed=0)
+    full = build_examples(tok, length_percentile=100, overlong="drop", **common)
+    assert full.stats["dropped_overlong"] == 0 and full.max_length == max(full.lengths)
+    dropped = build_examples(tok, length_percentile=50, overlong="drop", **common)
+    cut = pick_max_length(full.lengths, 50)
+    n_over = sum(1 for n in full.lengths if n > cut)
+    assert dropped.max_length == cut and dropped.stats["dropped_overlong"] == n_over > 0
+    assert dropped.stats["examples"] == len(_TRAIN) - n_over
+    truncated = build_examples(tok, length_percentile=50, overlong="truncate", **common)
+    assert truncated.stats["truncated"] == n_over and truncated.stats["examples"] == len(_TRAIN)
+    subset = build_examples(tok, length_percentile=100, overlong="drop", **{**common, "max_examples": 3})
+    again = build_examples(tok, length_percentile=100, overlong="drop", **{**common, "max_examples": 3})
+    assert subset.stats["examples"] == 3 and subset.stats["fingerprint"] == again.stats["fingerprint"]
+
+
+def test_time_budget_stops_early_and_still_succeeds(tmp_path, tiny_model_dir, spider_dir):
+    config = tiny_config(tmp_path, tiny_model_dir, spider_dir, steps=6)
+    result = train_from_config(config, time_budget_s=1e-6)[0]
+    assert result.ok and result.summary["steps_done"] == 1 and result.summary["steps_planned"] == 6
+    assert "stopped after step 1 of 6" in result.summary["stopped_by_time_budget"]
+
+
+def test_cpu_4bit_is_used_when_it_works_and_fp32_is_the_announced_fallback(tiny_model_dir, monkeypatch, caplog):
+    import bitsandbytes as bnb
+
+    from harness.models import resolve_model
+    from training import _recipe
+    from training._config import HardwareSettings
+
+    resolved = resolve_model(str(tiny_model_dir))
+    model, quant = _recipe._setup_model(resolved, HardwareSettings(device="cpu", cpu_quantization="auto"), "cpu")
+    assert quant.used == "nf4" and quant.fallback_reason is None
+    assert any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
+
+    def broken(model):
+        raise RuntimeError("simulated: no 4-bit CPU kernel")
+
+    monkeypatch.setattr(_recipe, "_check_backward", broken)
+    with caplog.at_level("WARNING", logger="training"):
+        model, quant = _recipe._setup_model(resolved, HardwareSettings(device="cpu", cpu_quantization="auto"), "cpu")
+    assert quant.used == "fp32" and quant.requested == "auto" and "simulated" in quant.fallback_reason
+    assert "training the unquantized fp32 model instead" in caplog.text
+    assert not any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
+    with pytest.raises(RuntimeError, match="cpu_quantization = 'nf4'"):
+        _recipe._setup_model(resolved, HardwareSettings(device="cpu", cpu_quantization="nf4"), "cpu")

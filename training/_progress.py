@@ -1,0 +1,133 @@
+"""A progress bar with the loss and tokens/s, the loss curve the summary keeps, and the
+time budget that ends a CPU run on time.
+
+:class:`ProgressRecorder` replaces the trainer's own progress bar and log printer (the recipe
+passes ``disable_tqdm=True`` and removes ``PrinterCallback``), so one line shows where a run is.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+from tqdm.auto import tqdm
+from transformers import TrainerCallback
+
+
+class ProgressRecorder(TrainerCallback):
+    """Counts tokens and time, keeps one row per log, and draws the bar.
+
+    ``curve``: ``{"step", "loss", "grad_norm", "learning_rate", "tokens", "elapsed_s"}`` per
+    log; ``tokens`` are the non-padding input tokens seen so far (prompt and completion).
+    """
+
+    def __init__(self, *, desc: str = "training"):
+        self.desc = desc
+        self.curve: list[dict] = []
+        self.started: float | None = None
+        self.ended: float | None = None
+        self.cpu_started: float | None = None
+        self.cpu_seconds = 0.0  # CPU time of this process while training, all threads: steadier than wall time on a shared machine
+        self.tokens = 0
+        self.steps = 0
+        self.max_steps: int | None = None
+        self._bar = None
+
+    @property
+    def train_seconds(self) -> float:
+        if self.started is None:
+            return 0.0
+        return (self.ended or time.perf_counter()) - self.started
+
+    @property
+    def tokens_per_s(self) -> float:
+        s = self.train_seconds
+        return self.tokens / s if s > 0 else 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = time.perf_counter()
+        self.cpu_started = time.process_time()
+        self.max_steps = state.max_steps
+        interactive = sys.stderr.isatty()
+        self._bar = tqdm(
+            total=state.max_steps, desc=self.desc, unit="step", dynamic_ncols=True, mininterval=0.5 if interactive else 10.0
+        )
+        return control
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.tokens = int(state.num_input_tokens_seen)
+        self.steps = state.global_step
+        if self._bar is not None:
+            self._bar.update(state.global_step - self._bar.n)
+        return control
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or "loss" not in logs:
+            return control
+        self.tokens = int(state.num_input_tokens_seen)
+        row = {
+            "step": state.global_step,
+            "loss": _number(logs["loss"]),
+            "grad_norm": _number(logs.get("grad_norm")),
+            "learning_rate": _number(logs.get("learning_rate")),
+            "tokens": self.tokens,
+            "elapsed_s": round(self.train_seconds, 2),
+        }
+        self.curve.append(row)
+        if self._bar is not None:
+            self._bar.set_postfix(loss=f"{logs['loss']:.4f}", tok_s=f"{self.tokens_per_s:.0f}", refresh=False)
+        return control
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.tokens = int(state.num_input_tokens_seen)
+        self.steps = state.global_step
+        self.close()
+        return control
+
+    def close(self) -> None:
+        """Stop the clock and the bar (also after an exception, when on_train_end never comes)."""
+        if self.ended is None and self.started is not None:
+            self.ended = time.perf_counter()
+            self.cpu_seconds = time.process_time() - self.cpu_started
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def _number(value):
+    """A JSON-safe float: NaN and inf become strings ("nan", "inf"), so the summary stays valid JSON."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else str(value)
+
+
+class TimeBudget(TrainerCallback):
+    """Ends training early enough for the whole run to finish by ``deadline`` (a
+    ``time.perf_counter()`` value): after each step it stops when one more step, at the mean
+    step time so far, would pass the deadline.
+
+    A run stopped this way still succeeds (it is a budget, not an error); ``stopped_at`` and
+    the summary say how far it got, so a short CPU run is never mistaken for a full one.
+    """
+
+    def __init__(self, deadline: float):
+        self.deadline = deadline
+        self.started: float | None = None
+        self.stopped_at: int | None = None
+        self.step_s: float | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = time.perf_counter()
+        return control
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.started is None or state.global_step >= state.max_steps or state.global_step == 0:
+            return control
+        now = time.perf_counter()
+        self.step_s = (now - self.started) / state.global_step
+        if now + self.step_s > self.deadline:
+            self.stopped_at = state.global_step
+            control.should_training_stop = True
+        return control

@@ -1,0 +1,459 @@
+"""The QLoRA recipe: TRL SFTTrainer + PEFT LoRA + bitsandbytes 4-bit, read from top to bottom.
+
+:func:`run` takes a validated :class:`~training._config.TrainingConfig` and calls, in order,
+``_setup_model`` (CUDA: 4-bit nf4 with bf16 compute; CPU: the same through bitsandbytes' CPU
+backend when it works, else fp32), ``_setup_tokenizer``, ``_setup_dataset`` (Spider train
+through ``harness.prompts``, every completion ending with EOS), ``_setup_peft``,
+``_setup_trainer``, then trains and saves. The adapter is written into a staging folder and
+moved to the output path only when the run succeeded; a diverged or failed run leaves any
+earlier adapter there untouched and its summary in ``<output>.failed/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import platform
+import shutil
+import time
+import traceback
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Sequence
+
+from training._config import HardwareSettings, LoraSettings, TrainingConfig
+from training._output import SUMMARY_NAME, check_output, discard, make_staging, publish, record_failure, write_json
+
+log = logging.getLogger("training")
+
+STATUSES = ("succeeded", "diverged", "failed")
+_LIBRARIES = ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "bitsandbytes", "tokenizers", "safetensors")
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """How the base model was actually loaded (which may differ from what was asked)."""
+
+    requested: str
+    used: str  # "nf4", "fp32" or "bf16"
+    compute_dtype: str  # "bfloat16" or "float32"
+    fallback_reason: str | None = None
+    probe_s: float | None = None  # seconds the 4-bit CPU check took
+
+    def to_dict(self) -> dict:
+        return dict(vars(self))
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """What one run ended with. ``summary_path`` is inside the adapter on success, in
+    ``<output>.failed/`` otherwise."""
+
+    status: str
+    output: Path
+    summary_path: Path
+    summary: dict
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "succeeded"
+
+    @property
+    def reason(self) -> str | None:
+        return self.summary.get("reason")
+
+
+def run(cfg: TrainingConfig, *, callbacks: Sequence = (), sweep_values: dict | None = None) -> TrainingResult:
+    """Train the adapter ``cfg`` describes and publish it at ``cfg.output`` if the run succeeds.
+
+    Args:
+        cfg: a validated config (``load_config`` / ``load_sweep``).
+        callbacks: extra ``TrainerCallback``s; they run before the recipe's own progress
+            recorder and divergence guard, so they see (and, in tests, may alter) each log first.
+        sweep_values: the swept keys and values of this run, recorded in its summary.
+
+    Returns:
+        The result, whatever the status; it raises only for an unusable output path
+        (``OutputError``) and re-raises KeyboardInterrupt after recording the failure.
+    """
+    started = time.perf_counter()
+    output = Path(cfg.output)
+    check_output(output)
+    summary = _base_summary(cfg, sweep_values)
+    staging = make_staging(output)
+    progress = guard = None
+    try:
+        from transformers import set_seed
+
+        from harness.models import resolve_model
+
+        set_seed(cfg.seed)
+        device = _setup_device(cfg.hardware)
+        summary["device"] = _describe_device(device)
+        resolved = resolve_model(cfg.model)
+        summary["base_model"] = {"name": resolved.name, "path": resolved.path, "fingerprint": resolved.fingerprint}
+        model, quant = _setup_model(resolved, cfg.hardware, device)
+        summary["quantization"] = quant.to_dict()
+        tokenizer = _setup_tokenizer(resolved, model)
+        # After the tokenizer: prompts go through its chat template, completions end with its EOS.
+        examples = _setup_dataset(cfg, tokenizer)
+        summary["data"] = examples.stats
+        peft_config = _setup_peft(cfg.lora)
+        # After the dataset: max_length comes from the measured example lengths.
+        trainer, progress, guard, budget = _setup_trainer(
+            cfg, model, tokenizer, examples, peft_config, quant, device, staging, callbacks, started
+        )
+
+        log.info(
+            "training %s on %s: %d examples, max_length %d, %s base, lr %g, batch %d x %d",
+            cfg.name, summary["device"], examples.stats["examples"], examples.max_length, quant.used,
+            cfg.train.learning_rate, cfg.train.per_device_batch_size, cfg.train.gradient_accumulation_steps,
+        )
+        trainer.train()
+        progress.close()
+        _record_training(summary, progress, guard, len(examples.prompts), cfg)
+        if budget is not None and budget.stopped_at is not None:
+            summary["stopped_by_time_budget"] = (
+                f"stopped after step {budget.stopped_at} of {progress.max_steps}: one more step (~{budget.step_s:.0f} s) "
+                f"would pass train.time_budget_s = {cfg.train.time_budget_s:g} s for the whole run"
+            )
+            log.warning("%s: stopping early, %s", cfg.name, summary["stopped_by_time_budget"])
+        if guard.reason is not None:
+            return _fail(summary, output, staging, "diverged", guard.reason, started)
+        for warning in _loss_warnings(progress.curve, cfg):
+            summary["warnings"].append(warning)
+            log.warning("%s: %s", cfg.name, warning)
+
+        _save(trainer, staging)
+        bad = _nonfinite_weights(staging / "adapter_model.safetensors")
+        if bad:
+            return _fail(summary, output, staging, "diverged", f"the trained adapter holds non-finite weights ({bad})", started)
+        summary["adapter_sha256"] = _sha256(staging / "adapter_model.safetensors")
+        summary.update(status="succeeded", reason=None, wall_time_s=round(time.perf_counter() - started, 2))
+        write_json(staging / SUMMARY_NAME, summary)
+        publish(staging, output)
+        log.info(
+            "adapter %s written: %d steps, final loss %s, %.0f tokens/s, %.0f s",
+            output, summary["steps_done"], summary["final_loss"], summary["tokens_per_s"], summary["wall_time_s"],
+        )
+        return TrainingResult("succeeded", output, output / SUMMARY_NAME, summary)
+    except KeyboardInterrupt as e:
+        _close(progress)
+        _fail(summary, output, staging, "failed", f"interrupted ({e or 'KeyboardInterrupt'})", started)
+        raise
+    except Exception as e:  # any failure becomes a recorded, visible "failed" run, never a half-written adapter
+        _close(progress)
+        log.error("training %s failed:\n%s", cfg.name, traceback.format_exc())
+        if progress is not None:
+            _record_training(summary, progress, guard, None, cfg)
+        return _fail(summary, output, staging, "failed", f"{type(e).__name__}: {e}", started)
+    finally:
+        discard(staging)
+
+
+# --- setup, in dependency order -----------------------------------------------------------------
+
+
+def _setup_device(hw: HardwareSettings) -> str:
+    import torch
+
+    if hw.device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("hardware.device = 'cuda' but torch sees no CUDA device; set hardware.device = 'auto' or 'cpu'")
+    if hw.device == "cuda" or (hw.device == "auto" and torch.cuda.is_available()):
+        return "cuda"
+    return "cpu"
+
+
+def _setup_model(resolved, hw: HardwareSettings, device: str):
+    """The base model and how it was quantized.
+
+    CUDA: 4-bit nf4 (double quantization, bf16 compute) unless ``cuda_quantization = "none"``.
+    CPU: with ``cpu_quantization`` "auto" or "nf4", 4-bit through bitsandbytes' CPU backend,
+    checked by one small forward and backward pass; "auto" falls back to fp32 when the load or
+    the check fails, and says so in the log and the summary.
+    """
+    import torch
+
+    from harness.models import quantization_config
+
+    if device == "cuda":
+        if hw.cuda_quantization == "nf4":
+            model = _load(resolved, dtype=torch.bfloat16, quantization_config=quantization_config("nf4"), device_map={"": torch.cuda.current_device()})
+            return model, Quantization("nf4", "nf4", "bfloat16")
+        return _load(resolved, dtype=torch.bfloat16).to("cuda"), Quantization("none", "bf16", "bfloat16")
+
+    requested = hw.cpu_quantization
+    reason = None
+    if requested in ("auto", "nf4"):
+        t0 = time.perf_counter()
+        try:
+            model = _load(resolved, dtype=torch.bfloat16, quantization_config=quantization_config("nf4"), device_map={"": "cpu"})
+            _check_backward(model)
+            probe_s = round(time.perf_counter() - t0, 2)
+            log.info("4-bit nf4 through bitsandbytes' CPU backend works (checked in %.1f s)", probe_s)
+            return model, Quantization(requested, "nf4", "bfloat16", None, probe_s)
+        except Exception as e:
+            if requested == "nf4":
+                raise RuntimeError(f"hardware.cpu_quantization = 'nf4', but 4-bit nf4 on CPU failed: {type(e).__name__}: {e}") from e
+            reason = f"4-bit nf4 through bitsandbytes' CPU backend failed ({type(e).__name__}: {str(e)[:300]})"
+            log.warning("%s; training the unquantized fp32 model instead", reason)
+    return _load(resolved, dtype=torch.float32), Quantization(requested, "fp32", "float32", reason)
+
+
+def _load(resolved, **kwargs):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(resolved.path, gguf_file=resolved.gguf_file, **kwargs)
+
+
+def _check_backward(model) -> None:
+    """One forward and backward pass over 8 tokens; raises unless the loss and the input
+    gradient are finite (what LoRA training through the frozen 4-bit layers needs)."""
+    import torch
+
+    ids = (torch.arange(8) % model.config.vocab_size)[None]
+    emb = model.get_input_embeddings()(ids).detach().requires_grad_(True)
+    out = model(inputs_embeds=emb, labels=ids)
+    out.loss.backward()
+    grad = emb.grad
+    model.zero_grad(set_to_none=True)
+    if not torch.isfinite(out.loss) or grad is None or not torch.isfinite(grad).all():
+        raise RuntimeError(f"the check pass gave loss {out.loss.item()} and {'no' if grad is None else 'a non-finite'} input gradient")
+
+
+def _setup_tokenizer(resolved, model):
+    """The base model's tokenizer (``harness.models.load_tokenizer``, as the benchmarks load it),
+    with an EOS the model actually stops at: a completion ending in any other token would teach
+    the model to emit a token that does not end generation."""
+    from harness.models import load_tokenizer
+
+    tok = load_tokenizer(resolved)
+    stops = set()
+    for source in (model.config, getattr(model, "generation_config", None)):
+        ids = getattr(source, "eos_token_id", None)
+        stops |= set(ids) if isinstance(ids, (list, tuple)) else ({ids} if ids is not None else set())
+    if not tok.eos_token:
+        raise ValueError(f"model {resolved.name!r}: its tokenizer has no eos_token, so training targets cannot end with one")
+    if stops and tok.eos_token_id not in stops:
+        names = ", ".join(f"{i} {tok.convert_ids_to_tokens(i)!r}" for i in sorted(stops))
+        raise ValueError(
+            f"model {resolved.name!r}: the tokenizer's eos_token {tok.eos_token!r} (id {tok.eos_token_id}) is not a token "
+            f"the model stops at ({names}); fix the tokenizer's eos_token (harness.models) before training"
+        )
+    return tok
+
+
+def _setup_dataset(cfg: TrainingConfig, tokenizer):
+    from training._data import build_examples
+
+    d = cfg.data
+    examples = build_examples(
+        tokenizer, spider_dir=d.spider_dir, template=d.template, shots=d.shots, max_examples=d.max_examples,
+        max_length=d.max_length, length_percentile=d.length_percentile, overlong=d.overlong, seed=cfg.seed,
+    )
+    s = examples.stats
+    log.info(
+        "data: %d examples from %s (template %r, %d shots), max_length %d (%s); %d dropped as overlong, %d truncated, "
+        "%d without a schema", s["examples"], s["spider_dir"], s["template"], s["shots"], s["max_length"],
+        s["max_length_source"], s["dropped_overlong"], s["truncated"], s["dropped_no_schema"],
+    )
+    return examples
+
+
+def _setup_peft(lora: LoraSettings):
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=lora.r, lora_alpha=lora.lora_alpha, lora_dropout=lora.lora_dropout,
+        target_modules=list(lora.target_modules), bias=lora.bias, task_type=lora.task_type,
+    )
+
+
+def _setup_trainer(
+    cfg: TrainingConfig, model, tokenizer, examples, peft_config, quant: Quantization, device: str, staging: Path, callbacks,
+    started: float | None = None,
+):
+    from transformers import PrinterCallback
+    from trl import SFTConfig, SFTTrainer
+
+    from training._guard import DivergenceGuard
+    from training._progress import ProgressRecorder, TimeBudget
+
+    t = cfg.train
+    checkpointing = t.gradient_checkpointing == "on" or (t.gradient_checkpointing == "auto" and device == "cuda")
+    args = SFTConfig(
+        output_dir=str(staging / "trainer"),
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps or -1,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler,
+        warmup_steps=t.warmup_steps,
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        per_device_train_batch_size=t.per_device_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        gradient_checkpointing=checkpointing,
+        bf16=quant.compute_dtype == "bfloat16",
+        use_cpu=device == "cpu",
+        max_length=examples.max_length,
+        completion_only_loss=True,
+        packing=False,
+        logging_steps=t.logging_steps,
+        logging_nan_inf_filter=False,  # the trainer would otherwise hide a NaN loss from the guard
+        include_num_input_tokens_seen="non_padding",
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,  # ProgressRecorder draws the bar
+    )
+    progress = ProgressRecorder(desc=cfg.name)
+    guard = DivergenceGuard(factor=cfg.guard.loss_factor, patience=cfg.guard.patience, reference_logs=cfg.guard.reference_logs)
+    # The budget covers the whole run, from `started`; saving the adapter takes seconds, so keep 10 s for it.
+    budget = TimeBudget((started or time.perf_counter()) + t.time_budget_s - 10.0) if t.time_budget_s else None
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=examples.to_dataset(),
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=[*callbacks, progress, guard, *([budget] if budget else [])],
+    )
+    trainer.remove_callback(PrinterCallback)
+    return trainer, progress, guard, budget
+
+
+# --- after training ------------------------------------------------------------------------------
+
+
+def _save(trainer, staging: Path) -> None:
+    """The standard PEFT adapter files (adapter_config.json, adapter_model.safetensors)."""
+    shutil.rmtree(staging / "trainer", ignore_errors=True)
+    trainer.model.save_pretrained(str(staging))
+
+
+def _nonfinite_weights(path: Path) -> str | None:
+    from safetensors.torch import load_file
+
+    import torch
+
+    bad = [name for name, tensor in load_file(str(path)).items() if not torch.isfinite(tensor).all()]
+    return f"{len(bad)} tensors, e.g. {bad[0]}" if bad else None
+
+
+def _record_training(summary: dict, progress, guard, n_examples: int | None, cfg: TrainingConfig) -> None:
+    steps = progress.steps
+    finite = [r["loss"] for r in progress.curve if isinstance(r["loss"], float)]
+    summary.update(
+        load_average_at_end=_load_average(),
+        steps_planned=progress.max_steps,
+        steps_done=steps,
+        tokens_seen=progress.tokens,
+        train_time_s=round(progress.train_seconds, 2),
+        train_cpu_s=round(progress.cpu_seconds, 2),
+        tokens_per_s=round(progress.tokens_per_s, 2),
+        first_loss=progress.curve[0]["loss"] if progress.curve else None,
+        final_loss=progress.curve[-1]["loss"] if progress.curve else None,
+        min_loss=min(finite) if finite else None,
+        loss_curve=progress.curve,
+    )
+    if n_examples is not None:
+        summary["examples_seen"] = _examples_seen(steps, n_examples, cfg.train.per_device_batch_size, cfg.train.gradient_accumulation_steps)
+    if guard is not None and guard.reason is not None:
+        summary["diverged_at_step"] = guard.step
+
+
+def _loss_warnings(curve: list[dict], cfg: TrainingConfig) -> list[str]:
+    """What a reader of a succeeded run should not miss: it ended worse than it started, or it
+    spiked past the divergence bound for fewer logs than ``guard.patience``."""
+    losses = [r["loss"] for r in curve if isinstance(r["loss"], float)]
+    if len(losses) < 2:
+        return []
+    warnings = []
+    first, last, peak = losses[0], losses[-1], max(losses)
+    if last > first:
+        warnings.append(f"the last logged loss ({last:.4g}) is above the first ({first:.4g}): the run left the model worse on its own training batches")
+    if peak > cfg.guard.loss_factor * first:
+        warnings.append(
+            f"the loss peaked at {peak:.4g}, above the divergence bound {cfg.guard.loss_factor:g} x {first:.4g}, "
+            f"for fewer than guard.patience = {cfg.guard.patience} logs in a row"
+        )
+    return warnings
+
+
+def _examples_seen(steps: int, n: int, batch: int, accumulation: int) -> int:
+    """Examples consumed by ``steps`` optimizer steps over ``n`` examples (no drop_last)."""
+    per_epoch = max(1, math.ceil(math.ceil(n / batch) / accumulation))
+    full, rest = divmod(steps, per_epoch)
+    return full * n + min(rest * batch * accumulation, n)
+
+
+def _fail(summary: dict, output: Path, staging: Path, status: str, reason: str, started: float) -> TrainingResult:
+    summary.update(status=status, reason=reason, wall_time_s=round(time.perf_counter() - started, 2))
+    discard(staging)
+    path = record_failure(output, summary)
+    kept = "the earlier adapter there is unchanged" if (output / "adapter_config.json").is_file() else "no adapter was written"
+    log.error("training %s %s: %s; summary in %s (%s at %s)", summary["config"]["name"], status, reason, path, kept, output)
+    return TrainingResult(status, output, path, summary)
+
+
+def _close(progress) -> None:
+    if progress is not None:
+        progress.close()
+
+
+# --- the summary ---------------------------------------------------------------------------------
+
+
+def _base_summary(cfg: TrainingConfig, sweep_values: dict | None) -> dict:
+    return {
+        "status": "failed",
+        "reason": "did not finish",
+        "stopped_by_time_budget": None,
+        "warnings": [],
+        "config": cfg.to_dict(),
+        "config_file": cfg.source,
+        "sweep_point": sweep_values or None,
+        "seed": cfg.seed,
+        "output": cfg.output,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "load_average_at_start": _load_average(),  # tokens/s on a shared CPU means little without it
+        "libraries": _versions(),
+        "python": platform.python_version(),
+    }
+
+
+def _versions() -> dict:
+    versions = {}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def _load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def _describe_device(device: str) -> str:
+    import torch
+
+    if device == "cuda":
+        return f"cuda:{torch.cuda.current_device()} ({torch.cuda.get_device_name()})"
+    return f"cpu ({torch.get_num_threads()} threads, {platform.machine()})"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
