@@ -41,7 +41,7 @@ class SpiderTemplate:
 
 
 SPIDER_TEMPLATES: dict[str, SpiderTemplate] = {
-    "paper": SpiderTemplate(name="paper", version=1, with_schema=False, chat=False),
+    "paper": SpiderTemplate(name="paper", version=2, with_schema=False, chat=False),
     "schema": SpiderTemplate(
         name="schema",
         version=2,
@@ -129,7 +129,9 @@ def spider_prompt(
         messages.append({"role": "user", "content": _user_message(item, schema, template)})
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     turns = [f"[INST] {_shot_message(s, template)} [/INST] {spider_answer(s)}" for s, _ in shots]
-    turns.append(f"[INST] {_user_message(item, schema, template)} [/INST]")
+    # The prompt ends with the space that separates "[/INST]" from the answer in every shot,
+    # so the completion a model is trained on (spider_completion) starts right after it.
+    turns.append(f"[INST] {_user_message(item, schema, template)} [/INST] ")
     return "\n".join(turns)
 
 

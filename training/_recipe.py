@@ -117,7 +117,7 @@ def run(cfg: TrainingConfig, *, callbacks: Sequence = (), sweep_values: dict | N
         _record_training(summary, progress, guard, len(examples.prompts), cfg)
         if budget is not None and budget.stopped_at is not None:
             summary["stopped_by_time_budget"] = (
-                f"stopped after step {budget.stopped_at} of {progress.max_steps}: one more step (~{budget.step_s:.0f} s) "
+                f"stopped after step {budget.stopped_at} of {progress.max_steps}: one more step (up to {budget.step_s:.0f} s so far) "
                 f"would pass train.time_budget_s = {cfg.train.time_budget_s:g} s for the whole run"
             )
             log.warning("%s: stopping early, %s", cfg.name, summary["stopped_by_time_budget"])
