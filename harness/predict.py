@@ -10,7 +10,6 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from harness.config import ExperimentConfig, VariantConfig
 from harness.data.spider import Schema, SpiderItem, database_path

@@ -12,7 +12,6 @@ import json
 import math
 import random
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from harness.data.spider import find_spider_dir, load_schemas, load_spider_split
 from harness.prompts import get_spider_template, select_shots, spider_completion, spider_prompt
