@@ -174,6 +174,53 @@ def test_results_come_back_in_request_order_across_groups(tiny):
         assert t.logprobs == pytest.approx(a.logprobs, abs=1e-4)
 
 
+def _rows(lengths, shared=0):
+    from harness.mmlu_scoring import _Request
+
+    return [_Request(i, list(range(n)), (1, 2, 3, 4), shared) for i, n in enumerate(lengths)]
+
+
+@pytest.mark.parametrize("batch_size, max_batch_tokens", [(1, 10_000), (3, 10_000), (8, 100), (8, 35), (8, 1)])
+def test_batches_hold_every_row_once_longest_first_within_both_caps(batch_size, max_batch_tokens):
+    from harness.mmlu_scoring import _batches
+
+    lengths = [5, 50, 7, 30, 30, 12, 90, 1, 18, 40]
+    rows = _rows(lengths, shared=0)
+    batches = list(_batches(rows, batch_size, max_batch_tokens))
+    flat = [r.index for b in batches for r in b]
+    assert sorted(flat) == list(range(len(lengths)))
+    assert [lengths[i] for i in flat] == sorted(lengths, reverse=True)
+    for b in batches:
+        width = max(len(r.tokens) for r in b)
+        assert len(b) <= batch_size
+        # A row longer than the cap still runs, alone.
+        assert len(b) * width <= max_batch_tokens or len(b) == 1
+
+
+def test_batches_count_only_the_tokens_after_the_shared_prefix():
+    from harness.mmlu_scoring import _batches
+
+    rows = _rows([110, 105, 102, 101], shared=100)  # tails of 10, 5, 2 and 1 tokens
+    assert [len(b) for b in _batches(rows, 8, 20)] == [2, 2]
+    assert [len(b) for b in _batches(rows, 8, 40)] == [4]
+
+
+def test_token_capped_batches_score_the_same(tiny):
+    model, tokenizer = tiny
+    requests = requests_for(QUESTIONS, 2) + requests_for(QUESTIONS, 0)
+    wide = score_letters_loglik(model, tokenizer, requests, batch_size=8, max_batch_tokens=100_000, progress=False,
+                                min_shared_tokens=1)
+    narrow = score_letters_loglik(model, tokenizer, requests, batch_size=8, max_batch_tokens=1, progress=False,
+                                  min_shared_tokens=1)
+    for w, n in zip(wide, narrow):
+        assert w.logprobs == pytest.approx(n.logprobs, abs=1e-4)
+
+
+def test_batch_limits_below_one_are_refused():
+    with pytest.raises(ValueError, match="max_batch_tokens"):
+        score_letters_loglik(None, None, [("x", "y")], max_batch_tokens=0, progress=False)
+
+
 def test_ties_go_to_the_earlier_letter():
     assert LetterScores((-1.0, -0.5, -0.5, -2.0), 10, 0).letter == "B"
     assert LetterScores((-1.0, -1.0, -1.0, -1.0), 10, 0).logprob("C") == -1.0
