@@ -156,7 +156,7 @@ def run(args) -> dict:
             insts = [inst for it in chunk_items for inst in lm_reqs[it.item_id]]
 
             def run_ours():
-                scores = score_letters_loglik(model, tokenizer, reqs, batch_size=args.batch_size, progress=False)
+                scores = score_letters_loglik(model, tokenizer, reqs, batch_size=args.batch_size, max_batch_tokens=args.max_batch_tokens, progress=False)
                 ours.update({it.item_id: s.logprobs for it, s in zip(chunk_items, scores)})
 
             def run_lm():
@@ -165,7 +165,7 @@ def run(args) -> dict:
                     theirs[it.item_id] = tuple(ll for ll, _ in lls[4 * i : 4 * i + 4])
 
             def run_plain():
-                scores = score_letters_loglik(model, tokenizer, reqs, batch_size=args.batch_size, progress=False, reuse_prefix=False)
+                scores = score_letters_loglik(model, tokenizer, reqs, batch_size=args.batch_size, max_batch_tokens=args.max_batch_tokens, progress=False, reuse_prefix=False)
                 plain.update({it.item_id: s.logprobs for it, s in zip(chunk_items, scores)})
 
             order = [("ours", run_ours), ("lm", run_lm)]
@@ -236,6 +236,7 @@ def main(argv=None) -> int:
     p.add_argument("--subjects", nargs="+", default=None, help="only these subjects (default: all 57)")
     p.add_argument("--shots", type=int, nargs="+", default=[0, 4])
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-batch-tokens", type=int, default=2048, help="our scorer: padded tokens a forward pass (raise on a GPU)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--chunks", type=int, default=19, help="timing rounds (19: three subjects each), alternating which scorer goes first")
     p.add_argument("--plain", action="store_true", help="also time our scorer without prefix reuse")
