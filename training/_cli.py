@@ -2,6 +2,10 @@
 
 Exit status: 0 when every run succeeded, 1 when any run failed or diverged (its summary says
 why, and an earlier adapter at its output is left as it was), 2 for a bad config or command line.
+
+Several processes: ``torchrun --nproc_per_node N -m training --config FILE`` or
+``accelerate launch --num_processes N -m training --config FILE`` (docs/multi_gpu.md); rank 0
+logs, prints and writes, the other ranks log only warnings and errors.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from training._config import ConfigError, SweepPoint, load_sweep, parse_override
+from training._distributed import barrier_and_close, keep_multicast_off, world_from_env
 from training._output import OutputError, write_json
 from training._recipe import TrainingResult, run
 
@@ -54,7 +59,7 @@ def train_from_config(path: str | Path, *, callbacks: Sequence = (), **overrides
         if len(points) > 1:
             log.info("sweep run %d of %d: %s -> %s", i, len(points), point.label, point.config.output)
         results.append(run(point.config, callbacks=callbacks, sweep_values=dict(point.values) or None))
-    if points[0].values:
+    if points[0].values and world_from_env().is_main:
         _write_sweep_summary(points, results)
     if not all(r.ok for r in results):
         raise TrainingFailed(results)
@@ -91,6 +96,7 @@ def _raise_interrupt(signum, frame):
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line; returns the exit status (0 ok, 1 a run failed or diverged, 2 bad config)."""
     args = build_parser().parse_args(argv)
+    keep_multicast_off()  # before any process group: NCCL reads these when it starts
     # SIGTERM (a killed `make bench`, a CI timeout) unwinds like Ctrl-C, so the run in progress
     # removes its staging folder and records itself as failed; the old handler comes back after.
     previous = None
@@ -107,11 +113,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
+    world = world_from_env()
     if not logging.getLogger().handlers and not log.handlers:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("training: %(message)s"))
+        handler.setFormatter(logging.Formatter(f"training[rank {world.rank}]: %(message)s" if world.distributed else "training: %(message)s"))
         log.addHandler(handler)
-        log.setLevel(logging.INFO)
+        log.setLevel(logging.INFO if world.is_main else logging.WARNING)
     try:
         overrides = dict(parse_override(o) for o in args.overrides)
         if args.output is not None:
@@ -123,12 +130,17 @@ def _main(args: argparse.Namespace) -> int:
                 print(f"{point.config.name}: output {point.config.output}" + (f" ({point.label})" if point.values else ""))
             return 0
         results = train_from_config(args.config, **overrides)
+        barrier_and_close()  # rank 0 may still be writing the adapter; then the process group ends
     except (ConfigError, OutputError) as e:
         print(f"training: {e}", file=sys.stderr)
         return 2
     except TrainingFailed as e:
-        print(f"training: {e}", file=sys.stderr)
+        barrier_and_close()
+        if world.is_main:
+            print(f"training: {e}", file=sys.stderr)
         return 1
+    if not world.is_main:
+        return 0
     for r in results:
         print(f"training: {r.summary['config']['name']}: succeeded -> {r.output} "
               f"(final loss {r.summary.get('final_loss')}, {r.summary.get('tokens_per_s')} tokens/s)")

@@ -12,6 +12,8 @@ from typing import Sequence
 
 from transformers import TrainerCallback
 
+from training._distributed import any_rank
+
 
 def divergence(
     losses: Sequence[float], *, factor: float, patience: int, reference_logs: int = 1, grad_norm: float | None = None
@@ -46,7 +48,7 @@ def divergence(
 
 
 class DivergenceGuard(TrainerCallback):
-    """Stops training at the first log that :func:`divergence` condemns; ``reason`` says why."""
+    """Stops training at the first log that :func:`divergence` condemns on any rank; ``reason`` says why."""
 
     def __init__(self, *, factor: float, patience: int, reference_logs: int = 1):
         self.factor = factor
@@ -61,10 +63,15 @@ class DivergenceGuard(TrainerCallback):
             return control
         self.losses.append(float(logs["loss"]))
         grad_norm = logs.get("grad_norm")
-        self.reason = divergence(
+        verdict = divergence(
             self.losses, factor=self.factor, patience=self.patience, reference_logs=self.reference_logs,
             grad_norm=None if grad_norm is None else float(grad_norm),
         )
+        # Under DDP every rank logs the same all-gathered loss, so the verdicts agree; the vote
+        # makes sure of it: a rank that stopped alone would leave the others waiting forever.
+        if any_rank(verdict is not None, args.device) and verdict is None:
+            verdict = f"another training process found the run diverged at log {len(self.losses)} (loss here {self.losses[-1]:.4g})"
+        self.reason = verdict
         if self.reason is not None:
             self.step = state.global_step
             control.should_training_stop = True

@@ -14,6 +14,8 @@ import time
 from tqdm.auto import tqdm
 from transformers import TrainerCallback
 
+from training._distributed import any_rank
+
 
 class ProgressRecorder(TrainerCallback):
     """Counts tokens and time, keeps one row per log, and draws the bar.
@@ -51,7 +53,8 @@ class ProgressRecorder(TrainerCallback):
         self.max_steps = state.max_steps
         interactive = sys.stderr.isatty()
         self._bar = tqdm(
-            total=state.max_steps, desc=self.desc, unit="step", dynamic_ncols=True, mininterval=0.5 if interactive else 10.0
+            total=state.max_steps, desc=self.desc, unit="step", dynamic_ncols=True, mininterval=0.5 if interactive else 10.0,
+            disable=not state.is_world_process_zero,  # one bar for a multi-process run
         )
         return control
 
@@ -129,7 +132,9 @@ class TimeBudget(TrainerCallback):
         now = time.perf_counter()
         self.step_s = max(self.step_s, now - self._last)
         self._last = now
-        if state.global_step < state.max_steps and now + self.step_s > self.deadline:
+        late = state.global_step < state.max_steps and now + self.step_s > self.deadline
+        # Every rank votes at every step: the ranks stop together or not at all.
+        if any_rank(late, args.device):
             self.stopped_at = state.global_step
             control.should_training_stop = True
         return control

@@ -7,6 +7,12 @@ through ``harness.prompts``, every completion ending with EOS), ``_setup_peft``,
 ``_setup_trainer``, then trains and saves. The adapter is written into a staging folder and
 moved to the output path only when the run succeeded; a diverged or failed run leaves any
 earlier adapter there untouched and its summary in ``<output>.failed/``.
+
+Under ``torchrun`` / ``accelerate launch`` (``training._distributed``) every process runs this
+same recipe on its share of each batch (DDP, or FSDP from an accelerate config); each process
+accumulates ``gradient_accumulation_steps / processes`` micro-batches, so the effective batch is
+the config's whatever the number of processes, and only rank 0 writes the adapter, the summary
+or the failure folder.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import math
 import os
 import platform
 import shutil
+import tempfile
 import time
 import traceback
 from dataclasses import dataclass
@@ -25,7 +32,8 @@ from pathlib import Path
 from typing import Sequence
 
 from training._config import HardwareSettings, LoraSettings, TrainingConfig
-from training._output import SUMMARY_NAME, check_output, discard, make_staging, publish, record_failure, write_json
+from training._distributed import World, split_accumulation, world_from_env
+from training._output import SUMMARY_NAME, check_output, discard, failed_dir, make_staging, publish, record_failure, write_json
 
 log = logging.getLogger("training")
 
@@ -82,8 +90,12 @@ def run(cfg: TrainingConfig, *, callbacks: Sequence = (), sweep_values: dict | N
     started = time.perf_counter()
     output = Path(cfg.output)
     check_output(output)
+    world = world_from_env()
+    # Before anything loads: a batch that cannot be split over the processes is a config error.
+    accumulation = split_accumulation(cfg.train.per_device_batch_size, cfg.train.gradient_accumulation_steps, world.size)
     summary = _base_summary(cfg, sweep_values)
-    staging = make_staging(output)
+    # Only rank 0 writes beside the output; the others get a private scratch folder for the trainer.
+    staging = make_staging(output) if world.is_main else Path(tempfile.mkdtemp(prefix=f".training-rank{world.rank}-"))
     progress = guard = None
     try:
         from transformers import set_seed
@@ -91,7 +103,7 @@ def run(cfg: TrainingConfig, *, callbacks: Sequence = (), sweep_values: dict | N
         from harness.models import resolve_model
 
         set_seed(cfg.seed)
-        device = _setup_device(cfg.hardware)
+        device = _setup_device(cfg.hardware, world)
         summary["device"] = _describe_device(device)
         resolved = resolve_model(cfg.model)
         summary["base_model"] = {"name": resolved.name, "path": resolved.path, "fingerprint": resolved.fingerprint}
@@ -104,8 +116,9 @@ def run(cfg: TrainingConfig, *, callbacks: Sequence = (), sweep_values: dict | N
         peft_config = _setup_peft(cfg.lora)
         # After the dataset: max_length comes from the measured example lengths.
         trainer, progress, guard, budget = _setup_trainer(
-            cfg, model, tokenizer, examples, peft_config, quant, device, staging, callbacks, started
+            cfg, model, tokenizer, examples, peft_config, quant, device, staging, callbacks, started, world=world, accumulation=accumulation
         )
+        summary["distributed"] = _describe_world(trainer, world, cfg)
 
         log.info(
             "training %s on %s: %d examples, max_length %d, %s base, lr %g, batch %d x %d",
@@ -122,12 +135,15 @@ def run(cfg: TrainingConfig, *, callbacks: Sequence = (), sweep_values: dict | N
             )
             log.warning("%s: stopping early, %s", cfg.name, summary["stopped_by_time_budget"])
         if guard.reason is not None:
-            return _fail(summary, output, staging, "diverged", guard.reason, started)
+            return _fail(summary, output, staging, "diverged", guard.reason, started, world)
         for warning in _loss_warnings(progress.curve, cfg):
             summary["warnings"].append(warning)
             log.warning("%s: %s", cfg.name, warning)
 
-        _save(trainer, staging)
+        _save(trainer, staging, world)
+        if not world.is_main:  # rank 0 checks, publishes and reports the adapter
+            summary.update(status="succeeded", reason=None, wall_time_s=round(time.perf_counter() - started, 2))
+            return TrainingResult("succeeded", output, output / SUMMARY_NAME, summary)
         bad = _nonfinite_weights(staging / "adapter_model.safetensors")
         if bad:
             return _fail(summary, output, staging, "diverged", f"the trained adapter holds non-finite weights ({bad})", started)
@@ -142,14 +158,14 @@ def run(cfg: TrainingConfig, *, callbacks: Sequence = (), sweep_values: dict | N
         return TrainingResult("succeeded", output, output / SUMMARY_NAME, summary)
     except KeyboardInterrupt as e:
         _close(progress)
-        _fail(summary, output, staging, "failed", f"interrupted ({e or 'KeyboardInterrupt'})", started)
+        _fail(summary, output, staging, "failed", f"interrupted ({e or 'KeyboardInterrupt'})", started, world)
         raise
     except Exception as e:  # any failure becomes a recorded, visible "failed" run, never a half-written adapter
         _close(progress)
         log.error("training %s failed:\n%s", cfg.name, traceback.format_exc())
         if progress is not None:
             _record_training(summary, progress, guard, None, cfg)
-        return _fail(summary, output, staging, "failed", f"{type(e).__name__}: {e}", started)
+        return _fail(summary, output, staging, "failed", f"{type(e).__name__}: {e}", started, world)
     finally:
         discard(staging)
 
@@ -157,12 +173,15 @@ def run(cfg: TrainingConfig, *, callbacks: Sequence = (), sweep_values: dict | N
 # --- setup, in dependency order -----------------------------------------------------------------
 
 
-def _setup_device(hw: HardwareSettings) -> str:
+def _setup_device(hw: HardwareSettings, world: World = World()) -> str:
     import torch
 
     if hw.device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("hardware.device = 'cuda' but torch sees no CUDA device; set hardware.device = 'auto' or 'cpu'")
     if hw.device == "cuda" or (hw.device == "auto" and torch.cuda.is_available()):
+        if world.distributed:
+            # Before the model loads: the 4-bit base goes to torch.cuda.current_device().
+            torch.cuda.set_device(world.local_rank)
         return "cuda"
     return "cpu"
 
@@ -274,7 +293,7 @@ def _setup_peft(lora: LoraSettings):
 
 def _setup_trainer(
     cfg: TrainingConfig, model, tokenizer, examples, peft_config, quant: Quantization, device: str, staging: Path, callbacks,
-    started: float | None = None,
+    started: float | None = None, *, world: World = World(), accumulation: int | None = None,
 ):
     from transformers import PrinterCallback
     from trl import SFTConfig, SFTTrainer
@@ -296,8 +315,11 @@ def _setup_trainer(
         weight_decay=t.weight_decay,
         max_grad_norm=t.max_grad_norm,
         per_device_train_batch_size=t.per_device_batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        # The config's accumulation divided by the number of processes: the effective batch stays per_device x accumulation.
+        gradient_accumulation_steps=accumulation or t.gradient_accumulation_steps,
         gradient_checkpointing=checkpointing,
+        ddp_backend="gloo" if world.distributed and device == "cpu" else None,
+        ddp_find_unused_parameters=False if world.distributed else None,  # every LoRA weight gets a gradient
         bf16=quant.compute_dtype == "bfloat16",
         use_cpu=device == "cpu",
         max_length=examples.max_length,
@@ -329,10 +351,17 @@ def _setup_trainer(
 # --- after training ------------------------------------------------------------------------------
 
 
-def _save(trainer, staging: Path) -> None:
-    """The standard PEFT adapter files (adapter_config.json, adapter_model.safetensors)."""
+def _save(trainer, staging: Path, world: World = World()) -> None:
+    """The standard PEFT adapter files (adapter_config.json, adapter_model.safetensors), written by rank 0.
+
+    Under FSDP the adapter's shards are gathered first, which every rank must take part in
+    (``trainer.save_model``; it also writes the tokenizer and training_args.bin beside them).
+    """
+    if getattr(trainer, "is_fsdp_enabled", False):
+        trainer.save_model(str(staging))
+    elif world.is_main:
+        trainer.model.save_pretrained(str(staging))
     shutil.rmtree(staging / "trainer", ignore_errors=True)
-    trainer.model.save_pretrained(str(staging))
 
 
 def _nonfinite_weights(path: Path) -> str | None:
@@ -391,9 +420,11 @@ def _examples_seen(steps: int, n: int, batch: int, accumulation: int) -> int:
     return full * n + min(rest * batch * accumulation, n)
 
 
-def _fail(summary: dict, output: Path, staging: Path, status: str, reason: str, started: float) -> TrainingResult:
+def _fail(summary: dict, output: Path, staging: Path, status: str, reason: str, started: float, world: World = World()) -> TrainingResult:
     summary.update(status=status, reason=reason, wall_time_s=round(time.perf_counter() - started, 2))
     discard(staging)
+    if not world.is_main:  # rank 0 writes the failure folder
+        return TrainingResult(status, output, failed_dir(output) / SUMMARY_NAME, summary)
     path = record_failure(output, summary)
     kept = "the earlier adapter there is unchanged" if (output / "adapter_config.json").is_file() else "no adapter was written"
     log.error("training %s %s: %s; summary in %s (%s at %s)", summary["config"]["name"], status, reason, path, kept, output)
@@ -441,6 +472,33 @@ def _load_average() -> list[float] | None:
         return [round(x, 2) for x in os.getloadavg()]
     except (AttributeError, OSError):
         return None
+
+
+def _describe_world(trainer, world: World, cfg: TrainingConfig) -> dict:
+    """How the batch was split, from the trainer's own arguments; refuses a trainer that sees
+    another world than the launcher's (its effective batch would not be the config's)."""
+    a = trainer.args
+    if a.world_size != world.size:
+        raise RuntimeError(f"the launcher started {world.size} processes (WORLD_SIZE) but the trainer sees {a.world_size}")
+    effective = a.per_device_train_batch_size * a.gradient_accumulation_steps * a.world_size
+    configured = cfg.train.per_device_batch_size * cfg.train.gradient_accumulation_steps
+    if effective != configured:
+        raise RuntimeError(f"effective batch {effective} differs from the config's {configured}")
+    return {
+        "world_size": a.world_size,
+        "parallel_mode": str(a.parallel_mode.value),
+        "backend": a.ddp_backend or (_backend() if world.distributed else None),
+        "fsdp": bool(getattr(trainer, "is_fsdp_enabled", False)),
+        "per_device_batch_size": a.per_device_train_batch_size,
+        "gradient_accumulation_steps": a.gradient_accumulation_steps,
+        "effective_batch": effective,
+    }
+
+
+def _backend() -> str | None:
+    import torch.distributed as dist
+
+    return dist.get_backend() if dist.is_available() and dist.is_initialized() else None
 
 
 def _describe_device(device: str) -> str:
