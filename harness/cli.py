@@ -37,16 +37,17 @@ def _cmd_bench(args: argparse.Namespace, extra: list[str]) -> int:
     for v in exp.variants:
         if v.adapter:
             check_adapter_usable(v.adapter)
-    cmd = ["deepeval", "test", "run", "benchmarks/", "--experiment", args.experiment]
+    cmd = ["test", "run", "benchmarks/", "--experiment", args.experiment]
     for name in args.variant:
         cmd += ["--variant", name]
     if args.mark:
         cmd += ["-m", args.mark]
     cmd += extra
-    print("harness: " + " ".join(cmd), flush=True)
-    deepeval_bin = Path(sys.executable).with_name("deepeval")
-    cmd[0] = str(deepeval_bin) if deepeval_bin.exists() else "deepeval"
-    return subprocess.call(cmd, env={**os.environ, **_DEEPEVAL_ENV})
+    print("harness: deepeval " + " ".join(cmd), flush=True)
+    # deepeval's own CLI, run by this interpreter: no console script needs to be on PATH (a
+    # `pip install --target` or a bare GPU image has none) and no other Python is picked up.
+    deepeval = [sys.executable, "-c", "from deepeval.cli.main import app; app()"]
+    return subprocess.call(deepeval + cmd, env={**os.environ, **_DEEPEVAL_ENV})
 
 
 def _cmd_score_spider(args: argparse.Namespace, extra: list[str]) -> int:

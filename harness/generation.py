@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -128,6 +128,25 @@ def generate_batch(model, tokenizer, prompts: Sequence[str], settings: Generatio
     return tokenizer.batch_decode(out[:, prompt_length:], skip_special_tokens=True)
 
 
+def split_on_oom(compute: Callable[[list], list], batch: list) -> list:
+    """``compute(batch)``, halving the batch while the accelerator runs out of memory.
+
+    The batch size that fits is found by trying, so one config serves a 135M model on a laptop
+    GPU and a 7B model on an H200; the outputs do not depend on it (greedy decoding).
+    """
+    import torch
+
+    try:
+        return compute(batch)
+    except torch.cuda.OutOfMemoryError:
+        if len(batch) == 1:
+            raise
+        torch.cuda.empty_cache()
+        half = len(batch) // 2
+        log.warning("out of accelerator memory with a batch of %d; retrying as %d + %d", len(batch), half, len(batch) - half)
+        return split_on_oom(compute, batch[:half]) + split_on_oom(compute, batch[half:])
+
+
 # ---------------------------------------------------------------------------------------------
 # The cache.
 
@@ -174,8 +193,9 @@ class PredictionCache:
         if not meta.exists():
             meta.write_text(json.dumps(self.fingerprint, indent=2, sort_keys=True))
         with open(self.path, "a", encoding="utf-8") as f:
-            # A torn previous line must not swallow the next record.
-            if f.tell() > 0 and not self.path.read_bytes().endswith(b"\n"):
+            # A torn previous line must not swallow the next record. (Read the last byte only:
+            # reading the whole file at every append made a 14,042-question run quadratic.)
+            if f.tell() > 0 and not _ends_with_newline(self.path):
                 f.write("\n")
             for rec in records:
                 f.write(json.dumps(rec, ensure_ascii=False) + "\n")
@@ -195,11 +215,18 @@ class PredictionCache:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
+
+
 @dataclass
 class CacheStats:
     cached: int = 0
     computed: int = 0
     seconds: float = 0.0
+    computed_prompts: list[str] = field(default_factory=list)  # in the order they were computed
 
 
 def cached_compute(
@@ -210,14 +237,22 @@ def cached_compute(
     batch_size: int,
     sort_key: Callable[[str], int] | None = None,
     desc: str = "generating",
+    shard=None,
 ) -> tuple[list[dict], CacheStats]:
     """One record per prompt, from the cache when present, else computed in batches.
 
     ``compute_batch`` maps a list of prompts to a list of dicts (the payload of each record).
     Missing prompts are computed in ``sort_key`` order (e.g. token length, to cut padding)
     and appended to the cache after every batch, so an interrupted run loses one batch.
+    ``shard`` (a ``harness.sharding.Shard``, one per pytest-xdist worker): this worker computes
+    its share and waits for the other workers' records (``harness.sharding.sharded_compute``).
     """
     from tqdm.auto import tqdm
+
+    if shard is not None and shard.count > 1:
+        from harness.sharding import sharded_compute
+
+        return sharded_compute(cache, prompts, compute_batch, shard=shard, batch_size=batch_size, sort_key=sort_key, desc=desc)
 
     stats = CacheStats()
     with cache.locked():
@@ -236,6 +271,7 @@ def cached_compute(
                     records.update({r["key"]: r for r in new})
                     bar.update(len(chunk))
         stats.computed = len(todo)
+        stats.computed_prompts = [p for _, p in todo]
         stats.seconds = time.perf_counter() - start
     return [records[k] for k in keys], stats
 

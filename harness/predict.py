@@ -13,7 +13,7 @@ from pathlib import Path
 
 from harness.config import ExperimentConfig, VariantConfig
 from harness.data.spider import Schema, SpiderItem, database_path
-from harness.generation import GenerationSettings, PredictionCache, cached_compute, generate_batch
+from harness.generation import GenerationSettings, PredictionCache, cached_compute, generate_batch, split_on_oom
 from harness.model_pool import ModelPool
 from harness.prompts import get_spider_template, select_shots, spider_prompt
 
@@ -54,7 +54,7 @@ def spider_prompts(cfg: ExperimentConfig, variant: VariantConfig, data: SpiderDa
 
 
 def predict_spider(
-    cfg: ExperimentConfig, variant: VariantConfig, data: SpiderData, pool: ModelPool, cache_root: Path
+    cfg: ExperimentConfig, variant: VariantConfig, data: SpiderData, pool: ModelPool, cache_root: Path, *, shard=None
 ) -> tuple[dict[str, SpiderPrediction], dict]:
     """Predictions for every scorable selected item, from the cache or generated in batches,
     and a record of the phase (fingerprint, counts, seconds) for the run manifest."""
@@ -67,7 +67,8 @@ def predict_spider(
 
     def compute(batch: list[str]) -> list[dict]:
         with pool.activated(variant) as model:
-            return [{"raw": raw} for raw in generate_batch(model, tokenizer, batch, settings)]
+            raws = split_on_oom(lambda rows: generate_batch(model, tokenizer, rows, settings), batch)
+            return [{"raw": raw} for raw in raws]
 
     ids = list(prompts)
     records, stats = cached_compute(
@@ -77,15 +78,26 @@ def predict_spider(
         batch_size=settings.batch_size,
         sort_key=lambda p: len(tokenizer(p, add_special_tokens=False)["input_ids"]),
         desc=f"spider {variant.name}",
+        shard=shard,
     )
     predictions = {
         i: SpiderPrediction(item_id=i, prompt=prompts[i], raw=rec["raw"], sql=extract_sql(rec["raw"]))
         for i, rec in zip(ids, records)
     }
     template = get_spider_template(cfg.spider.template)
+    raw_of = {prompts[i]: rec["raw"] for i, rec in zip(ids, records)}
     phase = phase_record("spider", variant, cache, stats, template=template.name, template_version=template.version,
-                         seed=cfg.seed, n_prompts=len(ids), pool=pool)
+                         seed=cfg.seed, n_prompts=len(ids), pool=pool,
+                         prompt_tokens=_token_total(tokenizer, stats.computed_prompts),
+                         new_tokens=_token_total(tokenizer, [raw_of[p] for p in stats.computed_prompts]))
     return predictions, phase
+
+
+def _token_total(tokenizer, texts: list[str]) -> int:
+    """Tokens in ``texts``: what a phase computed, for its throughput (scripts/bench_phases.py)."""
+    if not texts:
+        return 0
+    return sum(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])
 
 
 def phase_record(benchmark: str, variant: VariantConfig, cache: PredictionCache, stats, *, pool: ModelPool, **info) -> dict:
@@ -181,7 +193,7 @@ def _context_length(pool: ModelPool, variant: VariantConfig, tokenizer) -> int:
 
 
 def predict_mmlu(
-    cfg: ExperimentConfig, variant: VariantConfig, data: MMLUData, pool: ModelPool, cache_root: Path
+    cfg: ExperimentConfig, variant: VariantConfig, data: MMLUData, pool: ModelPool, cache_root: Path, *, shard=None
 ) -> tuple[dict[str, MMLUPrediction], dict]:
     """The answer of every selected question, by log-likelihood of the letters (default) or
     by the first character of a greedy generation (the paper's way)."""
@@ -209,7 +221,9 @@ def predict_mmlu(
     def compute(prompts: list[str]) -> list[dict]:
         with pool.activated(variant) as model:
             if scoring == "loglik":
-                scores = score_letters_loglik(model, tokenizer, [parts[p] for p in prompts], batch_size=cfg.mmlu.batch_size, progress=False)
+                reuse = cfg.mmlu.reuse_prefix == "on" or (cfg.mmlu.reuse_prefix == "auto" and model.device.type == "cpu")
+                scores = score_letters_loglik(model, tokenizer, [parts[p] for p in prompts], batch_size=cfg.mmlu.batch_size,
+                                              max_batch_tokens=cfg.mmlu.max_batch_tokens, reuse_prefix=reuse, progress=False)
                 return [{"letter": s.letter, "logprobs": list(s.logprobs)} for s in scores]
             raws = generate_letters(model, tokenizer, prompts, batch_size=cfg.mmlu.batch_size, max_new_tokens=_MMLU_GENERATE_TOKENS, progress=False)
             return [{"letter": first_letter(r), "raw": r} for r in raws]
@@ -223,6 +237,7 @@ def predict_mmlu(
         batch_size=max(cfg.mmlu.batch_size * 8, 64),
         sort_key=lambda p: parts[p][0],
         desc=f"mmlu {variant.name} ({scoring})",
+        shard=shard,
     )
     predictions = {
         i: MMLUPrediction(
@@ -238,6 +253,7 @@ def predict_mmlu(
     phase = phase_record(
         "mmlu", variant, cache, stats, pool=pool, template="lm-eval-mmlu", template_version=MMLU_TEMPLATE_VERSION,
         seed=cfg.seed, n_prompts=len(ids), shots=k, scoring=scoring,
+        prompt_tokens=_token_total(tokenizer, stats.computed_prompts),
         shots_reduced=sum(f.shots_dropped > 0 for f in fitted.values()),
         predicted_letters=dict(Counter(p.letter or "<empty>" for p in predictions.values())),
     )

@@ -11,6 +11,7 @@ from harness.generation import (
     cached_compute,
     generate_batch,
     prompt_key,
+    split_on_oom,
     sql_is_complete,
 )
 
@@ -54,7 +55,7 @@ def test_cache_resumes_and_skips_done_items(tmp_path):
     records, stats = cached_compute(cache, ["a", "b", "c"], compute, batch_size=2)
     assert [r["raw"] for r in records] == ["A", "B", "C"] and stats.computed == 3
     records, stats = cached_compute(cache, ["a", "b", "c", "d"], compute, batch_size=2)
-    assert stats.cached == 3 and stats.computed == 1 and calls[-1] == ["d"]
+    assert stats.cached == 3 and stats.computed == 1 and calls[-1] == ["d"] and stats.computed_prompts == ["d"]
     assert json.loads(cache.path.with_suffix(".json").read_text()) == {"model": "m"}
 
 
@@ -75,6 +76,31 @@ def test_interrupted_run_resumes(tmp_path):
     records, stats = cached_compute(cache, ["a", "b", "c", "d"], lambda b: [{"raw": p} for p in b], batch_size=2)
     assert stats.computed == 2 and [r["raw"] for r in records] == ["a", "b", "c", "d"]
     assert len(cache.load()) == 4
+
+
+def test_split_on_oom_halves_until_the_batch_fits():
+    import torch
+
+    sizes = []
+
+    def compute(batch):
+        sizes.append(len(batch))
+        if len(batch) > 3:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return [x * 10 for x in batch]
+
+    assert split_on_oom(compute, list(range(10))) == [x * 10 for x in range(10)]  # order kept
+    assert max(s for s in sizes if s <= 3) <= 3 and sizes[0] == 10
+
+
+def test_split_on_oom_gives_up_at_one_row():
+    import torch
+
+    def compute(batch):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        split_on_oom(compute, [1, 2])
 
 
 def test_different_fingerprints_do_not_share(tmp_path):

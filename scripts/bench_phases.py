@@ -1,0 +1,124 @@
+"""Each phase of a bench run against its compute floor: how far from the hardware's limit is it?
+
+Reads what a run already recorded (the adapter's ``training_summary.json`` and the run's
+``phases/*.json``, written by ``harness bench``), measures this machine's matrix-multiply rate
+(bf16 on a GPU, fp32 on a CPU), and prints, per phase: tokens processed, seconds, tokens/s, the
+FLOP-bound floor for that work (2 x parameters x tokens for inference, 6 x for training, over the
+measured rate) and the ratio measured time / floor (1.0 would be the hardware's limit).
+
+    python scripts/bench_phases.py                                   # the newest reports/<run-id>
+    python scripts/bench_phases.py --run-dir reports/<run-id> --adapter adapters/paper_full --json out.json
+
+Only phases that computed something count (a phase read from the cache took no compute). The
+parameter count is the whole model's (embeddings counted once, as the tied output projection
+that every scored position multiplies by); the floor is therefore a bound on the dense work,
+not on what padding, attention over long prompts or kernel launches add.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def matmul_rate(device: str, size: int | None = None, reps: int = 10) -> tuple[float, str]:
+    """FLOP/s of a square matrix product on ``device``: bf16 on CUDA, fp32 on CPU."""
+    import torch
+
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    n = size or (8192 if device == "cuda" else 1024)
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    if device == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    return 2 * n**3 * reps / seconds, f"{str(dtype).removeprefix('torch.')} {n}x{n}x{n}"
+
+
+def parameter_count(model_name: str) -> int:
+    """Parameters of ``model_name``, counted on the meta device (no weights are read)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from harness.models import resolve_model
+
+    resolved = resolve_model(model_name)
+    config = AutoConfig.from_pretrained(resolved.path, gguf_file=resolved.gguf_file)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return sum(p.numel() for p in model.parameters())
+
+
+def phase_rows(run_dir: Path, adapters: list[Path]) -> list[dict]:
+    """One row per phase that computed: name, tokens, seconds, FLOP factor (2 or 6)."""
+    rows = []
+    for adapter in adapters:
+        summary_path = adapter / "training_summary.json"
+        if not summary_path.is_file():
+            continue
+        summary = json.loads(summary_path.read_text())
+        curve = summary.get("curve") or []
+        if curve:  # the training loop alone: loading and saving are not training work
+            tokens, seconds = curve[-1]["tokens"], curve[-1]["elapsed_s"]
+        else:
+            tokens, seconds = summary["tokens_per_s"] * summary["wall_time_s"], summary["wall_time_s"]
+        rows.append({"phase": f"training {adapter.name}", "tokens": int(tokens), "seconds": float(seconds), "factor": 6,
+                     "model": summary["base_model"]["name"]})
+    for path in sorted((run_dir / "phases").glob("*.json")):
+        phase = json.loads(path.read_text())
+        if not phase.get("computed"):
+            continue
+        tokens = phase.get("prompt_tokens", 0) + phase.get("new_tokens", 0)
+        if not tokens:
+            print(f"{path}: no token counts (recorded by an older harness); skipped", file=sys.stderr)
+            continue
+        label = "generation" if phase["benchmark"] == "spider" else f"{phase.get('scoring', 'loglik')} scoring"
+        rows.append({"phase": f"{phase['benchmark']} {label} {phase['variant']}", "tokens": tokens,
+                     "seconds": phase["seconds"], "factor": 2, "computed": phase["computed"]})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--run-dir", default=None, help="reports/<run-id> (default: the newest under reports/)")
+    p.add_argument("--adapter", action="append", default=[], help="adapter folder(s) with training_summary.json (repeatable)")
+    p.add_argument("--model", default="smollm2-135m-instruct", help="the base model, for its parameter count")
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    p.add_argument("--json", default=None, help="also write the table here")
+    args = p.parse_args(argv)
+
+    import torch
+
+    run_dir = Path(args.run_dir) if args.run_dir else max(Path("reports").iterdir(), key=lambda d: d.stat().st_mtime)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    rate, shape = matmul_rate(device)
+    params = parameter_count(args.model)
+    name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+    print(f"run {run_dir}; {name}: {rate / 1e12:.1f} TFLOP/s measured ({shape} matmul); {args.model}: {params / 1e6:.1f}M parameters")
+    rows = phase_rows(run_dir, [Path(a) for a in args.adapter])
+    print(f"{'phase':<34} {'tokens':>11} {'seconds':>8} {'tokens/s':>10} {'floor s':>8} {'x floor':>8}")
+    for r in rows:
+        r["tokens_per_s"] = r["tokens"] / r["seconds"] if r["seconds"] else 0.0
+        r["floor_s"] = r["factor"] * params * r["tokens"] / rate
+        r["times_floor"] = r["seconds"] / r["floor_s"] if r["floor_s"] else 0.0
+        print(f"{r['phase']:<34} {r['tokens']:>11,} {r['seconds']:>8.1f} {r['tokens_per_s']:>10,.0f} {r['floor_s']:>8.2f} {r['times_floor']:>8.1f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"run_dir": str(run_dir), "device": name, "flops_per_s": rate, "matmul": shape,
+                                               "parameters": params, "phases": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
