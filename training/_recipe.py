@@ -318,6 +318,7 @@ def _setup_trainer(
         # The config's accumulation divided by the number of processes: the effective batch stays per_device x accumulation.
         gradient_accumulation_steps=accumulation or t.gradient_accumulation_steps,
         gradient_checkpointing=checkpointing,
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         ddp_backend="gloo" if world.distributed and device == "cpu" else None,
         ddp_find_unused_parameters=False if world.distributed else None,  # every LoRA weight gets a gradient
         bf16=quant.compute_dtype == "bfloat16",
