@@ -13,6 +13,8 @@ os.environ.setdefault("DEEPEVAL_FILE_SYSTEM", "READ_ONLY")
 os.environ.setdefault("DEEPEVAL_TELEMETRY_OPT_OUT", "1")
 os.environ.setdefault("DEEPEVAL_DISABLE_DOTENV", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Our metrics are local and deterministic: no helper thread per case to enforce an LLM timeout.
+os.environ.setdefault("DEEPEVAL_DISABLE_TIMEOUTS", "1")
 
 pytest_plugins = ["fixtures.session", "fixtures.spider", "fixtures.mmlu", "harness.plugin"]
 

@@ -318,6 +318,33 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         deepeval_run.global_test_run_manager.save_to_disk = False
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtestloop(session: pytest.Session):
+    """While benchmark cases run, deepeval's settings are read from the environment once.
+
+    ``deepeval.config.settings.get_settings()`` hashes the whole process environment on every
+    call, to notice changes, and ``assert_test`` calls it about nine times a case: 2 of the
+    2.5 ms a case took. Nothing changes deepeval's settings while the benchmarks run, so for
+    the duration of the test loop the fingerprint is the one taken at its start (the settings
+    object is the same one deepeval built from that environment). Unit-test sessions, which
+    may change deepeval's environment on purpose, are left alone.
+    """
+    from fixtures.session import EXPERIMENT_KEY
+
+    patch = None
+    settings = sys.modules.get("deepeval.config.settings")
+    if EXPERIMENT_KEY in session.config.stash and settings is not None:
+        settings.get_settings()  # built (or rebuilt) from the environment as it is now
+        frozen = settings._settings_env_fingerprint
+        patch = pytest.MonkeyPatch()
+        patch.setattr(settings, "_calc_env_fingerprint", lambda: frozen)
+    try:
+        yield
+    finally:
+        if patch is not None:
+            patch.undo()
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Check the gates file while the benchmark files are collected (they load the

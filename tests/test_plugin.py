@@ -317,3 +317,42 @@ def test_deepeval_test_run(project, monkeypatch):
     assert result.ret == 0, result.stdout.str()
     result.stdout.fnmatch_lines(["PASSED  floor[[]0[]] ft/spider*", "*harness: the run passes*"])
     assert accuracies(results(pytester, "d1"))[("ft", "spider")][:2] == (6, 10)
+
+
+def test_deepeval_settings_are_read_once_while_benchmark_cases_run(monkeypatch):
+    """deepeval hashes the environment on every get_settings() call (most of assert_test's
+    time); during a benchmark session's test loop the plugin fixes that fingerprint, and
+    restores deepeval's own check afterwards."""
+    from types import SimpleNamespace
+
+    import deepeval.config.settings as settings
+
+    from fixtures.session import EXPERIMENT_KEY
+    from harness import plugin
+
+    session = SimpleNamespace(config=SimpleNamespace(stash={EXPERIMENT_KEY: object()}))
+    loop = plugin.pytest_runtestloop(session)
+    next(loop)
+    during = settings.get_settings()
+    monkeypatch.setenv("DEEPEVAL_VERBOSE_MODE", "1")  # a change deepeval would otherwise pick up
+    assert settings.get_settings() is during
+    with pytest.raises(StopIteration):
+        loop.send(None)
+    assert settings.get_settings() is not during
+    assert settings.get_settings().DEEPEVAL_VERBOSE_MODE
+
+
+def test_unit_test_sessions_keep_deepevals_settings_check(monkeypatch):
+    from types import SimpleNamespace
+
+    import deepeval.config.settings as settings
+
+    from harness import plugin
+
+    loop = plugin.pytest_runtestloop(SimpleNamespace(config=SimpleNamespace(stash={})))
+    next(loop)
+    before = settings.get_settings()
+    monkeypatch.setenv("DEEPEVAL_VERBOSE_MODE", "1")
+    assert settings.get_settings() is not before
+    with pytest.raises(StopIteration):
+        loop.send(None)
