@@ -333,7 +333,9 @@ def pytest_runtestloop(session: pytest.Session):
 
     patch = None
     settings = sys.modules.get("deepeval.config.settings")
-    if EXPERIMENT_KEY in session.config.stash and settings is not None:
+    # Only where deepeval still has these internals (4.3.x): another version runs unpatched, slower.
+    internals = settings is not None and hasattr(settings, "_calc_env_fingerprint") and hasattr(settings, "_settings_env_fingerprint")
+    if EXPERIMENT_KEY in session.config.stash and internals:
         settings.get_settings()  # built (or rebuilt) from the environment as it is now
         frozen = settings._settings_env_fingerprint
         patch = pytest.MonkeyPatch()
