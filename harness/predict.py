@@ -115,10 +115,16 @@ def phase_record(benchmark: str, variant: VariantConfig, cache: PredictionCache,
     }
 
 
-def write_phase(run_dir: Path, phase: dict) -> None:
+def write_phase(run_dir: Path, phase: dict, shard=None) -> None:
+    """``phases/<benchmark>-<variant>.json``; with several workers (a ``harness.sharding.Shard``)
+    one file per worker, ``...-<variant>.gw3.json``, since each computes and times its own shard."""
     out = run_dir / "phases"
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out / f"{phase['benchmark']}-{phase['variant']}.json", json.dumps(phase, indent=1))
+    name = f"{phase['benchmark']}-{phase['variant']}"
+    if shard is not None and shard.count > 1:
+        phase = {**phase, "worker": f"gw{shard.index}", "workers": shard.count}
+        name += f".gw{shard.index}"
+    _atomic_write(out / f"{name}.json", json.dumps(phase, indent=1))
 
 
 def write_spider_predictions(

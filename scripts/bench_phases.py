@@ -76,6 +76,9 @@ def phase_rows(run_dir: Path, adapters: list[Path]) -> list[dict]:
             tokens, seconds = summary["tokens_per_s"] * summary["wall_time_s"], summary["wall_time_s"]
         rows.append({"phase": f"training {adapter.name}", "tokens": int(tokens), "seconds": float(seconds), "factor": 6,
                      "model": summary["base_model"]["name"]})
+    # Under pytest-xdist each worker records its own shard (<benchmark>-<variant>.gwK.json);
+    # the shards ran at the same time, so a phase's tokens add up and its time is the longest.
+    merged: dict[tuple[str, str], dict] = {}
     for path in sorted((run_dir / "phases").glob("*.json")):
         phase = json.loads(path.read_text())
         if not phase.get("computed"):
@@ -85,9 +88,14 @@ def phase_rows(run_dir: Path, adapters: list[Path]) -> list[dict]:
             print(f"{path}: no token counts (recorded by an older harness); skipped", file=sys.stderr)
             continue
         label = "generation" if phase["benchmark"] == "spider" else f"{phase.get('scoring', 'loglik')} scoring"
-        rows.append({"phase": f"{phase['benchmark']} {label} {phase['variant']}", "tokens": tokens,
-                     "seconds": phase["seconds"], "factor": 2, "computed": phase["computed"]})
-    return rows
+        row = merged.setdefault((phase["benchmark"], phase["variant"]), {
+            "phase": f"{phase['benchmark']} {label} {phase['variant']}", "tokens": 0, "seconds": 0.0, "factor": 2,
+            "computed": 0, "workers": 0})
+        row["tokens"] += tokens
+        row["computed"] += phase["computed"]
+        row["seconds"] = max(row["seconds"], phase["seconds"])
+        row["workers"] += 1
+    return rows + list(merged.values())
 
 
 def main(argv: list[str] | None = None) -> int:

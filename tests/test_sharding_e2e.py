@@ -98,6 +98,10 @@ def test_two_workers_share_the_predictions_and_report_like_one(tmp_path, tiny_mo
     # The serial run computed nothing and reports exactly what the two workers reported.
     phases = [json.loads(p.read_text()) for p in (tmp_path / "reports" / "serial" / "phases").glob("*.json")]
     assert len(phases) == 4 and all(p["computed"] == 0 for p in phases)
+    # The parallel run kept each worker's record of each phase, and together they computed everything.
+    shards = [json.loads(p.read_text()) for p in (tmp_path / "reports" / "parallel" / "phases").glob("*.gw[01].json")]
+    assert len(shards) == 8 and {p["worker"] for p in shards} == {"gw0", "gw1"}
+    assert sum(p["computed"] for p in shards) == len(records)
     par, ser = _comparable(tmp_path / "reports" / "parallel"), _comparable(tmp_path / "reports" / "serial")
     assert len(par["cases"]) == 2 * 4 + 2 * 6
     assert par == ser
