@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tiny_data import build_mmlu_dir, build_spider_dir
+from tests.tiny_data import write_tiny_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -17,38 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, tiny_model_dir):
     tmp = tmp_path_factory.mktemp("e2e")
-    spider, mmlu = build_spider_dir(tmp / "spider"), build_mmlu_dir(tmp / "mmlu")
-    exp = tmp / "exp.toml"
-    exp.write_text(
-        f"""
-[experiment]
-name = "tiny"
-baseline = "base"
-gates = ""
-
-[spider]
-data_dir = "{spider}"
-max_new_tokens = 16
-batch_size = 2
-
-[mmlu]
-data_dir = "{mmlu}"
-selection = "per_subject"
-per_subject = 2
-subjects = ["abstract_algebra", "philosophy"]
-shots = 1
-
-[[variants]]
-name = "base"
-model = "{tiny_model_dir}"
-
-[[variants]]
-name = "base-1shot"
-model = "{tiny_model_dir}"
-spider_shots = 1
-mmlu_scoring = "generate"
-"""
-    )
+    exp = write_tiny_experiment(tmp, tiny_model_dir, spider_batch_size=2, per_subject=2)
     return tmp, exp
 
 

@@ -16,45 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.tiny_data import build_mmlu_dir, build_spider_dir
+from tests.tiny_data import write_tiny_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _experiment(tmp: Path, model: Path) -> Path:
-    spider, mmlu = build_spider_dir(tmp / "spider"), build_mmlu_dir(tmp / "mmlu")
-    exp = tmp / "exp.toml"
-    exp.write_text(
-        f"""
-[experiment]
-name = "tiny"
-baseline = "base"
-gates = ""
-
-[spider]
-data_dir = "{spider}"
-max_new_tokens = 16
-batch_size = 1
-
-[mmlu]
-data_dir = "{mmlu}"
-selection = "per_subject"
-per_subject = 3
-subjects = ["abstract_algebra", "philosophy"]
-shots = 1
-
-[[variants]]
-name = "base"
-model = "{model}"
-
-[[variants]]
-name = "base-1shot"
-model = "{model}"
-spider_shots = 1
-mmlu_scoring = "generate"
-"""
-    )
-    return exp
+    return write_tiny_experiment(tmp, model, spider_batch_size=1, per_subject=3)
 
 
 def _run(tmp: Path, run_id: str, *extra: str) -> subprocess.CompletedProcess:

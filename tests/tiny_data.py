@@ -80,3 +80,41 @@ def build_mmlu_dir(root: Path) -> Path:
             with open(root / split / f"{subject}_{split}.csv", "w", newline="") as f:
                 csv.writer(f).writerows(rows)
     return root
+
+
+def write_tiny_experiment(tmp: Path, model: Path | str, *, spider_batch_size: int, per_subject: int) -> Path:
+    """An experiment over tiny Spider and MMLU folders built under ``tmp``: variants ``base``
+    (zero-shot, loglik) and ``base-1shot`` (1 Spider shot, MMLU by generation) of ``model``."""
+    spider, mmlu = build_spider_dir(tmp / "spider"), build_mmlu_dir(tmp / "mmlu")
+    exp = tmp / "exp.toml"
+    exp.write_text(
+        f"""
+[experiment]
+name = "tiny"
+baseline = "base"
+gates = ""
+
+[spider]
+data_dir = "{spider}"
+max_new_tokens = 16
+batch_size = {spider_batch_size}
+
+[mmlu]
+data_dir = "{mmlu}"
+selection = "per_subject"
+per_subject = {per_subject}
+subjects = ["abstract_algebra", "philosophy"]
+shots = 1
+
+[[variants]]
+name = "base"
+model = "{model}"
+
+[[variants]]
+name = "base-1shot"
+model = "{model}"
+spider_shots = 1
+mmlu_scoring = "generate"
+"""
+    )
+    return exp
