@@ -46,3 +46,5 @@ def pytest_addoption(parser):
     group.addoption("--report-dir", default=None, help="where reports/<run-id>/ go (default: from the config)")
     group.addoption("--run-id", default=None, help="name of this run's report folder (default: a timestamp)")
     group.addoption("--gates", default=None, help="gates TOML file (default: from the config; 'none' disables)")
+    group.addoption("--deepeval-table-max", type=_positive_int, default=1000,
+                    help="largest run for which `deepeval test run` draws its per-case results table (default 1000)")

@@ -82,16 +82,40 @@ def fit_shots(
     result says how many were kept so the report can show it. A question that does not fit
     even with no shots raises :class:`PromptTooLongError` naming the item.
     """
-    n_tokens = 0
-    for k in range(len(shots), -1, -1):
-        prefix, suffix = mmlu_prompt_parts(item, shots[:k])
-        n_tokens = count_tokens(prefix + suffix)
-        if n_tokens + reserve <= max_tokens:
-            return FittedPrompt(prefix, suffix, k, len(shots), n_tokens)
-    raise PromptTooLongError(
-        f"{item.item_id}: the 0-shot prompt is {n_tokens} tokens; with {reserve} reserved for the answer "
-        f"it exceeds the model's context of {max_tokens} tokens"
-    )
+    return fit_prompts([(item, shots)], lambda texts: [count_tokens(t) for t in texts], max_tokens, reserve=reserve)[0]
+
+
+def fit_prompts(
+    requests: Sequence[tuple[MMLUItem, Sequence[MMLUItem]]],
+    count_tokens: Callable[[Sequence[str]], list[int]],
+    max_tokens: int,
+    *,
+    reserve: int = 1,
+) -> list[FittedPrompt]:
+    """:func:`fit_shots` for many (question, shots) pairs, counting tokens a batch at a time:
+    every prompt with all its shots first, then those that did not fit with one shot fewer,
+    and so on (``count_tokens`` maps a list of texts to their token counts)."""
+    fitted: list[FittedPrompt | None] = [None] * len(requests)
+    kept = [len(shots) for _, shots in requests]
+    pending = list(range(len(requests)))
+    while pending:
+        parts = [mmlu_prompt_parts(requests[i][0], requests[i][1][: kept[i]]) for i in pending]
+        counts = count_tokens([prefix + suffix for prefix, suffix in parts])
+        too_long = []
+        for i, (prefix, suffix), n_tokens in zip(pending, parts, counts):
+            item, shots = requests[i]
+            if n_tokens + reserve <= max_tokens:
+                fitted[i] = FittedPrompt(prefix, suffix, kept[i], len(shots), n_tokens)
+            elif kept[i] == 0:
+                raise PromptTooLongError(
+                    f"{item.item_id}: the 0-shot prompt is {n_tokens} tokens; with {reserve} reserved for the answer "
+                    f"it exceeds the model's context of {max_tokens} tokens"
+                )
+            else:
+                kept[i] -= 1
+                too_long.append(i)
+        pending = too_long
+    return fitted
 
 
 def token_counter(tokenizer) -> Callable[[str], int]:

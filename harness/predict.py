@@ -205,7 +205,8 @@ def predict_mmlu(
     by the first character of a greedy generation (the paper's way)."""
     from collections import Counter
 
-    from harness.mmlu_scoring import fit_shots, first_letter, generate_letters, score_letters_loglik, token_counter
+    from harness.mmlu_scoring import first_letter, fit_prompts, generate_letters, score_letters_loglik
+    from harness.token_counts import batch_token_counter
     from harness.prompts import MMLU_TEMPLATE_VERSION, mmlu_shots
 
     tokenizer = pool.tokenizer(variant.model)
@@ -213,11 +214,10 @@ def predict_mmlu(
     scoring = variant.mmlu_scoring
     reserve = 1 if scoring == "loglik" else _MMLU_GENERATE_TOKENS
     max_tokens = _context_length(pool, variant, tokenizer)
-    count = token_counter(tokenizer)
-    fitted = {
-        item.item_id: fit_shots(item, mmlu_shots(data.dev, item.subject, k), count, max_tokens, reserve=reserve)
-        for item in data.items
-    }
+    shots_of = {subject: mmlu_shots(data.dev, subject, k) for subject in {item.subject for item in data.items}}
+    requests = [(item, shots_of[item.subject]) for item in data.items]
+    count = batch_token_counter(tokenizer, cache_root)
+    fitted = dict(zip((item.item_id for item in data.items), fit_prompts(requests, count, max_tokens, reserve=reserve)))
     parts = {f.prompt: (f.prefix, f.suffix) for f in fitted.values()}
     scoring_fp = {"scoring": scoring, "template_version": MMLU_TEMPLATE_VERSION}
     if scoring == "generate":

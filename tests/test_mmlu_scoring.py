@@ -13,6 +13,7 @@ from harness.mmlu_scoring import (
     PromptTooLongError,
     context_length,
     first_letter,
+    fit_prompts,
     fit_shots,
     generate_letters,
     score_letters_loglik,
@@ -86,6 +87,30 @@ def test_a_question_too_long_even_without_shots_is_an_error_naming_it():
     q = QUESTIONS[2]
     with pytest.raises(PromptTooLongError, match=r"anatomy-0002: the 0-shot prompt is \d+ tokens.*context of 20"):
         fit_shots(q, SHOTS["anatomy"], words, max_tokens=20)
+
+
+def test_fit_prompts_equals_fit_shots_one_by_one_and_counts_in_batches():
+    limit = words(mmlu_prompt(QUESTIONS[1], SHOTS["anatomy"][:2])) + 1  # some keep 3, 2, 1 or 0 shots
+    requests = [(q, SHOTS[q.subject]) for q in QUESTIONS[:2] + QUESTIONS[3:]]
+    calls = []
+
+    def count_many(texts):
+        calls.append(len(texts))
+        return [words(t) for t in texts]
+
+    batched = fit_prompts(requests, count_many, limit)
+    assert batched == [fit_shots(q, shots, words, limit) for q, shots in requests]
+    assert len({f.shots_used for f in batched}) > 1
+    # One call for all prompts with every shot, then one per round of dropping a shot.
+    assert calls[0] == len(requests) and len(calls) == 1 + 3 - min(f.shots_used for f in batched)
+
+
+def test_fit_prompts_names_the_question_that_never_fits():
+    requests = [(QUESTIONS[0], SHOTS["anatomy"]), (QUESTIONS[2], SHOTS["anatomy"])]
+    limit = words(mmlu_prompt(QUESTIONS[2], []))  # the first question fits without shots, the second never
+    assert words(mmlu_prompt(QUESTIONS[0], [])) < limit
+    with pytest.raises(PromptTooLongError, match="anatomy-0002"):
+        fit_prompts(requests, lambda texts: [words(t) for t in texts], max_tokens=limit)
 
 
 def test_context_length_follows_the_config_then_the_tokenizer():

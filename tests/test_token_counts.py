@@ -1,0 +1,43 @@
+"""Batched token counts equal one-by-one counts, and a second counter on the same cache counts nothing."""
+
+from __future__ import annotations
+
+from harness.models import load_tokenizer, resolve_model
+from harness.token_counts import batch_token_counter, tokenizer_fingerprint
+
+TEXTS = ["The following are multiple choice questions.\n\nQ? " * n + "Answer:" for n in range(1, 40)]
+
+
+def test_batched_counts_equal_one_call_per_text(tiny_model_dir):
+    tokenizer = load_tokenizer(resolve_model(str(tiny_model_dir)))
+    assert batch_token_counter(tokenizer)(TEXTS) == [len(tokenizer(t)["input_ids"]) for t in TEXTS]
+
+
+def test_counts_are_remembered_per_tokenizer(tiny_model_dir, tmp_path):
+    tokenizer = load_tokenizer(resolve_model(str(tiny_model_dir)))
+    first = batch_token_counter(tokenizer, tmp_path)(TEXTS)
+
+    class Watched:  # the same tokenizer, recording what it is asked to count
+        backend_tokenizer = tokenizer.backend_tokenizer
+        asked: list[str] = []
+
+        def __call__(self, texts):
+            self.asked.extend(texts)
+            return tokenizer(texts)
+
+    Watched.__name__ = type(tokenizer).__name__
+    assert tokenizer_fingerprint(Watched()) == tokenizer_fingerprint(tokenizer)
+    assert batch_token_counter(Watched(), tmp_path)(TEXTS + ["a new text"]) == first + [len(tokenizer("a new text")["input_ids"])]
+    assert Watched.asked == ["a new text"]
+
+
+def test_a_tokenizer_without_a_serialisation_is_counted_every_time(tmp_path):
+    calls = []
+
+    def tokenizer(texts):
+        calls.append(list(texts))
+        return {"input_ids": [t.split() for t in texts]}
+
+    counter = batch_token_counter(tokenizer, tmp_path)
+    assert counter(["a b", "c"]) == [2, 1] and counter(["a b"]) == [2]
+    assert len(calls) == 2 and not (tmp_path / "token_counts").exists()
