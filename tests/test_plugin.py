@@ -357,3 +357,54 @@ def test_unit_test_sessions_keep_deepevals_settings_check(monkeypatch):
     assert settings.get_settings() is not before
     with pytest.raises(StopIteration):
         loop.send(None)
+
+
+LOG_CAPTURE = '''
+import pytest
+
+pytestmark = pytest.mark.mmlu
+
+
+def test_one(request):
+    print("logging-plugin", request.config.pluginmanager.get_plugin("logging-plugin") is not None)
+'''
+
+
+@pytest.mark.parametrize(
+    "args, unit_test, kept",
+    [((), False, False), (("--log-cli-level", "INFO"), False, True), ((), True, True)],
+    ids=["benchmark-cases-only", "live-logging", "with-a-unit-test"],
+)
+def test_log_capture_is_off_only_for_sessions_of_benchmark_cases(project, args, unit_test, kept):
+    """pytest's per-test log capture costs a benchmark case more than its scoring; a session of
+    benchmark cases only runs without it, unless live logging asks for it; unit tests keep it."""
+    extra = {"test_marked": LOG_CAPTURE}
+    if unit_test:
+        extra["test_unit"] = "def test_unit():\n    pass\n"
+    pytester = project(extra=extra)
+    targets = ["test_marked.py", "test_unit.py"] if unit_test else ["test_marked.py"]
+    result = pytester.runpytest_subprocess(*targets, "--experiment", "experiment.toml", "-s", "-p", "no:cacheprovider", *args)
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines([f"*logging-plugin {kept}*"])
+
+
+def test_deepevals_per_case_table_is_one_line_over_the_limit(monkeypatch, capsys):
+    """Over --deepeval-table-max cases, deepeval's end-of-run table becomes one line."""
+    from types import SimpleNamespace
+
+    from harness import plugin
+
+    drawn = []
+    manager = SimpleNamespace(test_run=SimpleNamespace(test_cases=[object()] * 3),
+                              display_results_table=lambda test_run, display: drawn.append(test_run))
+    monkeypatch.setitem(sys.modules, "deepeval.test_run", SimpleNamespace(global_test_run_manager=manager))
+    session = lambda limit: SimpleNamespace(config=SimpleNamespace(getoption=lambda name, default=None: limit))  # noqa: E731
+
+    plugin.pytest_sessionfinish(session(3))
+    manager.display_results_table(manager.test_run, None)
+    assert drawn == [manager.test_run], "at the limit the table is drawn"
+
+    plugin.pytest_sessionfinish(session(2))
+    manager.display_results_table(manager.test_run, None)
+    assert len(drawn) == 1
+    assert "per-case table left out: 3 cases (more than --deepeval-table-max=2)" in capsys.readouterr().out
