@@ -398,7 +398,7 @@ def test_deepevals_per_case_table_is_one_line_over_the_limit(monkeypatch, capsys
     manager = SimpleNamespace(test_run=SimpleNamespace(test_cases=[object()] * 3),
                               display_results_table=lambda test_run, display: drawn.append(test_run))
     monkeypatch.setitem(sys.modules, "deepeval.test_run", SimpleNamespace(global_test_run_manager=manager))
-    session = lambda limit: SimpleNamespace(config=SimpleNamespace(getoption=lambda name, default=None: limit))  # noqa: E731
+    session = lambda limit: SimpleNamespace(config=SimpleNamespace(getoption=lambda name, default=None: limit, stash={}))  # noqa: E731
 
     plugin.pytest_sessionfinish(session(3))
     manager.display_results_table(manager.test_run, None)
