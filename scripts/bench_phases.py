@@ -109,7 +109,15 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    run_dir = Path(args.run_dir) if args.run_dir else max(Path("reports").iterdir(), key=lambda d: d.stat().st_mtime)
+    if args.run_dir:
+        run_dir = Path(args.run_dir)
+    else:
+        runs = [d for d in Path("reports").glob("*") if (d / "phases").is_dir()]
+        if not runs:
+            sys.exit("bench_phases: no run with phase records under reports/; run the benchmarks first or pass --run-dir")
+        run_dir = max(runs, key=lambda d: d.stat().st_mtime)
+    if not (run_dir / "phases").is_dir():
+        sys.exit(f"bench_phases: {run_dir} has no phases/ folder (is it a reports/<run-id> folder?)")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     rate, shape = matmul_rate(device)
     params = parameter_count(args.model)
