@@ -118,11 +118,6 @@ def fit_prompts(
     return fitted
 
 
-def token_counter(tokenizer) -> Callable[[str], int]:
-    """Count tokens the way the scorer will encode the prompt (tokenizer defaults, as lm-eval)."""
-    return lambda text: len(tokenizer(text)["input_ids"])
-
-
 def context_length(model, tokenizer=None, default: int = 2048) -> int:
     """The model's context in tokens, found as lm-evaluation-harness finds it: the config's
     ``n_positions`` / ``max_position_embeddings`` / ``n_ctx``, else the tokenizer's

@@ -40,8 +40,8 @@ from pathlib import Path
 import pytest
 
 COLLECTOR_KEY = pytest.StashKey["ResultsCollector"]()
-GATES_CHECKED_KEY = pytest.StashKey[str]()
-BENCHMARK_SESSION_KEY = pytest.StashKey[bool]()  # every collected item is a benchmark case  # "" when the gates file is valid, else the error
+GATES_CHECKED_KEY = pytest.StashKey[str]()  # "" when the gates file is valid, else the error
+BENCHMARK_SESSION_KEY = pytest.StashKey[bool]()  # every collected item is a benchmark case
 CASE_PROPERTY = "harness_case"
 OUTCOME_PROPERTY = "harness_outcome"
 GATES_DISABLED = ("", "none", "off")
@@ -323,8 +323,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """``deepeval test run`` ends by drawing a table row per case; for 28,084 MMLU cases that took
-    longer than running them (158 of 385 s, scripts/bench_scoring_scale.py). Over
+    """``deepeval test run`` ends by drawing a table row per case: for 28,084 MMLU cases it spent
+    158 of the run's 385 s after pytest had finished, nearly all of it in that table (cProfile;
+    scripts/bench_scoring_scale.py). Over
     ``--deepeval-table-max`` cases the table is replaced by one line pointing at the harness's
     summary and report, which hold the accuracies with their intervals."""
     if session.config.stash.get(BENCHMARK_SESSION_KEY, False):
@@ -415,8 +416,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     Runs where the test ran (an xdist worker too); the verdict travels on the report. A wrong
     answer is reported here, with the metric's message as its text, so pytest does not format
     a traceback for it: on the full MMLU test split three cases in four are wrong answers, and
-    formatting their tracebacks cost more than scoring them (cProfile of
-    scripts/bench_scoring_scale.py). ``--tb=long``, ``short`` or ``native`` keep pytest's own report.
+    formatting their tracebacks cost more than scoring them (py-spy over
+    scripts/bench_scoring_scale.py's cache: 36 s against 23 s in ``assert_test``). ``--tb=long``, ``short`` or ``native`` keep pytest's own report.
     Anything else (a pass, an error) is left to pytest's implementation.
     """
     if call.when != "call" or not any(name == CASE_PROPERTY for name, _ in item.user_properties):
@@ -463,8 +464,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     Around each setup, call and teardown pytest attaches its handlers to the root logger and
     to every logger that does not propagate (torch declares ~86), and detaches them after:
-    0.3 ms six times a case, the largest single cost of scoring 28,084 cached MMLU cases
-    (cProfile). A benchmark case only looks its prediction up, so there is nothing to capture;
+    0.3 ms six times a case under cProfile, the largest single cost of scoring 28,084 cached
+    MMLU cases. A benchmark case only looks its prediction up, so there is nothing to capture;
     logs still reach stderr (``deepeval test run`` passes ``-s`` anyway). Sessions with unit
     tests, live logging (``--log-cli-level``, ``log_cli``) or a ``--log-file`` keep it.
     """

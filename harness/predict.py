@@ -206,8 +206,8 @@ def predict_mmlu(
     from collections import Counter
 
     from harness.mmlu_scoring import first_letter, fit_prompts, generate_letters, score_letters_loglik
-    from harness.token_counts import batch_token_counter
     from harness.prompts import MMLU_TEMPLATE_VERSION, mmlu_shots
+    from harness.token_counts import batch_token_counter
 
     tokenizer = pool.tokenizer(variant.model)
     k = cfg.mmlu_shots_of(variant)

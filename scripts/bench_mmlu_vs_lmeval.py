@@ -32,9 +32,10 @@ from harness.data.mmlu import (  # noqa: E402
     load_mmlu_split,
     select_mmlu,
 )
-from harness.mmlu_scoring import LETTERS, context_length, fit_shots, score_letters_loglik, token_counter  # noqa: E402
+from harness.mmlu_scoring import LETTERS, context_length, fit_prompts, score_letters_loglik  # noqa: E402
 from harness.models import DEFAULT_MODEL, load_base_model, load_tokenizer, resolve_model  # noqa: E402
 from harness.prompts import mmlu_description, mmlu_shots  # noqa: E402
+from harness.token_counts import batch_token_counter  # noqa: E402
 
 _COLUMNS = ["question", "A", "B", "C", "D", "answer"]
 # lm-eval's default MMLU doc_to_text, with the hub's choices[i] replaced by our CSV columns.
@@ -126,12 +127,13 @@ def run(args) -> dict:
     test = load_mmlu_split(mmlu_dir, args.split)
     selection = MMLUSelection(mode="per_subject", per_subject=args.per_subject, seed=args.seed, subjects=args.subjects or ())
     items = select_mmlu(test, selection)
-    count = token_counter(tokenizer)
+    count = batch_token_counter(tokenizer)
     report = {"model": resolved.name, "load": args.load, "device": str(next(model.parameters()).device),
               "threads": args.threads, "batch_size": args.batch_size, "questions": len(items), "runs": []}
 
     for k in args.shots:
-        fitted = {it.item_id: fit_shots(it, mmlu_shots(dev, it.subject, k), count, max_len) for it in items}
+        fitted = dict(zip((it.item_id for it in items),
+                          fit_prompts([(it, mmlu_shots(dev, it.subject, k)) for it in items], count, max_len)))
         dropped = sum(f.shots_dropped for f in fitted.values())
         lm_reqs = lmeval_requests(items, mmlu_dir, args.split, k)
         same_prompt = sum(lm_reqs[i][0].args[0] == fitted[i].prompt for i in fitted)

@@ -17,7 +17,6 @@ from harness.mmlu_scoring import (
     fit_shots,
     generate_letters,
     score_letters_loglik,
-    token_counter,
 )
 from harness.prompts import mmlu_prompt, mmlu_prompt_parts
 
@@ -258,12 +257,6 @@ def test_a_letter_that_is_not_one_token_is_refused():
 
     with pytest.raises(LetterTokenError, match="not one token.*generate"):
         score_letters_loglik(None, CharTokenizer(), [("x\n\n", "Q?\nAnswer:")], progress=False)
-
-
-def test_token_counter_counts_what_the_scorer_reads(tiny):
-    _, tokenizer = tiny
-    prompt = mmlu_prompt(QUESTIONS[0], SHOTS["anatomy"])
-    assert token_counter(tokenizer)(prompt) == len(tokenizer(prompt)["input_ids"])
 
 
 # --- generation ----------------------------------------------------------------------------------

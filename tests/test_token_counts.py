@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from harness.data.mmlu import SUBJECT_CATEGORIES, MMLUItem
 from harness.models import load_tokenizer, resolve_model
+from harness.prompts import mmlu_prompt
 from harness.token_counts import batch_token_counter, tokenizer_fingerprint
 
+QUESTION = MMLUItem("anatomy", SUBJECT_CATEGORIES["anatomy"], "test", 0, "How many bones?", ("one", "two", "three", "four"), "B")
+SHOTS = [MMLUItem("anatomy", SUBJECT_CATEGORIES["anatomy"], "dev", i, f"Shot {i}?", ("a", "b", "c", "d"), "ABCD"[i]) for i in range(3)]
 TEXTS = ["The following are multiple choice questions.\n\nQ? " * n + "Answer:" for n in range(1, 40)]
 
 
 def test_batched_counts_equal_one_call_per_text(tiny_model_dir):
+    """What fitting counts is what the scorer reads: ``tokenizer(prompt)["input_ids"]``."""
     tokenizer = load_tokenizer(resolve_model(str(tiny_model_dir)))
     assert batch_token_counter(tokenizer)(TEXTS) == [len(tokenizer(t)["input_ids"]) for t in TEXTS]
+    prompt = mmlu_prompt(QUESTION, SHOTS)
+    assert batch_token_counter(tokenizer)([prompt]) == [len(tokenizer(prompt)["input_ids"])]
 
 
 def test_counts_are_remembered_per_tokenizer(tiny_model_dir, tmp_path):
