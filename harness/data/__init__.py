@@ -1,1 +1,0 @@
-"""Dataset loaders: the official on-disk layouts, and the Hugging Face hub when online."""
