@@ -2,17 +2,22 @@
 
 The input is what ``evaluation.py --pred`` reads: one SQL query per line, line *i* answering
 item *i* of ``dev.json``. Each line is stripped of surrounding whitespace and cut at its first
-tab, as the official script does. Every item is scored with :func:`harness.sql.execution_match`,
-the same code as the ``ExecutionAccuracy`` metric, so the CLI and the benchmarks agree.
+tab, as the official script does; a UTF-8 byte order mark at the start of the file is dropped.
+Every item is scored with :func:`harness.sql.execution_match`, the same code as the
+``ExecutionAccuracy`` metric, so the CLI and the benchmarks agree.
+
+The TSV written is meant to be shared: its reasons count missing and unexpected rows instead
+of quoting them, unless ``show_rows`` asks for the excerpts.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.data.spider import database_path, load_spider_split
-from harness.sql import execution_match
+from harness.sql import database_file, execution_match
+from harness.tasks.spider import load_spider_split
 
 __all__ = ["ScoreSummary", "format_summary", "read_prediction_lines", "score_spider_file"]
 
@@ -43,6 +48,8 @@ def read_prediction_lines(predictions: Path, expected: int) -> list[str]:
         text = path.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
         raise ValueError(f"{path}: predictions file not found") from None
+    # Editors on Windows start UTF-8 files with a byte order mark; it is not part of item 0.
+    text = text.removeprefix("\ufeff")
     lines = text.split("\n")
     if text.endswith("\n"):
         lines.pop()  # the newline that ends the last line does not start another one
@@ -55,29 +62,59 @@ def read_prediction_lines(predictions: Path, expected: int) -> list[str]:
 
 
 def score_spider_file(
-    predictions: Path, spider_dir: Path, out: Path, *, timeout_s: float = 5.0, keep_distinct: bool = True
+    predictions: Path,
+    spider_dir: Path,
+    out: Path,
+    *,
+    timeout_s: float = 5.0,
+    keep_distinct: bool | None = None,
+    show_rows: bool = False,
+    official: bool = False,
 ) -> ScoreSummary:
     """Score every line of ``predictions`` against Spider dev in ``spider_dir``; write one TSV
     row per item to ``out`` (``index  db_id  correct  reason``, correct being 1, 0, or NA
     when the item's database is absent) and return the counts.
 
-    ``keep_distinct=False`` reproduces the test-suite evaluator's default (DISTINCT stripped
-    from both queries); the default keeps it, as the ``ExecutionAccuracy`` metric does.
+    ``official=True`` reproduces the exec comparison of the official test-suite evaluator
+    (``evaluation.py --etype exec``), text handling included: "value" read as 1, split
+    operators joined, DISTINCT removed as its sqlparse tokens and only the first statement
+    kept, ``YEAR(CURDATE())`` read as 2020 (see :func:`harness.sql.execution_match` for the
+    details and the few deliberate differences). Use it to compare with published numbers.
+
+    ``keep_distinct`` (default: True, or False when ``official``, the evaluator's defaults):
+    False strips DISTINCT from both queries; without ``official`` it is the harness's own
+    handling with DISTINCT stripped, close to but not exactly the official evaluator.
+
+    ``show_rows``: quote database rows in the reasons of failed items. Off by default, since
+    the TSV is meant to be shared; reasons then give counts ("missing 1 row, unexpected 2 rows").
+
+    Raises ``ValueError``, before any scoring, when the predictions do not match the dev
+    split, an item's ``db_id`` is not a plain name inside ``spider_dir/database`` (see
+    :func:`harness.sql.database_file`), or ``out`` cannot be written as a file.
     """
     items = load_spider_split(Path(spider_dir), "dev")
     preds = read_prediction_lines(Path(predictions), len(items))
+    dbs = _database_files(Path(spider_dir), items)
+    _check_output(Path(out))
 
     rows = []
     scored = correct = 0
     missing: dict[str, int] = {}
     by_hardness: dict[str, list[int]] = {}
-    for item, pred in zip(items, preds):
-        db = database_path(Path(spider_dir), item.db_id)
+    for item, pred, db in zip(items, preds, dbs):
         if not db.is_file():
             missing[item.db_id] = missing.get(item.db_id, 0) + 1
             rows.append((item.index, item.db_id, "NA", f"database {item.db_id} is absent ({db}); not scored"))
             continue
-        verdict = execution_match(db, item.gold_sql, pred, timeout_s=timeout_s, keep_distinct=keep_distinct)
+        verdict = execution_match(
+            db,
+            item.gold_sql,
+            pred,
+            timeout_s=timeout_s,
+            keep_distinct=keep_distinct,
+            show_rows=show_rows,
+            official=official,
+        )
         scored += 1
         correct += verdict.ok
         level = by_hardness.setdefault(item.hardness or "unknown", [0, 0])
@@ -95,6 +132,38 @@ def score_spider_file(
         missing_db_ids=tuple(sorted(missing)),
         by_hardness={k: (v[0], v[1]) for k, v in by_hardness.items()},
     )
+
+
+def _database_files(spider_dir: Path, items: list) -> list[Path]:
+    """Each item's database file; a ``db_id`` that leaves the database folder stops the run."""
+    paths = []
+    for item in items:
+        try:
+            paths.append(database_file(spider_dir, item.db_id))
+        except ValueError as e:
+            raise ValueError(f"{spider_dir / 'dev.json'}: item {item.index}: {e}") from None
+    return paths
+
+
+def _check_output(out: Path) -> None:
+    """Fail now, not after scoring every item, when ``out`` cannot be written as a file: it is
+    a folder, its folder cannot be made, or writing there is not allowed."""
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; give the path of the TSV file to write")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"--out {out}: cannot make its folder ({e})") from None
+    try:
+        if out.exists():
+            with open(out, "r+b"):  # opening for writing without truncating proves we may
+                pass
+        else:
+            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            os.close(fd)
+            out.unlink()
+    except OSError as e:
+        raise ValueError(f"--out {out}: cannot be written ({e})") from None
 
 
 def _write_tsv(out: Path, rows: list[tuple]) -> None:
@@ -122,10 +191,10 @@ def format_summary(summary: ScoreSummary) -> str:
         )
     lines = [head]
     if summary.n_missing_db:
-        lines.append(
-            f"not scored: {summary.n_missing_db} items whose database is absent ({', '.join(summary.missing_db_ids)})"
-        )
-    levels = [k for k in _LEVELS if k in summary.by_hardness] + sorted(set(summary.by_hardness) - set(_LEVELS))
+        absent = ", ".join(summary.missing_db_ids)
+        lines.append(f"not scored: {summary.n_missing_db} items whose database is absent ({absent})")
+    others = sorted(set(summary.by_hardness) - set(_LEVELS))
+    levels = [k for k in _LEVELS if k in summary.by_hardness] + others
     if levels:
         parts = []
         for level in levels:

@@ -2,11 +2,14 @@
 
 ``reference_predictions/`` holds three systems' Spider-dev predictions and, per item, the
 verdict of taoyds/test-suite-sql-eval (``test_suite_exec``, DISTINCT stripped, its default).
-We score each file twice through ``score_spider_file``:
+We score each file three times through ``score_spider_file``:
 
-* ``keep_distinct=False`` (the official default): must agree on >= 99.5% of the 972
-  scorable items. Measured: 972 of 972 for all three systems, and the accuracies equal the
-  published ones (809, 815 and 787 correct).
+* ``official=True`` (the evaluator's own text handling, DISTINCT stripped by default): must
+  agree on every one of the 972 scorable items, and the totals must equal the published ones
+  (809, 815 and 787 correct).
+* ``keep_distinct=False`` (the harness's handling with DISTINCT stripped): must agree on
+  >= 99.5% of the 972 scorable items. Measured: 972 of 972 for all three systems, and the
+  accuracies equal the published ones.
 * the harness default, DISTINCT kept: measured 953/972 (98.0%) for dail_sql_gpt4,
   955/972 (98.3%) for dail_sql_gpt4_self_consistency, 957/972 (98.5%) for graphix_t5. Every
   disagreement is caused by the official evaluator deleting the word DISTINCT from both
@@ -29,7 +32,7 @@ We score each file twice through ``score_spider_file``:
      4 distinct grades instead of the 16 rows the gold returns). graphix_t5 866 867.
 
   In kinds B-D the harness's verdict is the one that answers the question as the gold
-  query does; that is why it keeps DISTINCT (see harness/sql.py).
+  query does; that is why it keeps DISTINCT (see harness/sql/__init__.py).
 """
 
 import csv
@@ -37,9 +40,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.data.spider import SpiderDataError, database_path, find_spider_dir, load_spider_split
 from harness.score_spider import read_prediction_lines, score_spider_file
-from harness.sql import execution_match
+from harness.sql import database_file, execution_match
+from harness.tasks.spider import SpiderDataError, find_spider_dir, load_spider_split
 
 SYSTEMS = {
     # name: items judged correct by the official evaluator (the README of reference_predictions/)
@@ -63,22 +66,26 @@ def spider_dir() -> Path:
 
 def _read_verdicts(path: Path) -> list[str]:
     with open(path, encoding="utf-8") as f:
-        return [row["test_suite_exec"] if "test_suite_exec" in row else row["correct"] for row in csv.DictReader(f, delimiter="\t")]
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    return [row["test_suite_exec"] if "test_suite_exec" in row else row["correct"] for row in rows]
 
 
 @pytest.fixture(scope="module", params=sorted(SYSTEMS))
 def scored(request, spider_dir, tmp_path_factory):
-    """(system, official verdicts, ours with DISTINCT stripped, ours with DISTINCT kept)."""
+    """(system, official verdicts, ours with DISTINCT stripped, ours with DISTINCT kept,
+    ours in official mode)."""
     name = request.param
     ref = spider_dir / "reference_predictions"
     out = tmp_path_factory.mktemp(name)
     score_spider_file(ref / f"{name}.sql", spider_dir, out / "stripped.tsv", keep_distinct=False)
     score_spider_file(ref / f"{name}.sql", spider_dir, out / "kept.tsv")
+    score_spider_file(ref / f"{name}.sql", spider_dir, out / "official.tsv", official=True)
     return (
         name,
         _read_verdicts(ref / f"{name}.verdicts.tsv"),
         _read_verdicts(out / "stripped.tsv"),
         _read_verdicts(out / "kept.tsv"),
+        _read_verdicts(out / "official.tsv"),
     )
 
 
@@ -90,15 +97,22 @@ def _agreement(official: list[str], ours: list[str]) -> tuple[int, list[int]]:
     return len(scorable) - len(disagree), disagree
 
 
-def test_official_mode_agrees_item_by_item(scored):
-    name, official, stripped, _ = scored
+def test_official_mode_agrees_on_every_item(scored):
+    name, official, _, _, ours = scored
+    _, disagree = _agreement(official, ours)
+    assert disagree == [], f"{name}: disagreements at {disagree}"
+    assert sum(v == "1" for v in ours) == SYSTEMS[name]
+
+
+def test_distinct_stripped_agrees_item_by_item(scored):
+    name, official, stripped, _, _ = scored
     agree, disagree = _agreement(official, stripped)
     assert agree / SCORABLE >= 0.995, f"{name}: disagreements at {disagree}"
     assert sum(v == "1" for v in stripped) == SYSTEMS[name]
 
 
 def test_every_default_disagreement_is_distinct(scored, spider_dir):
-    name, official, stripped, kept = scored
+    name, official, stripped, kept, _ = scored
     agree, disagree = _agreement(official, kept)
     assert agree / SCORABLE >= 0.98, f"{name}: {SCORABLE - agree} disagreements"
     items = load_spider_split(spider_dir, "dev")
@@ -108,5 +122,5 @@ def test_every_default_disagreement_is_distinct(scored, spider_dir):
         assert "distinct" in (gold + " " + pred).lower(), f"{name} item {i}: not a DISTINCT case"
         assert stripped[i] == official[i], f"{name} item {i}: stripping DISTINCT does not explain it"
         # And directly, without the file round trip:
-        db = database_path(spider_dir, items[i].db_id)
+        db = database_file(spider_dir, items[i].db_id)
         assert execution_match(db, gold, pred, keep_distinct=False).ok is (official[i] == "1")

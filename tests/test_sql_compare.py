@@ -1,6 +1,7 @@
 """compare_results: the test-suite evaluator's result_eq, by case table and by properties."""
 
 import itertools
+import tracemalloc
 from collections import Counter
 
 import pytest
@@ -8,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.sql import compare_results, gold_orders_rows
+from harness.sql.compare import _show
 
 CASES = [
     # (id, gold rows, predicted rows, ordered, expected ok, words the reason must contain)
@@ -18,8 +20,22 @@ CASES = [
     ("same", [("Ann", 41), ("Bob", 30)], [("Ann", 41), ("Bob", 30)], False, True, "same 2 rows"),
     ("rows reordered, unordered", [(1,), (2,), (3,)], [(3,), (1,), (2,)], False, True, "same 3 rows"),
     ("rows reordered, ordered", [(1,), (2,), (3,)], [(3,), (1,), (2,)], True, False, "another order"),
-    ("columns swapped", [("Ann", 41), ("Bob", 30)], [(41, "Ann"), (30, "Bob")], False, True, "columns in another order"),
-    ("columns swapped, ordered", [("Ann", 41), ("Bob", 30)], [(41, "Ann"), (30, "Bob")], True, True, "same 2 rows"),
+    (
+        "columns swapped",
+        [("Ann", 41), ("Bob", 30)],
+        [(41, "Ann"), (30, "Bob")],
+        False,
+        True,
+        "columns in another order",
+    ),
+    (
+        "columns swapped, ordered",
+        [("Ann", 41), ("Bob", 30)],
+        [(41, "Ann"), (30, "Bob")],
+        True,
+        True,
+        "same 2 rows",
+    ),
     (
         "missing row named",
         [("Ann", 41), ("Bob", 30), ("Cy", 25)],
@@ -29,7 +45,14 @@ CASES = [
         "gold has 3 rows, prediction 2; missing ('Ann', 41)",
     ),
     ("duplicates count", [(1,), (1,), (2,)], [(1,), (2,), (2,)], False, False, "missing (1,)"),
-    ("distinct vs duplicates", [(1,), (2,)], [(1,), (1,), (2,)], False, False, "gold has 2 rows, prediction 3"),
+    (
+        "distinct vs duplicates",
+        [(1,), (2,)],
+        [(1,), (1,), (2,)],
+        False,
+        False,
+        "gold has 2 rows, prediction 3",
+    ),
     ("more columns", [(1,)], [(1, 2)], False, False, "gold has 1 column, prediction 2"),
     ("int equals float", [(1,)], [(1.0,)], False, True, "same 1 row"),
     ("exact values", [(0.1 + 0.2,)], [(0.3,)], False, False, "differ"),
@@ -44,7 +67,14 @@ CASES = [
         False,
         "differ",
     ),
-    ("wrong value", [("Ann", 41)], [("Ann", 42)], False, False, "missing ('Ann', 41); unexpected ('Ann', 42)"),
+    (
+        "wrong value",
+        [("Ann", 41)],
+        [("Ann", 42)],
+        False,
+        False,
+        "missing ('Ann', 41); unexpected ('Ann', 42)",
+    ),
 ]
 
 
@@ -78,7 +108,9 @@ def test_many_identical_columns_stay_fast():
 
 # --- properties ------------------------------------------------------------------------------
 
-values = st.one_of(st.integers(-3, 3), st.sampled_from(["a", "b", "Ann"]), st.none(), st.sampled_from([0.5, 1.0]))
+values = st.one_of(
+    st.integers(-3, 3), st.sampled_from(["a", "b", "Ann"]), st.none(), st.sampled_from([0.5, 1.0])
+)
 
 
 @st.composite
@@ -147,3 +179,41 @@ def test_near_misses_agree_with_definition(gold, ordered):
     pred[0][0] = "changed"
     pred = [tuple(r) for r in pred]
     assert compare_results(gold, pred, ordered=ordered).ok is oracle(gold, pred, ordered)
+
+
+# --- reasons without rows ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "gold, pred, ordered, reason",
+    [
+        (
+            [("Ann", 41), ("Bob", 30), ("Cy", 25)],
+            [("Bob", 30), ("Cy", 25)],
+            False,
+            "gold has 3 rows, prediction 2; missing 1 row",
+        ),
+        ([("Ann", 41)], [("Ann", 42)], False, "both have 1 row but differ; missing 1 row, unexpected 1 row"),
+        ([(1,), (1,), (2,)], [(1,), (2,), (2,)], False, "missing 1 row, unexpected 1 row"),
+        ([(1,)], [(1,), (2,), (3,)], False, "gold has 1 row, prediction 3; unexpected 2 rows"),
+        ([(1, 2), (2, 1)], [(1, 1), (2, 2)], False, "missing 2 rows, unexpected 2 rows"),
+        ([(1,), (2,)], [(2,), (1,)], True, "same rows in another order"),
+    ],
+)
+def test_reasons_count_rows_when_rows_are_not_to_be_shown(gold, pred, ordered, reason):
+    hidden = compare_results(gold, pred, ordered=ordered, show_rows=False)
+    assert not hidden.ok and reason in hidden.reason
+    assert "Ann" not in hidden.reason and "(" not in hidden.reason.replace("(ORDER BY)", "")
+    assert hidden.ok is compare_results(gold, pred, ordered=ordered).ok
+
+
+def test_row_excerpts_of_huge_values_cost_no_huge_strings():
+    huge, blob = "x" * 10_000_000, b"y" * 10_000_000
+    tracemalloc.start()
+    try:
+        text = _show((huge, huge, blob))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(text) <= 80 and text.startswith("('xxx")
+    assert peak < 100_000, f"{peak} bytes allocated to show 80 characters"

@@ -1,80 +1,33 @@
-"""execute_readonly against hostile SQL: nothing may change, nothing may hang.
+"""execute_readonly: each defence by itself, then the behaviour callers rely on.
 
-Every statement runs on a tiny database built here and on a copy of a real Spider database
-(when the Spider folder is present). After each one the database file must be byte-identical
-(sha256), the folder must hold no new file, and the outcome must arrive within timeout + 1 s.
+Every defence has a test that fails when that defence alone is taken out of harness/sql/sandbox.py.
+The defences overlap (the authorizer also blocks writes that mode=ro blocks), so those tests
+call the worker's own code in this process (``_execute_in_process``) or its parts
+(``_open_readonly``, ``_harden``) with the other defences out of the way. The hostile suite
+(tests/test_sql_hostile.py) runs everything together through the worker process.
 """
 
 import hashlib
-import shutil
+import os
 import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
-from harness.data.spider import SpiderDataError, database_path, find_spider_dir
-from harness.sql import execute_readonly
+import harness.sql.sandbox as sql
+from harness.sql import (
+    MAX_SQL_BYTES,
+    database_file,
+    execute_readonly,
+    execution_match,
+    extract,
+    lexing,
+    match,
+    official,
+)
 
 TIMEOUT_S = 0.5
-
-# (id, SQL with {t} = a table of the database and {dir} = its folder, accepted outcome kinds)
-HOSTILE = [
-    ("drop", "DROP TABLE {t}", {"forbidden"}),
-    ("delete", "DELETE FROM {t}", {"forbidden"}),
-    ("update", "UPDATE {t} SET rowid = rowid + 1", {"forbidden"}),
-    ("insert", "INSERT INTO {t} SELECT * FROM {t}", {"forbidden"}),
-    ("replace", "REPLACE INTO {t} SELECT * FROM {t}", {"forbidden"}),
-    ("create table", "CREATE TABLE evil(x)", {"forbidden"}),
-    ("create temp table", "CREATE TEMP TABLE evil AS SELECT 1", {"forbidden"}),
-    ("create index", "CREATE INDEX evil ON {t}(rowid)", {"forbidden"}),
-    ("alter", "ALTER TABLE {t} RENAME TO gone", {"forbidden"}),
-    ("attach new file", "ATTACH DATABASE '{dir}/new.sqlite' AS evil", {"forbidden"}),
-    ("detach", "DETACH DATABASE main", {"forbidden"}),
-    ("vacuum", "VACUUM", {"forbidden"}),
-    ("vacuum into", "VACUUM INTO '{dir}/copy.sqlite'", {"forbidden"}),
-    ("pragma journal wal", "PRAGMA journal_mode = WAL", {"forbidden"}),
-    ("pragma user_version", "PRAGMA user_version = 7", {"forbidden"}),
-    ("pragma writable_schema", "PRAGMA writable_schema = ON", {"forbidden"}),
-    ("pragma function", "SELECT * FROM pragma_table_info('{t}')", {"forbidden"}),
-    ("begin exclusive", "BEGIN EXCLUSIVE", {"forbidden"}),
-    ("reindex", "REINDEX", {"forbidden"}),
-    ("analyze", "ANALYZE", {"forbidden"}),
-    ("load_extension", "SELECT load_extension('{dir}/evil')", {"forbidden"}),
-    ("writefile", "SELECT writefile('{dir}/out.txt', 'x')", {"forbidden", "error"}),
-    ("two statements", "SELECT 1; DROP TABLE {t}", {"forbidden"}),
-    ("two statements after comment", "SELECT 1 /* ; */; DELETE FROM {t} -- bye", {"forbidden"}),
-    ("select then insert", "SELECT * FROM {t}; INSERT INTO {t} SELECT * FROM {t}", {"forbidden"}),
-    ("cte delete", "WITH x AS (SELECT 1) DELETE FROM {t}", {"forbidden"}),
-    ("cte insert", "WITH x AS (SELECT 1) INSERT INTO {t} SELECT * FROM {t}", {"forbidden"}),
-    ("recursive forever", "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r", {"timeout"}),
-    (
-        "recursive rows",
-        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT n FROM r",
-        {"too_many_rows", "timeout"},
-    ),
-    (
-        "cross join count",
-        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 1000) "
-        "SELECT count(*) FROM r a, r b, r c",
-        {"timeout"},
-    ),
-    (
-        "cross join rows",
-        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 1000) SELECT * FROM r a, r b",
-        {"too_many_rows", "timeout"},
-    ),
-    ("huge blob", "SELECT randomblob(2000000000)", {"error"}),
-    ("huge zeroblob", "SELECT zeroblob(2000000000)", {"error"}),
-    (
-        "doubling string",
-        "WITH RECURSIVE r(s) AS (SELECT 'ab' UNION ALL SELECT s || s FROM r) SELECT length(s) FROM r",
-        {"error", "timeout"},
-    ),
-    ("wide blobs", "SELECT randomblob(1000000), randomblob(1000000) FROM {t} a, {t} b, {t} c", {"too_many_rows", "timeout", "error"}),
-    # One SQLite step that runs for seconds without calling the progress handler.
-    ("long single step", "SELECT printf('%.*c', 300000000, 'x')", {"timeout"}),
-]
 
 
 def _sha256(path: Path) -> str:
@@ -82,7 +35,7 @@ def _sha256(path: Path) -> str:
 
 
 def _build_tiny_db(folder: Path) -> Path:
-    folder.mkdir()
+    folder.mkdir(parents=True, exist_ok=True)
     db = folder / "tiny.sqlite"
     conn = sqlite3.connect(db)
     conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, age INTEGER)")
@@ -94,77 +47,314 @@ def _build_tiny_db(folder: Path) -> Path:
     return db
 
 
-@pytest.fixture(scope="module", params=["tiny", "spider_copy"])
-def target(request, tmp_path_factory):
-    """(database file, a table in it), in a folder of its own."""
-    folder = tmp_path_factory.mktemp(request.param) / "db"
-    if request.param == "tiny":
-        return _build_tiny_db(folder), "t"
+@pytest.fixture()
+def db(tmp_path) -> Path:
+    return _build_tiny_db(tmp_path / "db")
+
+
+def _open_read_write(path: Path) -> sqlite3.Connection:
+    """What _open_readonly would be without mode=ro."""
+    return sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+
+
+def _allow_everything(*args) -> int:
+    return sqlite3.SQLITE_OK
+
+
+def _tree_cpu_s() -> float:
+    """CPU seconds of this process and of every child, live or reaped."""
+    import resource
+
+    total = time.process_time() + resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
+    total += resource.getrusage(resource.RUSAGE_CHILDREN).ru_stime
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in Path("/proc/self/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except FileNotFoundError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+# --- mode=ro ---------------------------------------------------------------------------------
+
+
+def test_read_only_connection_refuses_writes(db):
+    before = _sha256(db)
+    conn = sql._open_readonly(db)
     try:
-        source = database_path(find_spider_dir(), "concert_singer")
-    except SpiderDataError as e:
-        pytest.skip(f"no Spider folder, so no real database to copy: {e}")
-    if not source.is_file():
-        pytest.skip(f"{source} is absent")
-    folder.mkdir()
-    return Path(shutil.copy2(source, folder / source.name)), "singer"
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            conn.execute("DELETE FROM t")
+    finally:
+        conn.close()
+    assert _sha256(db) == before
 
 
-@pytest.mark.parametrize("sql, kinds", [h[1:] for h in HOSTILE], ids=[h[0] for h in HOSTILE])
-def test_hostile_sql_changes_nothing_and_returns_in_time(target, sql, kinds):
-    db, table = target
-    before_hash, before_files = _sha256(db), sorted(p.name for p in db.parent.iterdir())
-    statement = sql.format(t=table, dir=db.parent)
+def test_read_only_connection_never_creates_a_missing_file(tmp_path):
+    missing = tmp_path / "wta_1" / "wta_1.sqlite"
+    missing.parent.mkdir()
+    with pytest.raises(sqlite3.OperationalError):
+        sql._open_readonly(missing)
+    assert not missing.exists()
 
+
+def test_mode_ro_alone_stops_a_write_the_statement_check_lets_through(db, monkeypatch):
+    monkeypatch.setattr(sql, "_authorize", _allow_everything)
+    before = _sha256(db)
+    kind, error, _ = sql._execute_in_process(db, "WITH x AS (SELECT 1) DELETE FROM t")
+    assert kind == "forbidden" and "readonly" in error
+    assert _sha256(db) == before
+
+
+# --- the authorizer ----------------------------------------------------------------------------
+
+
+def test_authorizer_alone_stops_a_write(db, monkeypatch):
+    monkeypatch.setattr(sql, "_open_readonly", _open_read_write)
+    before = _sha256(db)
+    kind, error, _ = sql._execute_in_process(db, "WITH x AS (SELECT 1) DELETE FROM t")
+    assert kind == "forbidden" and "not authorized" in error
+    assert _sha256(db) == before
+
+
+def test_authorizer_denies_pragma_functions_and_extension_loading(db):
+    for statement in ("SELECT * FROM pragma_table_info('t')", "SELECT load_extension('/nonexistent')"):
+        kind, error, _ = sql._execute_in_process(db, statement)
+        assert kind == "forbidden" and "not authorized" in error, statement
+
+
+# --- the statement check -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "statement, words",
+    [
+        ("EXPLAIN SELECT * FROM t", "only SELECT queries may run; this one starts with EXPLAIN"),
+        ("EXPLAIN QUERY PLAN SELECT * FROM t", "this one starts with EXPLAIN"),
+        ("SELECT 1; SELECT 2", "more than one statement"),
+    ],
+)
+def test_statement_check_refuses_what_the_other_defences_allow(db, statement, words):
+    # EXPLAIN reads nothing that the authorizer or mode=ro would stop.
+    kind, error, _ = sql._execute_in_process(db, statement)
+    assert kind == "forbidden" and words in error
+
+
+# --- the time limit ----------------------------------------------------------------------------
+
+COUNT_TO_30M = (
+    "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 30000000) "
+    "SELECT count(*) FROM r"
+)
+
+
+def test_progress_handler_stops_a_long_query_at_the_deadline(db):
+    # Without the handler this query runs for seconds and returns "ok".
     start = time.perf_counter()
-    outcome = execute_readonly(db, statement, timeout_s=TIMEOUT_S)
+    kind, _, _ = sql._execute_in_process(db, COUNT_TO_30M, timeout_s=0.3)
+    assert kind == "timeout"
+    assert time.perf_counter() - start < 1.0
+
+
+def test_stuck_worker_is_killed_and_nothing_runs_after_the_verdict(db):
+    # One SQLite step that takes many seconds: the progress handler never gets to run.
+    bomb = "SELECT length(printf('%.*c', 2147483647, 'x'))"
+    assert execute_readonly(db, "SELECT 1").ok  # a worker is started before we measure
+    start = time.perf_counter()
+    outcome = execute_readonly(db, bomb, timeout_s=TIMEOUT_S)
     took = time.perf_counter() - start
-
-    assert not outcome.ok and outcome.rows == []
-    assert outcome.kind in kinds, f"{statement!r} gave {outcome.kind}: {outcome.error}"
-    assert outcome.error
-    assert took <= TIMEOUT_S + 1.0, f"{statement!r} took {took:.2f} s"
-    assert _sha256(db) == before_hash
-    assert sorted(p.name for p in db.parent.iterdir()) == before_files
-
-
-def test_hostile_suite_is_large_enough():
-    assert len(HOSTILE) >= 20
+    assert outcome.kind == "timeout" and "stopped" in outcome.error
+    assert took <= TIMEOUT_S + 1.0
+    cpu = _tree_cpu_s()
+    time.sleep(1.0)
+    assert _tree_cpu_s() - cpu < 0.1, "CPU was spent after the verdict"
+    assert execute_readonly(db, "SELECT 2").rows == [(2,)]  # a fresh worker takes over
 
 
-def test_select_still_works(target):
-    db, table = target
-    outcome = execute_readonly(db, f"SELECT count(*) FROM {table};", timeout_s=TIMEOUT_S)
-    assert outcome.ok and outcome.kind == "ok" and outcome.error is None
-    assert outcome.rows[0][0] > 0
+def test_text_work_happens_in_the_worker_under_the_time_limit(db, monkeypatch):
+    # The caller's process must not touch the text beyond measuring it: were it to collapse
+    # or check the statement itself, these would stall it.
+    def stall(*args, **kwargs):
+        time.sleep(30)
+
+    stalled = ("_collapse", "_tokens", "_statement_problem", "_join_operators", "strip_distinct", "_prepare")
+    for name in stalled:
+        # Each module binds the names it uses: patch every module where the name is looked up.
+        users = [module for module in (lexing, official, sql, extract, match) if hasattr(module, name)]
+        assert users, name
+        for module in users:
+            monkeypatch.setattr(module, name, stall)
+    start = time.perf_counter()
+    verdict = execution_match(db, "SELECT count(*) FROM t", "SELECT 1" + "-1" * 30_000, keep_distinct=False)
+    assert not verdict.ok and "Expression tree is too large" in verdict.reason
+    assert time.perf_counter() - start < 5.0
 
 
-def test_invalid_utf8_is_replaced_not_fatal(tmp_path):
-    db = _build_tiny_db(tmp_path / "db")
-    outcome = execute_readonly(db, "SELECT name FROM t WHERE id = 1000")
-    assert outcome.ok
-    assert outcome.rows == [("\ufffdA",)]
+def test_orphaned_worker_stops_itself(db):
+    # A worker whose caller never collects the answer (the caller died) ends by itself.
+    worker = sql._Worker()
+    try:
+        job = sql._Job(str(db), "SELECT length(printf('%.*c', 2147483647, 'x'))", timeout_s=0.2)
+        worker.send(job)
+        worker.proc.wait(timeout=0.2 + sql._ORPHAN_S + 2.0)
+        assert worker.proc.returncode == 3
+    finally:
+        worker.kill()
 
 
-def test_row_cap_is_exact(tmp_path):
-    db = _build_tiny_db(tmp_path / "db")
+# --- the size cap on the text ------------------------------------------------------------------
+
+
+def test_text_over_the_size_cap_is_refused_at_once_with_its_size(db):
+    start = time.perf_counter()
+    outcome = execute_readonly(db, "SELECT 1" + "-1" * 1_000_000, timeout_s=TIMEOUT_S)
+    assert outcome.kind == "forbidden"
+    assert "2,000,008 characters" in outcome.error and "64 KiB" in outcome.error
+    assert time.perf_counter() - start < 0.5
+
+
+def test_size_cap_counts_utf8_bytes(db):
+    emoji = "SELECT '" + "\U0001f600" * (MAX_SQL_BYTES // 4) + "'"  # under the cap in characters
+    outcome = execute_readonly(db, emoji)
+    assert outcome.kind == "forbidden" and "bytes" in outcome.error
+    assert execute_readonly(db, "SELECT '" + "x" * (MAX_SQL_BYTES - 20) + "'").ok
+
+
+# --- the length limit, the row cap, the memory cap -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value", ["randomblob(5000000)", "zeroblob(5000000)", "replace(hex(zeroblob(600000)), '0', 'ab')"]
+)
+def test_length_limit_caps_each_value(db, value):
+    kind, error, _ = sql._execute_in_process(db, f"SELECT length({value})", max_value_bytes=1 << 20)
+    assert kind == "error" and "too big" in error and "1048576 bytes" in error
+
+
+def test_length_limit_cuts_printf_short(db):
+    # printf gives up at the limit and returns NULL, not an error.
+    bomb = "SELECT length(printf('%.*c', 5000000, 'x'))"
+    assert sql._execute_in_process(db, bomb, max_value_bytes=1 << 20) == ("ok", None, [(None,)])
+
+
+def test_row_cap_is_exact(db):
     assert execute_readonly(db, "SELECT id FROM t WHERE id < 5", max_rows=5).ok
     capped = execute_readonly(db, "SELECT id FROM t WHERE id < 6", max_rows=5)
     assert capped.kind == "too_many_rows" and "5 rows" in capped.error
 
 
-@pytest.mark.parametrize("missing", ["wta_1/wta_1.sqlite", "no_folder/x.sqlite"])
-def test_missing_database_is_an_error_and_creates_nothing(tmp_path, missing):
-    db = tmp_path / missing
-    if missing.startswith("wta_1"):
-        db.parent.mkdir()  # the folder exists but the file does not: connect() would create it
-    outcome = execute_readonly(db, "SELECT 1")
-    assert outcome.kind == "error" and str(db) in outcome.error
-    assert not db.exists()
+ROWS_2000 = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 2000) "
 
 
 @pytest.mark.parametrize(
-    "sql, kind",
+    "select, characters",
+    [
+        # 2,000 rows of 500 four-byte characters: 1,000,000 characters, 4 MB as Python holds them.
+        ("SELECT printf('%.*c', 500, char(128512)) FROM r", 1_000_000),
+        # 2,000 rows of 200 floats: no characters at all, about 13 MB in Python.
+        ("SELECT " + ", ".join(["n * 1.5"] * 200) + " FROM r", 0),
+    ],
+    ids=["four-byte characters", "numbers"],
+)
+def test_memory_cap_counts_what_python_holds(db, select, characters):
+    cap = 2 << 20  # more than the characters, less than what they cost
+    assert characters < cap
+    kind, error, _ = sql._execute_in_process(db, ROWS_2000 + select, max_result_bytes=cap)
+    assert kind == "too_many_rows" and "2 MiB of memory" in error
+    through_worker = execute_readonly(db, ROWS_2000 + select, max_result_bytes=cap)
+    assert through_worker.kind == "too_many_rows"
+    assert execute_readonly(db, ROWS_2000 + select, max_result_bytes=64 << 20).ok
+
+
+def test_rows_in_transit_count_against_the_memory_cap(db):
+    # One 8 MB row fits a 12 MB cap as objects, but not together with its frame in transit.
+    row = "SELECT " + ", ".join(["printf('%.*c', 1000000, 'x')"] * 8)
+    assert sql._execute_in_process(db, row, max_result_bytes=12 << 20)[0] == "ok"
+    assert execute_readonly(db, row, max_result_bytes=12 << 20).kind == "too_many_rows"
+    assert execute_readonly(db, row, max_result_bytes=24 << 20).ok
+
+
+def test_worker_sqlite_heap_is_capped_and_kept_off_disk(db):
+    # Sorting 1.5 million small blobs (300 MB) needs more than the worker's SQLite heap: out of
+    # memory. With temporary files allowed, SQLite would write them all to one and succeed.
+    big_sort = (
+        "SELECT count(*) FROM (WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r "
+        "WHERE n < 1500000) SELECT randomblob(200) AS b FROM r ORDER BY b)"
+    )
+    outcome = execute_readonly(db, big_sort, timeout_s=30)
+    assert outcome.kind == "error" and "out of memory" in outcome.error
+
+
+# --- extension loading, attached databases ---------------------------------------------------
+
+
+@pytest.mark.skipif(
+    not hasattr(sqlite3.Connection, "enable_load_extension"),
+    reason="this Python's sqlite3 cannot load extensions at all, so there is nothing to switch off",
+)
+def test_harden_switches_extension_loading_off(db):
+    conn = sql._open_readonly(db)
+    try:
+        conn.enable_load_extension(True)
+        sql._harden(conn, 1 << 20)
+        with pytest.raises(sqlite3.OperationalError, match="not authorized"):
+            conn.execute("SELECT load_extension('/nonexistent/evil')")
+    finally:
+        conn.close()
+
+
+def test_harden_allows_no_attached_database(db, tmp_path):
+    copy = tmp_path / "copy.sqlite"
+    conn = sql._open_readonly(db)
+    try:
+        sql._harden(conn, 1 << 20)
+        with pytest.raises(sqlite3.OperationalError, match="too many attached databases"):
+            conn.execute(f"ATTACH DATABASE '{db}' AS other")
+        # VACUUM INTO works on a read-only database; its output file is attached first.
+        with pytest.raises(sqlite3.OperationalError, match="too many attached databases"):
+            conn.execute(f"VACUUM INTO '{copy}'")
+    finally:
+        conn.close()
+    assert not copy.exists()
+
+
+# --- behaviour callers rely on -----------------------------------------------------------------
+
+
+def test_select_works_and_reuses_the_worker(db):
+    first = execute_readonly(db, "SELECT count(*) FROM t;")
+    assert first.ok and first.kind == "ok" and first.error is None and first.rows == [(101,)]
+    start = time.perf_counter()
+    for _ in range(20):
+        assert execute_readonly(db, "SELECT name FROM t WHERE id = 3").rows == [("n3",)]
+    assert time.perf_counter() - start < 2.0
+
+
+def test_invalid_utf8_is_replaced_not_fatal(db):
+    outcome = execute_readonly(db, "SELECT name FROM t WHERE id = 1000")
+    assert outcome.ok
+    assert outcome.rows == [("\ufffdA",)]
+
+
+def test_values_of_every_type_come_back(db):
+    outcome = execute_readonly(db, "SELECT 1, 2.5, 'é', X'00FF', NULL, 9223372036854775807")
+    assert outcome.rows == [(1, 2.5, "é", b"\x00\xff", None, 9223372036854775807)]
+
+
+@pytest.mark.parametrize("missing", ["wta_1/wta_1.sqlite", "no_folder/x.sqlite"])
+def test_missing_database_is_an_error_and_creates_nothing(tmp_path, missing):
+    path = tmp_path / missing
+    if missing.startswith("wta_1"):
+        path.parent.mkdir()  # the folder exists but the file does not: connect() would create it
+    outcome = execute_readonly(path, "SELECT 1")
+    assert outcome.kind == "error" and str(path) in outcome.error
+    assert not path.exists()
+
+
+@pytest.mark.parametrize(
+    "statement, kind",
     [
         ("", "error"),
         ("   -- only a comment", "error"),
@@ -174,14 +364,46 @@ def test_missing_database_is_an_error_and_creates_nothing(tmp_path, missing):
         ("SELECT '\ud800'", "error"),
         ("SELECT * FROM t WHERE id = ?", "error"),
         ("'SELECT 1'", "forbidden"),
+        (None, "error"),
     ],
 )
-def test_bad_sql_never_raises(tmp_path, sql, kind):
-    db = _build_tiny_db(tmp_path / "db")
-    outcome = execute_readonly(db, sql)
+def test_bad_sql_never_raises(db, statement, kind):
+    outcome = execute_readonly(db, statement)
     assert not outcome.ok and outcome.kind == kind and outcome.error
 
 
-def test_trailing_semicolon_and_comment_are_one_statement(tmp_path):
-    db = _build_tiny_db(tmp_path / "db")
+def test_trailing_semicolon_and_comment_are_one_statement(db):
     assert execute_readonly(db, "SELECT count(*) FROM t; -- done").rows == [(101,)]
+
+
+# --- database_file -------------------------------------------------------------------------------
+
+
+def test_database_file_of_a_plain_name(tmp_path):
+    (tmp_path / "database" / "concert_singer").mkdir(parents=True)
+    path = database_file(tmp_path, "concert_singer")
+    assert path == (tmp_path / "database" / "concert_singer" / "concert_singer.sqlite").resolve()
+    assert database_file(tmp_path, "wta_1").name == "wta_1.sqlite"  # need not exist
+
+
+@pytest.mark.parametrize("db_id", ["../x", "a/b", "..", ".", "", "/etc/passwd", "a\\b", "x\x00", "..x"])
+def test_database_file_refuses_names_that_are_not_plain(tmp_path, db_id):
+    with pytest.raises(ValueError) as err:
+        database_file(tmp_path, db_id)
+    assert repr(db_id) in str(err.value)
+
+
+def test_database_file_refuses_a_symlink_out_of_the_folder(tmp_path):
+    (tmp_path / "elsewhere" / "x").mkdir(parents=True)
+    (tmp_path / "spider" / "database").mkdir(parents=True)
+    link = tmp_path / "spider" / "database" / "x"
+    link.symlink_to(tmp_path / "elsewhere" / "x", target_is_directory=True)
+    with pytest.raises(ValueError, match="'x'.*outside"):
+        database_file(tmp_path / "spider", "x")
+
+
+def test_database_file_follows_a_symlink_that_stays_inside(tmp_path):
+    base = tmp_path / "spider" / "database"
+    (base / "real").mkdir(parents=True)
+    (base / "alias").symlink_to(base / "real", target_is_directory=True)
+    assert database_file(tmp_path / "spider", "alias") == (base / "real" / "alias.sqlite").resolve()
