@@ -4,12 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-export DEEPEVAL_FILE_SYSTEM := READ_ONLY
-export DEEPEVAL_TELEMETRY_OPT_OUT := 1
-export DEEPEVAL_DISABLE_DOTENV := 1
-export TOKENIZERS_PARALLELISM := false
+# deepeval's environment is set by the harness itself (harness/deepeval_env.py).
 
-.PHONY: venv bench test test-slow clean
+.PHONY: venv bench test lint wheels test-slow clean
 
 venv: $(STAMP)
 
@@ -24,8 +21,20 @@ $(STAMP): pyproject.toml
 bench: venv
 	$(BIN)/harness bench $(if $(EXPERIMENT),--experiment $(EXPERIMENT))
 
-test: venv
+test: venv lint
 	$(BIN)/python -m pytest tests -m "not slow" -q -n 2
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# Wheels of requirements/gpu.txt for an offline GPU machine (Python 3.12, x86-64 Linux by
+# default): copy wheels/ there and run scripts/gpu_install.sh --wheels wheels.
+WHEEL_PYTHON ?= 3.12
+wheels:
+	python3 -m pip download --no-deps --only-binary=:all: --python-version $(WHEEL_PYTHON) --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		-d wheels -r requirements/gpu.txt
 
 test-slow: venv
 	$(BIN)/python -m pytest tests -m slow -q

@@ -2,12 +2,12 @@
 
 from deepeval import assert_test
 
-from fixtures.mmlu import parametrize_mmlu
+from fixtures.cases import parametrize_task
 
 
 def pytest_generate_tests(metafunc):
-    parametrize_mmlu(metafunc)
+    parametrize_task(metafunc, "mmlu")
 
 
-def test_multiple_choice(mmlu_case):
-    assert_test(mmlu_case.test_case, [mmlu_case.metric], run_async=False)
+def test_multiple_choice(case):
+    assert_test(case.test_case, [case.metric], run_async=False)

@@ -2,12 +2,12 @@
 
 from deepeval import assert_test
 
-from fixtures.spider import parametrize_spider
+from fixtures.cases import parametrize_task
 
 
 def pytest_generate_tests(metafunc):
-    parametrize_spider(metafunc)
+    parametrize_task(metafunc, "spider")
 
 
-def test_execution_accuracy(spider_case):
-    assert_test(spider_case.test_case, [spider_case.metric], run_async=False)
+def test_execution_accuracy(case):
+    assert_test(case.test_case, [case.metric], run_async=False)

@@ -1,42 +1,152 @@
-"""The ``harness`` command: ``bench`` (train what is missing, run the benchmarks, report),
-``train`` (one training config) and ``score-spider`` (score an external predictions file)."""
+"""The harness command: bench, train and score-spider.
+
+It sits above the harness library and the training package: training runs as its own process
+(python -m training), as it does under torchrun, so nothing here imports it.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-# deepeval reads these when first imported; see conftest.py for why.
-_DEEPEVAL_ENV = {
-    "DEEPEVAL_FILE_SYSTEM": "READ_ONLY",
-    "DEEPEVAL_TELEMETRY_OPT_OUT": "1",
-    "DEEPEVAL_DISABLE_DOTENV": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-}
+from harness.deepeval_env import apply_deepeval_env
+from harness.files import write_json
+
+DESCRIPTION = """\
+Measure what fine-tuning buys (Spider execution accuracy) and what it costs (MMLU accuracy).
+
+commands:
+  bench          train the adapters the experiment needs and lacks, run the benchmarks, write the report
+  train          train adapters from a training config (python -m training)
+  score-spider   score a file of Spider dev predictions, one SQL query per line
+
+examples:
+  harness bench                                    # the default experiment (make bench)
+  harness bench -m "spider and base" --limit 20    # 20 Spider items, the base variant only
+  harness bench --experiment experiments/paper_full.toml -n 8    # the whole study on a GPU
+  harness train --config training/configs/default.toml --max-steps 5
+  harness score-spider preds.sql --out verdicts.tsv
+"""
+
+BENCH_EPILOG = """\
+Every other argument goes to pytest (through deepeval test run), for example:
+  -n 8                  pytest-xdist workers (on a GPU: they share it; on several GPUs, one each)
+  --limit 20            20 items of every task (--limit mmlu=100 for one task)
+  --shots spider=3      few-shot examples for every variant on a task
+  --load bf16           load mode of every variant (fp32, bf16, int8, nf4)
+  --model org/name      the model of every variant (HF id, folder or .gguf)
+  --run-id NAME         the report folder's name under reports/
+  --gates none          check no gates
+See `pytest benchmarks/ --help` (section "fine-tuning trade-off harness") for all of them.
+"""
+
+
+def _selected_variants(exp, mark: str | None) -> list:
+    """The variants a marker expression can select (a variant is a marker, as is each task)."""
+    if not mark:
+        return list(exp.variants)
+    try:
+        from _pytest.mark.expression import Expression
+
+        expression = Expression.compile(mark)
+    except Exception:  # an expression pytest will refuse anyway, or another pytest: train them all
+        return list(exp.variants)
+
+    def selects(variant) -> bool:
+        return any(
+            expression.evaluate(lambda name, t=task, **_: name in (variant.name, t))
+            for task in exp.tasks_of(variant)
+        )
+
+    return [v for v in exp.variants if selects(v)]
+
+
+def _train(config: str, *extra: str) -> tuple[int, float]:
+    start = time.perf_counter()
+    rc = subprocess.call([sys.executable, "-m", "training", "--config", config, *extra])
+    return rc, time.perf_counter() - start
+
+
+def _train_missing(exp, variants, record: list) -> int:
+    """Train what ``variants`` need and lack; 0 when all is there (or trained). A sweep's
+    training config runs once with --missing-only: its points that diverge are reported and not
+    benchmarked, the others are; a plain variant's failed training stops the command."""
+    from harness.models import check_adapter_usable
+
+    done: set[str] = set()
+    for v in variants:
+        if not v.adapter or not v.train_config:
+            continue
+        if v.origin is not None:
+            if v.train_config in done:
+                continue
+            print(
+                f"harness: training what is missing of {v.train_config} (sweep {v.origin.sweep!r})",
+                flush=True,
+            )
+            rc, seconds = _train(v.train_config, "--missing-only")
+            record.append({"config": v.train_config, "seconds": round(seconds, 1), "exit": rc})
+            done.add(v.train_config)
+            if rc not in (0, 1):  # 1: a point failed or diverged; the report lists it
+                return rc
+            continue
+        if (Path(v.adapter) / "adapter_config.json").is_file() or v.adapter in done:
+            continue
+        print(
+            f"harness: adapter {v.adapter!r} of variant {v.name!r} is absent; "
+            f"training it with {v.train_config}",
+            flush=True,
+        )
+        rc, seconds = _train(v.train_config, "--output", v.adapter)
+        record.append({"config": v.train_config, "seconds": round(seconds, 1), "exit": rc})
+        if rc != 0:
+            print(
+                f"harness: training {v.train_config} failed (exit {rc}); not benchmarking a broken adapter",
+                file=sys.stderr,
+            )
+            return rc
+        done.add(v.adapter)
+    for v in variants:
+        if v.adapter and v.origin is None:
+            check_adapter_usable(v.adapter)
+    return 0
+
+
+def _option(extra: list[str], name: str) -> str | None:
+    """The value of pytest option ``name`` among the arguments passed through, if given."""
+    for i, arg in enumerate(extra):
+        if arg == name and i + 1 < len(extra):
+            return extra[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None
 
 
 def _cmd_bench(args: argparse.Namespace, extra: list[str]) -> int:
-    """Train every adapter the experiment needs and lacks, then run the benchmarks."""
-    from harness.config import load_experiment
-    from harness.models import check_adapter_usable
+    """Train every adapter the selected variants need and lack, then run the benchmarks."""
+    from harness.config import Overrides, load_experiment
 
-    exp = load_experiment(args.experiment, variants=args.variant or None)
-    trained: set[str] = set()
-    for v in exp.variants:
-        if not v.adapter or (Path(v.adapter) / "adapter_config.json").is_file() or v.adapter in trained:
-            continue
-        print(f"harness: adapter {v.adapter!r} of variant {v.name!r} is absent; training it with {v.train_config}", flush=True)
-        rc = subprocess.call([sys.executable, "-m", "training", "--config", v.train_config, "--output", v.adapter])
-        if rc != 0:
-            print(f"harness: training {v.train_config} failed (exit {rc}); not benchmarking a broken adapter", file=sys.stderr)
-            return rc
-        trained.add(v.adapter)
-    for v in exp.variants:
-        if v.adapter:
-            check_adapter_usable(v.adapter)
+    started = time.time()
+    exp = load_experiment(args.experiment, Overrides(variants=tuple(args.variant)))
+    run_id = _option(extra, "--run-id")
+    if run_id is None:
+        run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+        extra = [*extra, "--run-id", run_id]
+    run_dir = Path(_option(extra, "--report-dir") or exp.report_dir) / run_id
+    if (run_dir / "results.jsonl").exists() or (run_dir / "phases").is_dir():
+        print(f"harness: error: {run_dir} already holds a run; give another --run-id", file=sys.stderr)
+        return 2
+    training: list[dict] = []
+    rc = _train_missing(exp, _selected_variants(exp, args.mark), training)
+    # The report tells the whole command's time and the training it ran (harness/plugin.py).
+    write_json(run_dir / "command.json", {"started": started, "argv": sys.argv, "training": training})
+    if rc:
+        return rc
     cmd = ["test", "run", "benchmarks/", "--experiment", args.experiment]
     for name in args.variant:
         cmd += ["--variant", name]
@@ -45,64 +155,121 @@ def _cmd_bench(args: argparse.Namespace, extra: list[str]) -> int:
     cmd += extra
     print("harness: deepeval " + " ".join(cmd), flush=True)
     # deepeval's own CLI, run by this interpreter: no console script needs to be on PATH (a
-    # `pip install --target` or a bare GPU image has none) and no other Python is picked up.
-    deepeval = [sys.executable, "-c", "from deepeval.cli.main import app; app()"]
-    return subprocess.call(deepeval + cmd, env={**os.environ, **_DEEPEVAL_ENV})
+    # `pip install --target` or a bare GPU image has none) and no other Python is picked up; its
+    # one line printed on import goes with the rest of deepeval's environment.
+    deepeval = [
+        sys.executable,
+        "-c",
+        "from harness.deepeval_env import import_deepeval; import_deepeval(); "
+        "from deepeval.cli.main import app; app()",
+    ]
+    return subprocess.call(deepeval + cmd, env=apply_deepeval_env(dict(os.environ)))
 
 
 def _cmd_score_spider(args: argparse.Namespace, extra: list[str]) -> int:
-    from harness.data.spider import find_spider_dir
     from harness.score_spider import format_summary, score_spider_file
+    from harness.tasks.spider import find_spider_dir
 
+    # DISTINCT is stripped by default, as the official evaluator's default does.
+    keep = {"strip": False, "keep": True}.get(args.distinct, None if args.official else False)
     summary = score_spider_file(
-        Path(args.predictions), find_spider_dir(args.spider_dir), Path(args.out),
-        timeout_s=args.timeout, keep_distinct=args.distinct == "keep",
+        Path(args.predictions),
+        find_spider_dir(args.spider_dir),
+        Path(args.out),
+        timeout_s=args.timeout,
+        keep_distinct=keep,
+        show_rows=args.show_rows,
+        official=args.official,
     )
     print(format_summary(summary))
     return 0
 
 
 def _cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
-    import training
-
-    return training.main(["--config", args.config, *extra])
+    return subprocess.call([sys.executable, "-m", "training", *extra])
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="harness", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="harness", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{bench,train,score-spider}")
 
-    bench = sub.add_parser("bench", help="train missing adapters, run every benchmark, write the report")
-    bench.add_argument("--experiment", default="experiments/default.toml")
+    bench = sub.add_parser(
+        "bench",
+        help="train missing adapters, run every benchmark, write the report",
+        description="Train the adapters the selected variants need and lack, then run "
+        "`deepeval test run benchmarks/` and write reports/<run-id>/.",
+        epilog=BENCH_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    bench.add_argument(
+        "--experiment",
+        default="experiments/default.toml",
+        help="experiment config (default: experiments/default.toml)",
+    )
     bench.add_argument("--variant", action="append", default=[], help="only this variant (repeatable)")
-    bench.add_argument("-m", "--mark", default=None, help="pytest marker expression, e.g. spider or 'mmlu and base'")
+    bench.add_argument(
+        "-m",
+        "--mark",
+        default=None,
+        help="pytest marker expression: a task (spider, mmlu) and/or a variant, e.g. 'mmlu and base'",
+    )
     bench.set_defaults(func=_cmd_bench)
 
-    score = sub.add_parser("score-spider", help="score an official-format predictions file on Spider dev")
-    score.add_argument("predictions", help="one SQL per line, aligned with dev.json")
-    score.add_argument("--spider-dir", default=None)
-    score.add_argument("--out", required=True, help="TSV with index, db_id, correct, reason")
-    score.add_argument("--timeout", type=float, default=5.0, help="seconds per query")
-    # "strip" reproduces the official test-suite evaluator (its default removes DISTINCT from
-    # both queries), so published numbers come out the same; the benchmarks keep DISTINCT,
-    # which judges the answer to the question (see tests/test_reference_agreement.py).
-    score.add_argument("--distinct", choices=("strip", "keep"), default="strip",
-                       help="strip DISTINCT as the official evaluator does (default), or keep it as the benchmarks do")
-    score.set_defaults(func=_cmd_score_spider)
-
-    train = sub.add_parser("train", help="train adapters from a training config (see training/)")
-    train.add_argument("--config", required=True)
+    train = sub.add_parser(
+        "train", help="train adapters from a training config (python -m training)", add_help=False
+    )
     train.set_defaults(func=_cmd_train)
+
+    score = sub.add_parser(
+        "score-spider",
+        help="score an official-format predictions file on Spider dev",
+        description="Score a file of Spider dev predictions (one SQL query per line, in "
+        "dev.json order), item by item, with the harness's execution match.",
+    )
+    score.add_argument("predictions", help="one SQL query per line, aligned with dev.json")
+    score.add_argument(
+        "--spider-dir",
+        default=None,
+        help="Spider folder (default: $HARNESS_SPIDER_DIR or ../shared/data/spider)",
+    )
+    score.add_argument("--out", required=True, help="TSV file to write: index, db_id, correct, reason")
+    score.add_argument("--timeout", type=float, default=5.0, help="seconds per query (default 5)")
+    score.add_argument(
+        "--official",
+        action="store_true",
+        help="reproduce the official test-suite evaluator's comparison exactly (its rewrites of "
+        "'value', YEAR(CURDATE()), '> =', DISTINCT and the first statement), for published numbers",
+    )
+    # Without --official, "strip" removes DISTINCT from both queries as the official default
+    # does (but none of its other rewrites); the benchmarks keep DISTINCT, which judges the
+    # answer to the question (see tests/test_reference_agreement.py).
+    score.add_argument(
+        "--distinct",
+        choices=("strip", "keep"),
+        default=None,
+        help="strip DISTINCT from both queries (default: strip, as the official evaluator does; "
+        "--official --distinct keep is its --keep_distinct), or keep it as the benchmarks do",
+    )
+    score.add_argument(
+        "--show-rows",
+        action="store_true",
+        help="quote the differing rows in the reasons (default: counts only, since the TSV may be "
+        "shared and the rows are the database's data)",
+    )
+    score.set_defaults(func=_cmd_score_spider)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args, extra = build_parser().parse_known_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
     if extra and args.command == "score-spider":
-        build_parser().error(f"unrecognized arguments: {' '.join(extra)}")
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args, extra)
-    except (ValueError, RuntimeError) as e:  # config, data and model errors carry their own message
+    except (ValueError, RuntimeError, OSError) as e:  # config, data and model errors carry their own message
         print(f"harness: error: {e}", file=sys.stderr)
         return 2
 

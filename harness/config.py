@@ -1,281 +1,379 @@
-"""The experiment config: one TOML file declares the variants, benchmarks and their sizes.
+"""The experiment config: one TOML file declares the variants, the tasks and their sizes.
 
-Loaded into frozen dataclasses and validated as it loads: every problem is gathered and
-reported together, each naming the file and the dotted key (``variants[2].adapter``), and an
-unknown key is an error with a did-you-mean. Defaults live in the dataclasses below; no code
-outside this module reads a raw dict with ``.get(key, default)``.
+    [experiment]                      # name, seed, baseline, gates, cache_dir, report_dir, tasks
+    name = "default"
+    tasks = ["spider", "mmlu"]        # which registered tasks run (harness/tasks/__init__.py)
+
+    [spider]                          # one table per task: its settings (harness/tasks/<task>.py)
+    limit = 50
+
+    [[variants]]                      # the model variants under test
+    name = "ft-3shot"
+    model = "smollm2-135m-instruct"   # the default, an HF id, a local folder or a .gguf file
+    load = "fp32"                     # fp32, bf16, int8 or nf4
+    adapter = "adapters/default"      # a PEFT adapter folder (optional)
+    train_config = "training/configs/default.toml"   # trains the adapter when it is absent
+    spider = {shots = 3}              # the variant's own options per task
+
+Loaded into frozen pydantic models by the one config loader (harness/configfile.py): every
+problem is reported at once, naming the file and the dotted key, with a did-you-mean. The models
+are built from the task registry, so a new task brings its table and variant options with it.
+``docs/experiment.schema.json`` is this schema as JSON Schema (``python -m harness.config``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
+import json
 import re
-import tomllib
-import typing
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
-SPIDER_TEMPLATES = ("paper", "schema")
-LOAD_MODES = ("fp32", "bf16", "int8", "nf4")
-MMLU_SCORING = ("loglik", "generate")
-DATA_SOURCES = ("disk", "hub")
-BENCHMARKS = ("spider", "mmlu")
-_VARIANT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+from pydantic import Field, create_model, model_validator
 
+from harness import configfile
+from harness.configfile import ConfigError, Problems, Strict, unknown
+from harness.models import DEFAULT_MODEL, LOAD_MODES
+from harness.tasks import DEFAULT_TASKS, TASKS
+from harness.training_config import load_sweep, training_plan
 
-class ConfigError(ValueError):
-    """The experiment config is malformed; the message lists every problem found."""
+__all__ = ["ConfigError", "ExperimentConfig", "VariantConfig", "Overrides", "load_experiment"]
 
+_VARIANT_NAME = re.compile(r"^[A-Za-z@][A-Za-z0-9_.=@+,-]*$")
+TaskName = Literal[tuple(TASKS)]  # type: ignore[valid-type]
+LoadMode = Literal[LOAD_MODES]  # type: ignore[valid-type]
 
-@dataclass(frozen=True)
-class SpiderSettings:
-    data_dir: str = ""  # empty: $HARNESS_SPIDER_DIR, else ../shared/data/spider
-    source: str = "disk"  # "disk": official layout; "hub": xlangai/spider (databases still from data_dir)
-    split: str = "dev"
-    limit: int = 0  # 0: the whole split; the paper used 200
-    template: str = "schema"
-    timeout_s: float = 5.0  # per query, gold and predicted
-    max_new_tokens: int = 128
-    batch_size: int = 8
-
-
-@dataclass(frozen=True)
-class MMLUSettings:
-    data_dir: str = ""  # empty: $HARNESS_MMLU_DIR, else ../shared/data/mmlu
-    source: str = "disk"
-    split: str = "test"
-    selection: str = "paper"  # "paper" (50 STEM/50 humanities/50 social sciences), "full", or "per_subject"
-    per_subject: int = 0  # with selection = "per_subject": this many questions of every subject
-    subjects: tuple[str, ...] = ()  # restrict to these subjects (any selection)
-    shots: int = 4
-    batch_size: int = 8  # loglik: prompts per forward pass; generate: prompts per generate() call
-    # loglik: a forward pass also holds at most this many tokens, padding included, so a long
-    # question does not pad a batch of short ones; raise it (with batch_size) on a GPU.
-    max_batch_tokens: int = 2048
-    # loglik: run a subject's shared few-shot prefix once and reuse its KV cache. "auto": on a
-    # CPU only. Measured (scripts/bench_mmlu_vs_lmeval.py, 570 questions, 4-shot): 1.5x faster
-    # on this 2-core CPU, but 4x slower on an H200 (175 against 43 q/s), where the small
-    # per-subject batches it forces leave the GPU idle.
-    reuse_prefix: str = "auto"
+# Keys of the variant table before tasks were registered: each now lives in the task's own table.
+_RENAMED = {
+    "spider_shots": "spider = {shots = N}",
+    "mmlu_shots": "mmlu = {shots = N}",
+    "mmlu_scoring": 'mmlu = {scoring = "generate"}',
+    "benchmarks": "tasks = [...]",
+}
 
 
-@dataclass(frozen=True)
-class VariantConfig:
-    """One model variant under test: a base model, optionally an adapter, a load mode and
-    the prompting it gets on each benchmark."""
+class Origin(Strict):
+    """Where a sweep's variant comes from: set by the loader, not written in a file."""
+
+    sweep: str  # the sweep's name ([[sweeps]] name, or its training config's stem)
+    point: str  # the training run's sweep label, "learning_rate=0.0002"; "" without a sweep
+    values: tuple[tuple[str, str], ...] = ()  # the swept (key, value) pairs, as text
+    fraction: float = 1.0  # of the run's planned steps
+    epochs_at: float = 1.0
+    run_output: str = ""  # the run's output folder (its final adapter)
+    config_fingerprint: str = ""
+
+
+class _VariantBase(Strict):
+    """One model variant under test: a base model, optionally an adapter, a load mode, and
+    its own options per task (``spider = {shots = 3}``)."""
 
     name: str
-    model: str = "smollm2-135m-instruct"
-    load: str = "fp32"
+    model: str = DEFAULT_MODEL
+    load: LoadMode = "fp32"
     adapter: str = ""  # a PEFT adapter folder; empty: the base model
     train_config: str = ""  # training config that produces ``adapter`` when it is absent
-    spider_shots: int = 0
-    mmlu_shots: int = -1  # -1: mmlu.shots
-    mmlu_scoring: str = "loglik"
-    benchmarks: tuple[str, ...] = BENCHMARKS
+    tasks: tuple[TaskName, ...] = ()  # empty: every task of the experiment
+    origin: Origin | None = None  # set by the loader for a sweep's variants
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_keys(cls, raw: Any) -> Any:
+        if isinstance(raw, dict):
+            old = [k for k in raw if k in _RENAMED]
+            if old:
+                raise Problems(f"{k}: renamed; write {_RENAMED[k]}" for k in old)
+        return raw
+
+    @property
+    def markers(self) -> tuple[str, ...]:
+        """The pytest markers that select this variant: its name where pytest's -m can spell it
+        (letters, digits, _ . + - :), else the name with ``=`` -> ``_``, ``@`` -> ``_at_`` and
+        ``,`` -> ``+`` (``lr_2e-4_at_0.5ep``); a sweep's variants also carry the sweep's name,
+        their run's (``lr_2e-4``) and their checkpoint's (``at_0.5ep``)."""
+        names = [marker_name(self.name)]
+        if self.origin is not None:
+            names.append(marker_name(self.origin.sweep))
+            head, _, tail = self.name.rpartition("@")
+            if head:
+                names.append(marker_name(head))
+            names.append(marker_name("@" + tail))
+        return tuple(dict.fromkeys(n for n in names if n))
+
+    def options(self, task: str):
+        """This variant's options for ``task`` (None: the task's defaults)."""
+        return getattr(self, task, None)
 
 
-@dataclass(frozen=True)
-class ExperimentConfig:
+def marker_name(name: str) -> str:
+    """``name`` as a pytest marker that ``-m`` expressions can name."""
+    name = name.replace("=", "_").replace("@", "_at_").replace(",", "+")
+    name = re.sub(r"[^A-Za-z0-9_.+:-]", "_", name).strip("_")
+    return name if name and (name[0].isalpha() or name[0] == "_") else f"v_{name}"
+
+
+VariantConfig = create_model(
+    "VariantConfig",
+    __base__=_VariantBase,
+    **{name: (task.variant_model | None, None) for name, task in TASKS.items()},
+)
+
+
+class _SweepBase(Strict):
+    """A training config whose sweep points and checkpoints all become variants:
+
+        [[sweeps]]
+        train_config = "training/configs/frontier.toml"   # with [sweep] and [checkpoints]
+        load = "bf16"
+        spider = {shots = 0}
+
+    gives one variant per (sweep point, checkpoint), named after its values and the training
+    it had (``lr=2e-4@0.5ep``), with its adapter and the training config that produces it.
+    """
+
+    train_config: str
+    name: str = ""  # prefix of the variants' names; empty: none
+    model: str = ""  # empty: the training config's model
+    load: LoadMode = "fp32"
+    tasks: tuple[TaskName, ...] = ()
+
+
+SweepConfig = create_model(
+    "SweepConfig",
+    __base__=_SweepBase,
+    **{name: (task.variant_model | None, None) for name, task in TASKS.items()},
+)
+
+
+class _ExperimentBase(Strict):
     name: str = "experiment"
     seed: int = 0
     baseline: str = ""  # the variant others are compared with; empty: the first
     cache_dir: str = ".cache/predictions"
     report_dir: str = "reports"
     gates: str = ""  # a gates TOML file; empty: no gates
-    spider: SpiderSettings = field(default_factory=SpiderSettings)
-    mmlu: MMLUSettings = field(default_factory=MMLUSettings)
-    variants: tuple[VariantConfig, ...] = ()
-    source: str = ""  # the file it was loaded from (set by the loader)
+    tasks: tuple[TaskName, ...] = DEFAULT_TASKS
+    sweeps: tuple[SweepConfig, ...] = ()  # type: ignore[valid-type]  # expanded into variants by the loader
+    variants: Annotated[tuple[VariantConfig, ...], Field(min_length=1)] = ()  # type: ignore[valid-type]
+    source: str = ""  # the file it was loaded from (set by the loader, not a key of the file)
 
-    def variant(self, name: str) -> VariantConfig:
+    @model_validator(mode="after")
+    def _check(self):
+        problems = []
+        seen: set[str] = set()
+        for i, v in enumerate(self.variants):
+            key = f"variants[{i}]"
+            if not _VARIANT_NAME.match(v.name):
+                problems.append(
+                    f"{key}.name: {v.name!r} must start with a letter and hold only letters, digits "
+                    "and - _ . = @ +"
+                )
+            if v.name in seen:
+                problems.append(f"{key}.name: {v.name!r} is declared twice")
+            seen.add(v.name)
+            for t in v.tasks:
+                if t not in self.tasks:
+                    problems.append(
+                        f"{key}.tasks: {t!r} is not one of the experiment's tasks ({', '.join(self.tasks)})"
+                    )
+            if v.train_config and not Path(v.train_config).is_file():
+                problems.append(f"{key}.train_config: no such file {v.train_config!r}")
+            if v.adapter and not v.train_config and not (Path(v.adapter) / "adapter_config.json").is_file():
+                problems.append(
+                    f"{key}.adapter: no adapter_config.json in {v.adapter!r} and no train_config to "
+                    "produce it"
+                )
+        if self.baseline and self.baseline not in seen:
+            problems.append("baseline: " + unknown("variant", self.baseline, sorted(seen)))
+        if problems:
+            raise Problems(problems)
+        return self
+
+    def variant(self, name: str):
         for v in self.variants:
             if v.name == name:
                 return v
-        raise ConfigError(_unknown("variant", name, [v.name for v in self.variants], self.source))
+        raise ConfigError(f"{self.source}: " + unknown("variant", name, [v.name for v in self.variants]))
 
     @property
     def baseline_variant(self) -> str:
         return self.baseline or (self.variants[0].name if self.variants else "")
 
-    def mmlu_shots_of(self, variant: VariantConfig) -> int:
-        return self.mmlu.shots if variant.mmlu_shots < 0 else variant.mmlu_shots
+    def settings(self, task: str):
+        """The ``[<task>]`` table."""
+        return getattr(self, task)
+
+    def same_measurements(self) -> dict[tuple[str, str], str]:
+        """(variant, task) -> an earlier variant that makes the same measurement on that task: the
+        same model, load mode, adapter and options for it (MMLU of a 3-shot Spider variant, whose
+        shots apply to Spider only). Comparing the two would show a difference of exactly zero."""
+        first: dict[tuple, str] = {}
+        out: dict[tuple[str, str], str] = {}
+        for v in self.variants:
+            for task in self.tasks_of(v):
+                options = v.options(task)
+                key = (task, v.model, v.load, v.adapter, options.model_dump_json() if options else "")
+                if key in first:
+                    out[(v.name, task)] = first[key]
+                else:
+                    first[key] = v.name
+        return out
+
+    def tasks_of(self, variant) -> tuple[str, ...]:
+        """The tasks ``variant`` runs, in the experiment's order."""
+        return tuple(t for t in self.tasks if not variant.tasks or t in variant.tasks)
 
 
-def _unknown(kind: str, name: str, choices: list[str], where: str = "") -> str:
-    close = difflib.get_close_matches(name, choices, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    prefix = f"{where}: " if where else ""
-    return f"{prefix}unknown {kind} {name!r}{hint} (available: {', '.join(choices) or 'none'})"
+ExperimentConfig = create_model(
+    "ExperimentConfig",
+    __base__=_ExperimentBase,
+    **{name: (task.settings_model, task.settings_model()) for name, task in TASKS.items()},
+)
 
 
-def _coerce(value, annotation, key: str, errors: list[str]):
-    """Check ``value`` against a field's annotation; returns the converted value."""
-    origin = typing.get_origin(annotation)
-    if origin is tuple:
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            errors.append(f"{key}: expected a list of strings, got {value!r}")
-            return ()
-        return tuple(value)
-    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if annotation in (int, float, str, bool):
-        if not isinstance(value, annotation) or (annotation is int and isinstance(value, bool)):
-            errors.append(f"{key}: expected {annotation.__name__}, got {type(value).__name__} {value!r}")
-        return value
-    return value
+@dataclasses.dataclass(frozen=True)
+class Overrides:
+    """Command-line options that win over the file (``None`` or empty: the file's value).
 
-
-def _build(cls, raw, key: str, errors: list[str]):
-    """A ``cls`` instance from the TOML table ``raw``; problems go to ``errors``."""
-    if not isinstance(raw, dict):
-        errors.append(f"{key or 'top level'}: expected a table, got {type(raw).__name__}")
-        return None
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls) if f.name != "source"]
-    kwargs = {}
-    for k, v in raw.items():
-        dotted = f"{key}.{k}" if key else k
-        if k not in names:
-            close = difflib.get_close_matches(k, names, n=1)
-            errors.append(f"{dotted}: unknown key" + (f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(names)})"))
-            continue
-        ann = hints[k]
-        if dataclasses.is_dataclass(ann):
-            kwargs[k] = _build(ann, v, dotted, errors)
-        elif k == "variants":
-            if not isinstance(v, list):
-                errors.append(f"{dotted}: expected [[variants]] tables")
-                continue
-            kwargs[k] = tuple(_build(VariantConfig, item, f"variants[{i}]", errors) for i, item in enumerate(v))
-        else:
-            kwargs[k] = _coerce(v, ann, dotted, errors)
-    missing = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in kwargs]
-    for m in missing:
-        errors.append(f"{key + '.' if key else ''}{m}: required")
-    if missing or any(v is None for v in kwargs.values()):
-        return None
-    return cls(**kwargs)
-
-
-def _check_choice(value: str, choices: tuple[str, ...], key: str, errors: list[str]) -> None:
-    if value not in choices:
-        close = difflib.get_close_matches(value, choices, n=1)
-        errors.append(f"{key}: {value!r} is not one of {', '.join(choices)}" + (f"; did you mean {close[0]!r}?" if close else ""))
-
-
-def validate(cfg: ExperimentConfig, base_dir: Path) -> list[str]:
-    """Cross-field checks that types alone cannot express."""
-    errors: list[str] = []
-    _check_choice(cfg.spider.template, SPIDER_TEMPLATES, "spider.template", errors)
-    _check_choice(cfg.spider.source, DATA_SOURCES, "spider.source", errors)
-    _check_choice(cfg.mmlu.source, DATA_SOURCES, "mmlu.source", errors)
-    _check_choice(cfg.mmlu.selection, ("paper", "full", "per_subject"), "mmlu.selection", errors)
-    _check_choice(cfg.mmlu.reuse_prefix, ("auto", "on", "off"), "mmlu.reuse_prefix", errors)
-    if cfg.mmlu.selection == "per_subject" and cfg.mmlu.per_subject <= 0:
-        errors.append("mmlu.per_subject: must be positive when mmlu.selection = 'per_subject'")
-    for key, value in [("spider.limit", cfg.spider.limit), ("mmlu.shots", cfg.mmlu.shots)]:
-        if value < 0:
-            errors.append(f"{key}: must be >= 0, got {value}")
-    for key, value in [("spider.batch_size", cfg.spider.batch_size), ("mmlu.batch_size", cfg.mmlu.batch_size),
-                       ("mmlu.max_batch_tokens", cfg.mmlu.max_batch_tokens), ("spider.max_new_tokens", cfg.spider.max_new_tokens)]:
-        if value <= 0:
-            errors.append(f"{key}: must be positive, got {value}")
-    if cfg.spider.timeout_s <= 0:
-        errors.append(f"spider.timeout_s: must be positive, got {cfg.spider.timeout_s}")
-    if not cfg.variants:
-        errors.append("variants: at least one [[variants]] table is required")
-    seen: set[str] = set()
-    for i, v in enumerate(cfg.variants):
-        key = f"variants[{i}]"
-        if not _VARIANT_NAME.match(v.name):
-            errors.append(f"{key}.name: {v.name!r} must start with a letter and hold only letters, digits, - and _")
-        if v.name in seen:
-            errors.append(f"{key}.name: {v.name!r} is declared twice")
-        seen.add(v.name)
-        _check_choice(v.load, LOAD_MODES, f"{key}.load", errors)
-        _check_choice(v.mmlu_scoring, MMLU_SCORING, f"{key}.mmlu_scoring", errors)
-        for b in v.benchmarks:
-            _check_choice(b, BENCHMARKS, f"{key}.benchmarks", errors)
-        if v.spider_shots < 0:
-            errors.append(f"{key}.spider_shots: must be >= 0, got {v.spider_shots}")
-        if v.train_config and not (base_dir / v.train_config).is_file():
-            errors.append(f"{key}.train_config: no such file {v.train_config!r}")
-        if v.adapter and not v.train_config and not (base_dir / v.adapter / "adapter_config.json").is_file():
-            errors.append(f"{key}.adapter: no adapter_config.json in {v.adapter!r} and no train_config to produce it")
-    if cfg.baseline and cfg.baseline not in seen:
-        errors.append(_unknown("variant", cfg.baseline, sorted(seen), "baseline"))
-    return errors
-
-
-def load_experiment(path: str | Path, **overrides) -> ExperimentConfig:
-    """Load, override and validate an experiment config.
-
-    ``overrides`` replace top-level or section keys: ``spider_limit=10`` sets
-    ``spider.limit``; ``model="org/name"`` sets the model of every variant; ``variants=[...]``
-    keeps only the named variants (an unknown name is an error).
+    ``limits`` and ``shots`` map a task name to a number; the key ``"*"`` means every task.
+    ``data_dirs`` maps a task to its ``data_dir``. ``variants`` keeps only those variants.
     """
-    path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: experiment config not found") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML ({e})") from None
-    errors: list[str] = []
+
+    variants: tuple[str, ...] = ()
+    model: str | None = None
+    load: str | None = None
+    limits: dict = dataclasses.field(default_factory=dict)
+    shots: dict = dataclasses.field(default_factory=dict)
+    data_dirs: dict = dataclasses.field(default_factory=dict)
+    settings: dict = dataclasses.field(default_factory=dict)  # {(task, key): value}
+
+
+def _apply(raw: dict, ov: Overrides) -> dict:
+    """The raw TOML with the overrides written into it, so they are validated like the file."""
+    raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    tasks = raw.get("tasks", DEFAULT_TASKS)
+
+    def table(task: str) -> dict:
+        raw[task] = dict(raw.get(task) or {})
+        return raw[task]
+
+    for key, value in ov.limits.items():
+        for task in tasks if key == "*" else [key]:
+            table(task)["limit"] = value
+    for task, value in ov.data_dirs.items():
+        table(task)["data_dir"] = value
+    for (task, key), value in ov.settings.items():
+        table(task)[key] = value
+    variants = [dict(v) if isinstance(v, dict) else v for v in raw.get("variants", [])]
+    for v in variants:
+        if not isinstance(v, dict):
+            continue
+        if ov.model:
+            v["model"] = ov.model
+        if ov.load:
+            v["load"] = ov.load
+        for key, value in ov.shots.items():
+            for task in tasks if key == "*" else [key]:
+                v[task] = {**(v.get(task) or {}), "shots": value}
+    if variants:
+        raw["variants"] = variants
+    return raw
+
+
+def load_experiment(path: str | Path, overrides: Overrides | None = None):
+    """Load, override and validate an experiment config (:class:`ExperimentConfig`).
+
+    Relative paths in the config (adapters, training configs, data) are relative to the
+    directory the harness runs in (the repository root), like every other path a user types.
+    """
+    ov = overrides or Overrides()
+    raw = configfile.read_toml(path, "experiment config")
     # The [experiment] table holds the top-level keys (name, seed, baseline, ...); it reads
     # better in a file than bare keys above the first table.
-    if isinstance(raw.get("experiment"), dict):
-        head = raw.pop("experiment")
+    head = raw.pop("experiment", {})
+    if isinstance(head, dict):
         clash = sorted(set(head) & set(raw))
         if clash:
-            errors.append(f"experiment: {', '.join(clash)} given both in [experiment] and at top level")
+            raise ConfigError(
+                f"{path}: invalid experiment config:\n  experiment: {', '.join(clash)} given both "
+                "in [experiment] and at top level"
+            )
         raw = {**head, **raw}
-    cfg = _build(ExperimentConfig, raw, "", errors)
-    if cfg is None or errors:
-        raise ConfigError(f"{path}: invalid experiment config:\n  " + "\n  ".join(errors))
-    cfg = dataclasses.replace(cfg, source=str(path))
-    cfg = apply_overrides(cfg, **overrides)
-    # Relative paths in the config (adapters, training configs) are relative to the directory
-    # the harness runs in (the repository root), like every other path a user types.
-    errors = validate(cfg, Path.cwd())
-    if errors:
-        raise ConfigError(f"{path}: invalid experiment config:\n  " + "\n  ".join(errors))
+    else:
+        raw["experiment"] = head
+    if "source" in raw:
+        raise ConfigError(f"{path}: invalid experiment config:\n  source: unknown key (set by the loader)")
+    raw = _expand_sweeps(raw, path)
+    for task, _value in ov.limits.items():
+        if task != "*" and task not in TASKS:
+            raise ConfigError(f"--limit {task}=...: " + unknown("task", task, TASKS))
+    for task in ov.shots:
+        if task != "*" and task not in TASKS:
+            raise ConfigError(f"--shots {task}=...: " + unknown("task", task, TASKS))
+    cfg = configfile.validate(ExperimentConfig, _apply(raw, ov), source=str(path), kind="experiment config")
+    cfg = cfg.model_copy(update={"source": str(path)})
+    if ov.variants:
+        names = [v.name for v in cfg.variants]
+        for n in ov.variants:
+            if n not in names:
+                raise ConfigError(f"{path} (--variant): " + unknown("variant", n, names))
+        chosen = tuple(v for v in cfg.variants if v.name in ov.variants)
+        # A baseline left out by --variant falls back to the first chosen variant.
+        baseline = cfg.baseline if cfg.baseline in ov.variants else ""
+        cfg = cfg.model_copy(update={"variants": chosen, "baseline": baseline})
     return cfg
 
 
-def apply_overrides(
-    cfg: ExperimentConfig,
-    *,
-    variants: list[str] | None = None,
-    model: str | None = None,
-    spider_limit: int | None = None,
-    spider_dir: str | None = None,
-    mmlu_dir: str | None = None,
-    mmlu_selection: str | None = None,
-    load: str | None = None,
-) -> ExperimentConfig:
-    """Command-line options win over the file."""
-    spider, mmlu, chosen = cfg.spider, cfg.mmlu, cfg.variants
-    if spider_limit is not None:
-        spider = dataclasses.replace(spider, limit=spider_limit)
-    if spider_dir:
-        spider = dataclasses.replace(spider, data_dir=spider_dir)
-    if mmlu_dir:
-        mmlu = dataclasses.replace(mmlu, data_dir=mmlu_dir)
-    if mmlu_selection:
-        mmlu = dataclasses.replace(mmlu, selection=mmlu_selection)
-    if variants:
-        names = [v.name for v in cfg.variants]
-        for n in variants:
-            if n not in names:
-                raise ConfigError(_unknown("variant", n, names, f"{cfg.source} (--variant)"))
-        chosen = tuple(v for v in cfg.variants if v.name in variants)
-    if model:
-        chosen = tuple(dataclasses.replace(v, model=model) for v in chosen)
-    if load:
-        chosen = tuple(dataclasses.replace(v, load=load) for v in chosen)
-    # A baseline left out by --variant falls back to the first chosen variant.
-    baseline = cfg.baseline if not variants or cfg.baseline in {v.name for v in chosen} else ""
-    return dataclasses.replace(cfg, spider=spider, mmlu=mmlu, variants=chosen, baseline=baseline)
+def _expand_sweeps(raw: dict, path) -> dict:
+    """Each ``[[sweeps]]`` table's planned adapters (harness.training_config.training_plan) as
+    ``[[variants]]`` tables, after the file's own variants; the sweep tables stay, for the record."""
+    sweeps = raw.get("sweeps")
+    if not isinstance(sweeps, list) or not sweeps:
+        return raw
+    variants = list(raw.get("variants") or [])
+    problems = []
+    for i, sweep in enumerate(sweeps):
+        if not isinstance(sweep, dict) or not isinstance(sweep.get("train_config"), str):
+            continue  # the schema check names it
+        try:
+            plan = training_plan(sweep["train_config"])
+        except (ConfigError, OSError) as e:
+            problems.append(f"sweeps[{i}].train_config: {e}")
+            continue
+        name = sweep.get("name") or Path(sweep["train_config"]).stem
+        options = {k: v for k, v in sweep.items() if k in TASKS or k in ("load", "tasks")}
+        for planned in plan:
+            variants.append(
+                {
+                    "name": (sweep.get("name") or "") + planned.short_name,
+                    "model": sweep.get("model") or _training_model(sweep["train_config"]),
+                    "adapter": planned.adapter_dir,
+                    "train_config": sweep["train_config"],
+                    "origin": {
+                        "sweep": name,
+                        "point": planned.point_label,
+                        "values": tuple((k, str(v)) for k, v in planned.values),
+                        "fraction": float(planned.fraction),
+                        "epochs_at": float(planned.epochs_at),
+                        "run_output": planned.run_output,
+                        "config_fingerprint": planned.config_fingerprint,
+                    },
+                    **options,
+                }
+            )
+    if problems:
+        raise ConfigError(f"{path}: invalid experiment config:\n  " + "\n  ".join(problems))
+    return {**raw, "variants": variants}
+
+
+def _training_model(train_config: str) -> str:
+    return load_sweep(train_config)[0].config.model
+
+
+def json_schema() -> dict:
+    """The experiment file's JSON Schema (keys as a file writes them; [experiment] flattened)."""
+    return ExperimentConfig.model_json_schema()
+
+
+if __name__ == "__main__":  # python -m harness.config > docs/experiment.schema.json
+    print(json.dumps(json_schema(), indent=1))

@@ -6,12 +6,21 @@ A gates file is TOML with three kinds of gate (every key is listed; none other i
     variant = "ft"
     benchmark = "spider"
     min_accuracy = 0.05       # a fraction, 0..1
+    min_n = 40                # optional: skip (and say so) on fewer scored items, a narrowed run
 
     [[max_drop]]              # a variant may lose at most this much against another one
     variant = "ft"
     benchmark = "mmlu"
     reference = "base"
     max_points = 10           # percentage points on the items both scored; negative: a required gain
+
+    [[adapter]]               # the variant's adapter was trained to the end of its recipe
+    variant = "ft"
+    complete = true           # fail when the time budget cut it short
+
+    [[frontier]]              # some adapter gains on the specialization task without costing much
+    max_cost_points = 1.0     # generalization accuracy drop allowed (paired, points)
+    min_gain_points = 0.0     # specialization gain required (paired, points)
 
     [baseline_file]           # compare with a stored results.json (one table, optional)
     path = "reports/ci-baseline/results.json"   # relative to the working directory
@@ -33,62 +42,106 @@ checks nothing is worse than none; except when the run's selection was narrowed 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import math
-import tomllib
-import typing
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Mapping, Sequence
+from typing import Annotated, Literal
 
-from harness.config import BENCHMARKS
-from harness.report import Paired, paired, pct, points, p_value, verdicts, interval
+from pydantic import Field, model_validator
+
+from harness import configfile
+from harness.analysis import Analysis
+from harness.configfile import ConfigError, Problems, Strict, unknown
+from harness.formatting import interval, p_value, pct, points
+from harness.stats import Paired, paired
+from harness.summary import verdicts
+from harness.tasks import TASKS
 
 _EPS = 1e-9  # a floor of 0.2 holds for 40/200
+TaskName = Literal[tuple(TASKS)]  # type: ignore[valid-type]
 
 
-class GatesError(ValueError):
+class GatesError(ConfigError):
     """The gates file is malformed; the message lists every problem found."""
 
 
-@dataclass(frozen=True)
-class Floor:
+class Floor(Strict):
     variant: str
-    benchmark: str
+    benchmark: TaskName
     min_accuracy: float
+    min_n: Annotated[int, Field(ge=0)] = 0  # fewer scored items (a run narrowed by --limit): skipped
+
+    @model_validator(mode="after")
+    def _fraction(self):
+        if not 0.0 <= self.min_accuracy <= 1.0:
+            raise Problems(
+                [
+                    f"min_accuracy: a fraction between 0 and 1, got {self.min_accuracy}"
+                    + ("; for percent write e.g. 0.05 for 5%" if self.min_accuracy > 1 else "")
+                ]
+            )
+        return self
 
 
-@dataclass(frozen=True)
-class MaxDrop:
+class MaxDrop(Strict):
     variant: str
-    benchmark: str
+    benchmark: TaskName
     reference: str
-    max_points: float
+    max_points: Annotated[float, Field(ge=-100, le=100)]  # percentage points; negative: a required gain
+    min_n: Annotated[int, Field(ge=0)] = 0  # fewer shared items (a run narrowed by --limit): skipped
+
+    @model_validator(mode="after")
+    def _not_itself(self):
+        if self.reference == self.variant:
+            raise Problems([f"reference: {self.reference!r} is the variant itself"])
+        return self
 
 
-@dataclass(frozen=True)
-class BaselineFile:
+class BaselineFile(Strict):
     path: str
-    max_drop_points: float = 100.0  # 100: no limit on the drop itself
-    alpha: float = 0.05  # 0: no significance test
+    max_drop_points: Annotated[float, Field(ge=0, le=100)] = 100.0  # 100: no limit on the drop itself
+    alpha: Annotated[float, Field(ge=0, lt=1)] = 0.05  # 0: no significance test
     variants: tuple[str, ...] = ()  # empty: every variant in both runs
-    benchmarks: tuple[str, ...] = ()  # empty: every benchmark in both runs
+    benchmarks: tuple[TaskName, ...] = ()  # empty: every task in both runs
 
 
-@dataclass(frozen=True)
-class Gates:
+class AdapterGate(Strict):
+    """The variant's adapter must be the one its recipe means: trained to the end."""
+
+    variant: str
+    complete: bool = True  # fail when training was cut short (time budget) or did not succeed
+
+
+class FrontierGate(Strict):
+    """The learning-forgetting frontier must hold a point that gains at least ``min_gain_points``
+    on the specialization task while losing at most ``max_cost_points`` of generalization
+    accuracy (both paired with the baseline, in percentage points)."""
+
+    max_cost_points: Annotated[float, Field(ge=0, le=100)]
+    min_gain_points: Annotated[float, Field(ge=-100, le=100)] = 0.0
+
+
+class Gates(Strict):
     floor: tuple[Floor, ...] = ()
     max_drop: tuple[MaxDrop, ...] = ()
+    adapter: tuple[AdapterGate, ...] = ()
+    frontier: tuple[FrontierGate, ...] = ()
     baseline_file: BaselineFile | None = None
-    source: str = ""  # the file it was loaded from
+    source: str = ""  # the file it was loaded from (set by the loader)
 
     def __len__(self) -> int:
-        return len(self.floor) + len(self.max_drop) + (self.baseline_file is not None)
+        return (
+            len(self.floor)
+            + len(self.max_drop)
+            + len(self.adapter)
+            + len(self.frontier)
+            + (self.baseline_file is not None)
+        )
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class GateResult:
     gate: str  # "floor[0]", "max_drop[1]", "baseline_file ft/mmlu"
     status: str  # "passed", "failed" or "skipped"
@@ -102,122 +155,50 @@ class GateResult:
 
 # -- loading --------------------------------------------------------------------------------
 
-_TOP = {"floor": Floor, "max_drop": MaxDrop, "baseline_file": BaselineFile}
-
-
-def _did_you_mean(name: str, choices: Sequence[str]) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=1)
-    return f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(choices)})"
-
-
-def _build(cls, raw, key: str, errors: list[str]):
-    """A ``cls`` from one TOML table; every problem goes to ``errors`` under its dotted key."""
-    if not isinstance(raw, dict):
-        errors.append(f"{key}: expected a table, got {type(raw).__name__} {raw!r}")
-        return None
-    hints = typing.get_type_hints(cls)
-    fields = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for k, v in raw.items():
-        if k not in fields:
-            errors.append(f"{key}.{k}: unknown key" + _did_you_mean(k, fields))
-            continue
-        want = hints[k]
-        if want is float and isinstance(v, int) and not isinstance(v, bool):
-            v = float(v)
-        if typing.get_origin(want) is tuple:
-            if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-                errors.append(f"{key}.{k}: expected a list of strings, got {v!r}")
-                continue
-            v = tuple(v)
-        elif not isinstance(v, want) or isinstance(v, bool):
-            errors.append(f"{key}.{k}: expected {want.__name__}, got {type(v).__name__} {v!r}")
-            continue
-        kwargs[k] = v
-    missing = [f.name for f in dataclasses.fields(cls)
-               if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in raw]
-    errors += [f"{key}.{m}: required" for m in missing]
-    if missing or len(kwargs) < len([k for k in raw if k in fields]):
-        return None
-    return cls(**kwargs)
-
-
-def _unknown_name(kind: str, name: str, choices: Sequence[str], key: str) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"{key}: unknown {kind} {name!r}{hint} (available: {', '.join(choices) or 'none'})"
-
 
 def parse_gates(raw: Mapping, *, variants: Sequence[str], source: str = "") -> Gates:
     """Gates from the parsed TOML ``raw``, checked against the experiment's ``variants``."""
+    where = source or "gates"
+    if "source" in raw:
+        raise GatesError(f"{where}: invalid gates file:\n  source: unknown key")
+    try:
+        gates = configfile.validate(Gates, dict(raw), source=where, kind="gates file")
+    except GatesError:
+        raise
+    except ConfigError as e:
+        raise GatesError(str(e)) from None
     errors: list[str] = []
-    built: dict[str, object] = {}
-    for k, v in raw.items():
-        if k not in _TOP:
-            errors.append(f"{k}: unknown key" + _did_you_mean(k, list(_TOP)))
-        elif k == "baseline_file":
-            if isinstance(v, list):
-                errors.append("baseline_file: expected one [baseline_file] table, got [[baseline_file]]")
-            else:
-                built[k] = _build(BaselineFile, v, k, errors)
-        elif not isinstance(v, list):
-            errors.append(f"{k}: expected [[{k}]] tables, got {type(v).__name__}")
-        else:
-            built[k] = tuple(_build(_TOP[k], item, f"{k}[{i}]", errors) for i, item in enumerate(v))
-    for kind in ("floor", "max_drop"):
-        for i, g in enumerate(built.get(kind, ())):
-            if g is None:
-                continue
+    for kind in ("floor", "max_drop", "adapter"):
+        for i, g in enumerate(getattr(gates, kind)):
             key = f"{kind}[{i}]"
             if g.variant not in variants:
-                errors.append(_unknown_name("variant", g.variant, variants, f"{key}.variant"))
-            if g.benchmark not in BENCHMARKS:
-                errors.append(_unknown_name("benchmark", g.benchmark, BENCHMARKS, f"{key}.benchmark"))
-            if kind == "floor" and not 0.0 <= g.min_accuracy <= 1.0:
-                errors.append(f"{key}.min_accuracy: a fraction between 0 and 1, got {g.min_accuracy}"
-                              + ("; for percent write e.g. 0.05 for 5%" if g.min_accuracy > 1 else ""))
-            if kind == "max_drop":
-                if g.reference not in variants:
-                    errors.append(_unknown_name("variant", g.reference, variants, f"{key}.reference"))
-                if g.reference == g.variant:
-                    errors.append(f"{key}.reference: {g.reference!r} is the variant itself")
-                if not -100.0 <= g.max_points <= 100.0:
-                    errors.append(f"{key}.max_points: percentage points between -100 and 100, got {g.max_points}")
-    bf = built.get("baseline_file")
+                errors.append(f"{key}.variant: " + unknown("variant", g.variant, variants))
+            if kind == "max_drop" and g.reference not in variants:
+                errors.append(f"{key}.reference: " + unknown("variant", g.reference, variants))
+    bf = gates.baseline_file
     if bf is not None:
         for i, v in enumerate(bf.variants):
             if v not in variants:
-                errors.append(_unknown_name("variant", v, variants, f"baseline_file.variants[{i}]"))
-        for i, b in enumerate(bf.benchmarks):
-            if b not in BENCHMARKS:
-                errors.append(_unknown_name("benchmark", b, BENCHMARKS, f"baseline_file.benchmarks[{i}]"))
-        if not 0.0 <= bf.max_drop_points <= 100.0:
-            errors.append(f"baseline_file.max_drop_points: percentage points between 0 and 100, got {bf.max_drop_points}")
-        if not 0.0 <= bf.alpha < 1.0:
-            errors.append(f"baseline_file.alpha: a significance level in [0, 1), got {bf.alpha}")
+                errors.append(f"baseline_file.variants[{i}]: " + unknown("variant", v, variants))
         try:
             read_stored_cases(bf.path)
         except GatesError as e:
             errors.append(f"baseline_file.path: {e}")
     if errors:
-        raise GatesError(f"{source or 'gates'}: invalid gates file:\n  " + "\n  ".join(errors))
-    return Gates(
-        floor=tuple(built.get("floor", ())),
-        max_drop=tuple(built.get("max_drop", ())),
-        baseline_file=bf,
-        source=source,
-    )
+        raise GatesError(f"{where}: invalid gates file:\n  " + "\n  ".join(errors))
+    return gates.model_copy(update={"source": source})
 
 
 def load_gates(path: str | Path, *, variants: Sequence[str]) -> Gates:
     """Load and validate a gates file; raises :class:`GatesError` naming the file and keys."""
-    path = Path(path)
+    if not Path(path).is_file():
+        raise GatesError(
+            f"{path}: gates file not found (give --gates PATH, or --gates none to run without gates)"
+        )
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise GatesError(f"{path}: gates file not found (give --gates PATH, or --gates none to run without gates)") from None
-    except tomllib.TOMLDecodeError as e:
-        raise GatesError(f"{path}: not valid TOML ({e})") from None
+        raw = configfile.read_toml(path, "gates file")
+    except ConfigError as e:
+        raise GatesError(str(e)) from None
     return parse_gates(raw, variants=variants, source=str(path))
 
 
@@ -233,8 +214,12 @@ def read_stored_cases(path: str | Path) -> list[SimpleNamespace]:
     if not isinstance(cases, list):
         raise GatesError(f"{str(path)!r} has no 'cases' list: not a harness results.json")
     try:
-        return [SimpleNamespace(variant=c["variant"], benchmark=c["benchmark"], item_id=c["item_id"], outcome=c["outcome"])
-                for c in cases]
+        return [
+            SimpleNamespace(
+                variant=c["variant"], benchmark=c["benchmark"], item_id=c["item_id"], outcome=c["outcome"]
+            )
+            for c in cases
+        ]
     except (KeyError, TypeError) as e:
         raise GatesError(f"{str(path)!r}: a case lacks {e}: not a harness results.json") from None
 
@@ -242,11 +227,15 @@ def read_stored_cases(path: str | Path) -> list[SimpleNamespace]:
 # -- checking -------------------------------------------------------------------------------
 
 
-def check_gates(gates: Gates, rows: Sequence, summary: Sequence, *, narrowed: str = "") -> list[GateResult]:
-    """Check every gate against a run's case ``rows`` and its ``summary`` (report.summarize).
+def check_gates(
+    gates: Gates, rows: Sequence, summary: Sequence, *, narrowed: str = "", analysis: Analysis | None = None
+) -> list[GateResult]:
+    """Check every gate against a run's case ``rows`` and its ``summary`` (harness.summary),
+    and, for the adapter and frontier gates, its ``analysis`` (harness.analysis).
 
     ``narrowed`` describes how the run's selection was narrowed ("" if it was not): a gate on
-    a (variant, benchmark) that did not run is then skipped instead of failed.
+    a (variant, benchmark) that did not run is then skipped instead of failed. A floor or drop
+    gate with ``min_n`` is skipped, with a notice, on fewer scored items than that.
     """
     by_pair = {(s.variant, s.benchmark): s for s in summary}
     results: list[GateResult] = []
@@ -254,10 +243,18 @@ def check_gates(gates: Gates, rows: Sequence, summary: Sequence, *, narrowed: st
     def absent(gate: str, what: str, pair: tuple[str, str]) -> GateResult:
         variant, benchmark = pair
         if narrowed:
-            return GateResult(gate, "skipped", f"{gate} {what}: skipped, {variant}/{benchmark} is not in this run "
-                                               f"(selection narrowed by {narrowed})")
-        return GateResult(gate, "failed", f"{gate} {what}: {variant}/{benchmark} did not run, so the gate cannot "
-                                          f"hold; run it, or narrow the run on purpose (-m/--variant) to skip the gate")
+            return GateResult(
+                gate,
+                "skipped",
+                f"{gate} {what}: skipped, {variant}/{benchmark} is not in this run "
+                f"(selection narrowed by {narrowed})",
+            )
+        return GateResult(
+            gate,
+            "failed",
+            f"{gate} {what}: {variant}/{benchmark} did not run, so the gate cannot "
+            f"hold; run it, or narrow the run on purpose (-m/--variant) to skip the gate",
+        )
 
     for i, g in enumerate(gates.floor):
         name, what = f"floor[{i}]", f"{g.variant}/{g.benchmark} accuracy >= {pct(g.min_accuracy)}"
@@ -266,42 +263,157 @@ def check_gates(gates: Gates, rows: Sequence, summary: Sequence, *, narrowed: st
             results.append(absent(name, what, (g.variant, g.benchmark)))
             continue
         a = s.overall
-        figures = {"accuracy": a.accuracy, "n": a.n, "correct": a.correct, "ci_low": a.ci_low, "ci_high": a.ci_high,
-                   "min_accuracy": g.min_accuracy}
+        figures = {
+            "accuracy": a.accuracy,
+            "n": a.n,
+            "correct": a.correct,
+            "ci_low": a.ci_low,
+            "ci_high": a.ci_high,
+            "min_accuracy": g.min_accuracy,
+        }
+        if 0 < a.n < g.min_n:
+            results.append(
+                GateResult(
+                    name,
+                    "skipped",
+                    f"{name} {what}: skipped, only {a.n} scored items (the gate "
+                    f"is set for at least {g.min_n}: a narrowed run)",
+                    figures,
+                )
+            )
+            continue
         if a.n == 0:
-            results.append(GateResult(name, "failed", f"{name} {what}: no scored items ({s.skipped} skipped)", figures))
+            results.append(
+                GateResult(name, "failed", f"{name} {what}: no scored items ({s.skipped} skipped)", figures)
+            )
             continue
         ok = a.accuracy >= g.min_accuracy - _EPS
-        results.append(GateResult(
-            name, "passed" if ok else "failed",
-            f"{name} {g.variant}/{g.benchmark}: accuracy {pct(a.accuracy)} ({a.correct}/{a.n}, 95% CI "
-            f"{interval(a.ci_low, a.ci_high)}) {'>=' if ok else '<'} floor {pct(g.min_accuracy)}",
-            figures))
+        results.append(
+            GateResult(
+                name,
+                "passed" if ok else "failed",
+                f"{name} {g.variant}/{g.benchmark}: accuracy {pct(a.accuracy)} ({a.correct}/{a.n}, 95% CI "
+                f"{interval(a.ci_low, a.ci_high)}) {'>=' if ok else '<'} floor {pct(g.min_accuracy)}",
+                figures,
+            )
+        )
 
     for i, g in enumerate(gates.max_drop):
         name = f"max_drop[{i}]"
         what = f"{g.variant}/{g.benchmark} vs {g.reference}, drop <= {g.max_points:g} points"
-        missing = next((p for p in [(g.variant, g.benchmark), (g.reference, g.benchmark)] if p not in by_pair), None)
+        missing = next(
+            (p for p in [(g.variant, g.benchmark), (g.reference, g.benchmark)] if p not in by_pair), None
+        )
         if missing:
             results.append(absent(name, what, missing))
             continue
         p = paired(verdicts(rows, g.variant, g.benchmark), verdicts(rows, g.reference, g.benchmark))
-        results.append(_drop_result(name, f"{g.variant}/{g.benchmark} vs {g.reference}", p, g.max_points, alpha=0.0))
+        if 0 < p.n < g.min_n:
+            results.append(
+                GateResult(
+                    name,
+                    "skipped",
+                    f"{name} {what}: skipped, only {p.n} shared items (the gate "
+                    f"is set for at least {g.min_n}: a narrowed run)",
+                )
+            )
+            continue
+        results.append(
+            _drop_result(name, f"{g.variant}/{g.benchmark} vs {g.reference}", p, g.max_points, alpha=0.0)
+        )
 
+    for i, g in enumerate(gates.adapter):
+        results.append(_adapter_result(f"adapter[{i}]", g, analysis, narrowed))
+    for i, g in enumerate(gates.frontier):
+        results.append(_frontier_result(f"frontier[{i}]", g, analysis))
     if gates.baseline_file is not None:
         results += _check_baseline_file(gates.baseline_file, rows, by_pair, absent)
     return results
 
 
-def _drop_result(name: str, what: str, p: Paired, max_points: float, *, alpha: float, where: str = "") -> GateResult:
+def _adapter_result(name: str, g: AdapterGate, analysis: Analysis | None, narrowed: str) -> GateResult:
+    facts = analysis.facts.get(g.variant) if analysis is not None else None
+    if facts is None:
+        status = "skipped" if narrowed else "failed"
+        return GateResult(
+            name,
+            status,
+            f"{name} {g.variant}: its adapter is not in this run"
+            + (f" (selection narrowed by {narrowed})" if narrowed else ""),
+        )
+    figures = {
+        "status": facts.status,
+        "cut_short": facts.cut_short,
+        "steps_done": facts.steps_done,
+        "steps_planned": facts.steps_planned,
+    }
+    steps = f"{facts.steps_done}/{facts.steps_planned} steps" if facts.steps_planned else "steps unknown"
+    if facts.status != "succeeded":
+        return GateResult(
+            name, "failed", f"{name} {g.variant}: training {facts.status} ({facts.reason})", figures
+        )
+    if g.complete and facts.cut_short:
+        return GateResult(
+            name,
+            "failed",
+            f"{name} {g.variant}: training was cut short by its time budget ({steps}); "
+            "the adapter is not the recipe's",
+            figures,
+        )
+    return GateResult(name, "passed", f"{name} {g.variant}: trained to the end ({steps})", figures)
+
+
+def _frontier_result(name: str, g: FrontierGate, analysis: Analysis | None) -> GateResult:
+    f = analysis.frontier if analysis is not None else None
+    what = f"a point gaining >= {g.min_gain_points:g} points while losing <= {g.max_cost_points:g}"
+    if f is None or not f.points:
+        return GateResult(
+            name,
+            "failed",
+            f"{name} {what}: the run has no frontier (no adapter variant ran both "
+            "a specialization and a generalization task)",
+        )
+    ok = [
+        p
+        for p in f.points
+        if -100 * p.cost.paired.delta <= g.max_cost_points + _EPS
+        and 100 * p.gain.paired.delta >= g.min_gain_points - _EPS
+    ]
+    if ok:
+        best = max(ok, key=lambda p: p.gain.paired.delta)
+        return GateResult(
+            name,
+            "passed",
+            f"{name} {what}: {best.variant} gains {points(best.gain.paired.delta)} on "
+            f"{f.specialization} and changes {f.generalization} by "
+            f"{points(best.cost.paired.delta)} points",
+            {"variant": best.variant},
+        )
+    return GateResult(name, "failed", f"{name} {what}: none of the {len(f.points)} points does")
+
+
+def _drop_result(
+    name: str, what: str, p: Paired, max_points: float, *, alpha: float, where: str = ""
+) -> GateResult:
     """Pass when the drop on the shared items is within ``max_points`` and (alpha > 0) the
     variant is not significantly worse (exact McNemar p < alpha with more losses than gains)."""
-    figures = {"n_shared": p.n, "accuracy": p.accuracy, "reference_accuracy": p.reference_accuracy,
-               "delta_points": 100 * p.delta if p.n else math.nan, "delta_ci_low": p.delta_ci_low,
-               "delta_ci_high": p.delta_ci_high, "gained": p.only_variant, "lost": p.only_reference,
-               "mcnemar_p": p.mcnemar_p, "max_points": max_points, "alpha": alpha}
+    figures = {
+        "n_shared": p.n,
+        "accuracy": p.accuracy,
+        "reference_accuracy": p.reference_accuracy,
+        "delta_points": 100 * p.delta if p.n else math.nan,
+        "delta_ci_low": p.delta_ci_low,
+        "delta_ci_high": p.delta_ci_high,
+        "gained": p.only_variant,
+        "lost": p.only_reference,
+        "mcnemar_p": p.mcnemar_p,
+        "max_points": max_points,
+        "alpha": alpha,
+    }
     if p.n == 0:
-        return GateResult(name, "failed", f"{name} {what}{where}: no items scored by both, nothing to compare", figures)
+        return GateResult(
+            name, "failed", f"{name} {what}{where}: no items scored by both, nothing to compare", figures
+        )
     drop = -100 * p.delta
     too_far = drop > max_points + _EPS
     worse = alpha > 0 and p.mcnemar_p < alpha and p.only_reference > p.only_variant
@@ -310,14 +422,20 @@ def _drop_result(name: str, what: str, p: Paired, max_points: float, *, alpha: f
         why.append(f"drop {drop:.1f} points > allowed {max_points:g}")
     if worse:
         why.append(f"significantly worse (McNemar p={p_value(p.mcnemar_p)} < alpha {alpha:g})")
-    verdict = "; ".join(why) if why else f"drop {drop:.1f} points <= allowed {max_points:g}" + (
-        f", not significantly worse at alpha {alpha:g}" if alpha > 0 else "")
+    verdict = (
+        "; ".join(why)
+        if why
+        else f"drop {drop:.1f} points <= allowed {max_points:g}"
+        + (f", not significantly worse at alpha {alpha:g}" if alpha > 0 else "")
+    )
     return GateResult(
-        name, "failed" if why else "passed",
+        name,
+        "failed" if why else "passed",
         f"{name} {what}{where}: {pct(p.accuracy)} vs {pct(p.reference_accuracy)} on {p.n} shared items "
         f"(Δ {points(p.delta)} points, 95% CI {interval(p.delta_ci_low, p.delta_ci_high, points)}; "
         f"+{p.only_variant}/-{p.only_reference} items; McNemar p={p_value(p.mcnemar_p)}): {verdict}",
-        figures)
+        figures,
+    )
 
 
 def _check_baseline_file(bf: BaselineFile, rows: Sequence, by_pair: Mapping, absent) -> list[GateResult]:
@@ -334,8 +452,14 @@ def _check_baseline_file(bf: BaselineFile, rows: Sequence, by_pair: Mapping, abs
     if not explicit:  # every pair the two runs share
         wanted = [pair for pair in wanted if pair in by_pair and pair in stored_pairs]
         if not wanted:
-            return [GateResult(name, "failed", f"{name}{where}: no (variant, benchmark) is in both this run and "
-                                               f"the stored one ({', '.join(sorted('/'.join(p) for p in stored_pairs))})")]
+            return [
+                GateResult(
+                    name,
+                    "failed",
+                    f"{name}{where}: no (variant, benchmark) is in both this run and "
+                    f"the stored one ({', '.join(sorted('/'.join(p) for p in stored_pairs))})",
+                )
+            ]
     out = []
     for v, b in wanted:
         gate = f"{name} {v}/{b}"

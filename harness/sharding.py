@@ -22,21 +22,27 @@ it (``computed_by``).
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import re
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
-from harness.generation import CacheStats, PredictionCache, prompt_key
+from harness.cache import CacheStats, PredictionCache, Ticker, prompt_key
+from harness.progress import bar as progress_bar
 
 # NVLink multicast stays off in every process that may touch a GPU (NCCL, torch symmetric
 # memory, NVSHMEM); evaluation workers use no collective, this is a guard for what they import.
-MULTICAST_OFF = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
+MULTICAST_OFF = {
+    "NCCL_NVLS_ENABLE": "0",
+    "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1",
+    "NVSHMEM_DISABLE_NVLS": "1",
+}
 
-PATIENCE_S = 30.0  # how long a finished worker waits for an idle phase's other workers before taking their batches
+PATIENCE_S = (
+    30.0  # how long a finished worker waits for an idle phase's other workers before taking their batches
+)
 POLL_S = 0.2
 
 
@@ -52,7 +58,7 @@ class Shard:
             raise ValueError(f"shard {self.index} of {self.count}: need 0 <= index < count")
 
     @classmethod
-    def of_worker(cls, worker_id: str, count: int) -> "Shard":
+    def of_worker(cls, worker_id: str, count: int) -> Shard:
         """The shard of xdist worker ``gwK`` among ``count`` workers."""
         m = re.fullmatch(r"gw(\d+)", worker_id)
         if not m:
@@ -156,10 +162,12 @@ class _Claims:
 class _Tail:
     """The cache file's records, read incrementally: only complete new lines, as they appear."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, cache: PredictionCache):
+        self.cache = cache
+        self.path = cache.path
         self.records: dict[str, dict] = {}
         self._offset = 0
+        self._line = 0
 
     def refresh(self) -> dict[str, dict]:
         if not self.path.exists():
@@ -169,11 +177,11 @@ class _Tail:
             data = f.read()
         end = data.rfind(b"\n") + 1  # a line still being written waits for its newline
         for line in data[:end].splitlines():
-            try:
-                rec = json.loads(line)
-                self.records[rec["key"]] = rec
-            except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
-                pass  # a torn line of a killed writer; PredictionCache.load warns about it
+            self._line += 1
+            if line.strip():
+                rec = self.cache.parse(line, f"{self.path}:{self._line}")
+                if rec is not None:
+                    self.records.setdefault(rec["key"], rec)
         self._offset += end
         return self.records
 
@@ -199,13 +207,12 @@ def sharded_compute(
     ``stats.computed`` counts the records this worker computed; ``stats.cached`` the others,
     read from the cache (present before, or written by another worker meanwhile).
     """
-    from tqdm.auto import tqdm
-
     stats = CacheStats()
     computed_prompts: list[str] = []
     mine: set[str] = set()
     plan = plan_batches(prompts, shard.count, batch_size, sort_key)
-    tail = _Tail(cache.path)
+    cache.check_sidecar()
+    tail = _Tail(cache)
     claims = _Claims(cache.path.with_suffix(".claims"))
     start = time.perf_counter()
 
@@ -221,14 +228,18 @@ def sharded_compute(
             todo = missing(batch)
             if todo:
                 todo_prompts = [batch.prompts[i] for i in todo]
-                payloads = compute_batch(todo_prompts)
-                new = [{"key": batch.keys[i], **payload, "computed_by": f"shard {shard.label}"} for i, payload in zip(todo, payloads)]
+                ticked = Ticker(bar, len(todo_prompts))
+                payloads = compute_batch(todo_prompts, ticked)
+                new = [
+                    {"key": batch.keys[i], **payload, "computed_by": f"shard {shard.label}", "fp": cache.key}
+                    for i, payload in zip(todo, payloads)
+                ]
                 with cache.locked():
                     cache.append(new)
                 tail.records.update({r["key"]: r for r in new})
                 mine.update(r["key"] for r in new)
                 computed_prompts.extend(todo_prompts)
-                bar.update(len(new))
+                ticked.finish()
         finally:
             claims.release(batch.number)
         return True
@@ -236,7 +247,7 @@ def sharded_compute(
     try:
         tail.refresh()
         n_missing = sum(len(missing(b)) for b in plan if b.owner == shard.index)
-        with tqdm(total=n_missing, desc=f"{desc} [shard {shard.label}]", unit="item", dynamic_ncols=True, disable=n_missing == 0) as bar:
+        with progress_bar(n_missing, f"{desc} [shard {shard.label}]", disable=n_missing == 0) as bar:
             for batch in plan:
                 if batch.owner == shard.index and missing(batch):
                     work(batch)
@@ -248,7 +259,9 @@ def sharded_compute(
                 if not pending:
                     break
                 now = time.perf_counter()
-                if len(tail.records) - len(mine) > others_seen or any(claims.held_elsewhere(b.number) for b in pending):
+                if len(tail.records) - len(mine) > others_seen or any(
+                    claims.held_elsewhere(b.number) for b in pending
+                ):
                     others_seen, idle_since = len(tail.records) - len(mine), now
                 # One of ours left behind (another worker's probe held it for a moment): take it back.
                 if any(work(b) for b in pending if b.owner == shard.index):

@@ -10,10 +10,10 @@ beside the predictions, keyed by the tokenizer's own serialisation, so a rerun c
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
-from harness.generation import PredictionCache, cached_compute
+from harness.cache import PredictionCache, cached_compute
 
 _CHUNK = 512  # texts per tokenizer call: bounds the lists of ids held at once
 
@@ -42,11 +42,18 @@ def batch_token_counter(tokenizer, cache_root: Path | None = None) -> Callable[[
     fingerprint = tokenizer_fingerprint(tokenizer) if cache_root is not None else None
     if fingerprint is None:
         return count
-    cache = PredictionCache(cache_root, "token_counts", {"tokenizer": fingerprint, "call": "tokenizer(text)"})
+    cache = PredictionCache(
+        cache_root, "token_counts", {"tokenizer": fingerprint, "call": "tokenizer(text)"}, required=("n",)
+    )
 
     def remembered(texts: Sequence[str]) -> list[int]:
-        records, _ = cached_compute(cache, list(texts), lambda batch: [{"n": n} for n in count(batch)],
-                                    batch_size=4096, desc="counting prompt tokens")
+        records, _ = cached_compute(
+            cache,
+            list(texts),
+            lambda batch, tick: [{"n": n} for n in count(batch)],
+            batch_size=4096,
+            desc="counting prompt tokens",
+        )
         return [r["n"] for r in records]
 
     return remembered

@@ -26,16 +26,27 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.data.mmlu import (  # noqa: E402
+from harness.loglik import score_choices
+from harness.models import DEFAULT_MODEL, context_length, load_base_model, load_tokenizer, resolve_model
+from harness.tasks.mmlu import (
+    LETTERS,
     MMLUSelection,
     find_mmlu_dir,
+    fit_prompts,
     load_mmlu_split,
+    mmlu_description,
+    mmlu_shots,
     select_mmlu,
 )
-from harness.mmlu_scoring import LETTERS, context_length, fit_prompts, score_letters_loglik  # noqa: E402
-from harness.models import DEFAULT_MODEL, load_base_model, load_tokenizer, resolve_model  # noqa: E402
-from harness.prompts import mmlu_description, mmlu_shots  # noqa: E402
-from harness.token_counts import batch_token_counter  # noqa: E402
+from harness.token_counts import batch_token_counter
+
+_CHOICES = tuple(" " + letter for letter in LETTERS)
+
+
+def score_letters_loglik(model, tokenizer, requests, *, progress=False, **kwargs):
+    """Our scorer over the letters " A" .. " D", as the MMLU task asks the engine."""
+    return score_choices(model, tokenizer, requests, [_CHOICES] * len(requests), **kwargs)
+
 
 _COLUMNS = ["question", "A", "B", "C", "D", "answer"]
 # lm-eval's default MMLU doc_to_text, with the hub's choices[i] replaced by our CSV columns.
@@ -115,25 +126,42 @@ def run(args) -> dict:
     resolved = resolve_model(args.model)  # downloads and converts the default model once
     tokenizer = load_tokenizer(resolved)
     model = load_base_model(resolved, args.load, args.device)
-    print(f"model {resolved.name} ({args.load}, {next(model.parameters()).device}) ready in {time.time() - t0:.0f}s", flush=True)
+    print(
+        f"model {resolved.name} ({args.load}, {next(model.parameters()).device}) "
+        f"ready in {time.time() - t0:.0f}s",
+        flush=True,
+    )
 
     from lm_eval.models.huggingface import HFLM
 
-    max_len = context_length(model, tokenizer)
+    max_len = context_length(model.config, tokenizer)
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=args.batch_size, max_length=max_len)
 
     mmlu_dir = find_mmlu_dir(args.mmlu_dir)
     dev = load_mmlu_split(mmlu_dir, "dev")
     test = load_mmlu_split(mmlu_dir, args.split)
-    selection = MMLUSelection(mode="per_subject", per_subject=args.per_subject, seed=args.seed, subjects=args.subjects or ())
+    selection = MMLUSelection(
+        mode="per_subject", per_subject=args.per_subject, seed=args.seed, subjects=args.subjects or ()
+    )
     items = select_mmlu(test, selection)
     count = batch_token_counter(tokenizer)
-    report = {"model": resolved.name, "load": args.load, "device": str(next(model.parameters()).device),
-              "threads": args.threads, "batch_size": args.batch_size, "questions": len(items), "runs": []}
+    report = {
+        "model": resolved.name,
+        "load": args.load,
+        "device": str(next(model.parameters()).device),
+        "threads": args.threads,
+        "batch_size": args.batch_size,
+        "questions": len(items),
+        "runs": [],
+    }
 
     for k in args.shots:
-        fitted = dict(zip((it.item_id for it in items),
-                          fit_prompts([(it, mmlu_shots(dev, it.subject, k)) for it in items], count, max_len)))
+        fitted = dict(
+            zip(
+                (it.item_id for it in items),
+                fit_prompts([(it, mmlu_shots(dev, it.subject, k)) for it in items], count, max_len),
+            )
+        )
         dropped = sum(f.shots_dropped for f in fitted.values())
         lm_reqs = lmeval_requests(items, mmlu_dir, args.split, k)
         same_prompt = sum(lm_reqs[i][0].args[0] == fitted[i].prompt for i in fitted)
@@ -141,7 +169,12 @@ def run(args) -> dict:
         # Warm-up (not timed): first calls allocate and pick kernels.
         warm = items[:2]
         lm.loglikelihood([inst for it in warm for inst in lm_reqs[it.item_id]], disable_tqdm=True)
-        score_letters_loglik(model, tokenizer, [(fitted[it.item_id].prefix, fitted[it.item_id].suffix) for it in warm], progress=False)
+        score_letters_loglik(
+            model,
+            tokenizer,
+            [(fitted[it.item_id].prefix, fitted[it.item_id].suffix) for it in warm],
+            progress=False,
+        )
 
         ours: dict[str, tuple] = {}
         theirs: dict[str, tuple] = {}
@@ -158,7 +191,14 @@ def run(args) -> dict:
             insts = [inst for it in chunk_items for inst in lm_reqs[it.item_id]]
 
             def run_ours():
-                scores = score_letters_loglik(model, tokenizer, reqs, batch_size=args.batch_size, max_batch_tokens=args.max_batch_tokens, progress=False)
+                scores = score_letters_loglik(
+                    model,
+                    tokenizer,
+                    reqs,
+                    batch_size=args.batch_size,
+                    max_batch_tokens=args.max_batch_tokens,
+                    progress=False,
+                )
                 ours.update({it.item_id: s.logprobs for it, s in zip(chunk_items, scores)})
 
             def run_lm():
@@ -167,7 +207,15 @@ def run(args) -> dict:
                     theirs[it.item_id] = tuple(ll for ll, _ in lls[4 * i : 4 * i + 4])
 
             def run_plain():
-                scores = score_letters_loglik(model, tokenizer, reqs, batch_size=args.batch_size, max_batch_tokens=args.max_batch_tokens, progress=False, reuse_prefix=False)
+                scores = score_letters_loglik(
+                    model,
+                    tokenizer,
+                    reqs,
+                    batch_size=args.batch_size,
+                    max_batch_tokens=args.max_batch_tokens,
+                    progress=False,
+                    reuse_prefix=False,
+                )
                 plain.update({it.item_id: s.logprobs for it, s in zip(chunk_items, scores)})
 
             order = [("ours", run_ours), ("lm", run_lm)]
@@ -182,8 +230,12 @@ def run(args) -> dict:
                 cpu_s[name] += time.process_time() - cpu
             t_ours, t_lm, t_plain = wall_s["ours"], wall_s["lm"], wall_s["plain"]
             if (n + 1) % max(1, len(chunks) // 6) == 0 or n + 1 == len(chunks):
-                print(f"  {k}-shot, {n + 1}/{len(chunks)} chunks: ours {t_ours:.1f}s, lm-eval {t_lm:.1f}s so far "
-                      f"(load average {os.getloadavg()[0]:.1f})", flush=True)
+                print(
+                    f"  {k}-shot, {n + 1}/{len(chunks)} chunks: "
+                    f"ours {t_ours:.1f}s, lm-eval {t_lm:.1f}s so far "
+                    f"(load average {os.getloadavg()[0]:.1f})",
+                    flush=True,
+                )
 
         def argmax(lp):
             return LETTERS[max(range(4), key=lambda i: (lp[i], -i))]
@@ -216,11 +268,18 @@ def run(args) -> dict:
         print(
             f"{k}-shot, {len(items)} questions: ours {run_report['ours_q_per_s']:.2f} q/s, "
             f"lm-eval {run_report['lmeval_q_per_s']:.2f} q/s ({run_report['speedup']:.2f}x; "
-            f"CPU s/q {run_report['ours_cpu_s_per_q']:.2f} vs {run_report['lmeval_cpu_s_per_q']:.2f}, {run_report['speedup_cpu']:.2f}x)"
-            + (f", plain one-pass {run_report['plain_q_per_s']:.2f} q/s, {run_report['plain_cpu_s_per_q']:.2f} CPU s/q" if args.plain else "")
-            + f"; identical prompts {same_prompt}/{len(items)}, identical answers {same_answer}/{len(items)}, "
-            f"max |d logprob| {max_diff:.2e}, acc ours {run_report['acc_ours']:.3f} / lm-eval {run_report['acc_lmeval']:.3f}"
-            + (f", shots dropped {dropped}" if dropped else ""),
+            f"CPU s/q {run_report['ours_cpu_s_per_q']:.2f} vs {run_report['lmeval_cpu_s_per_q']:.2f}, "
+            f"{run_report['speedup_cpu']:.2f}x)"
+            + (
+                f", plain one-pass {run_report['plain_q_per_s']:.2f} q/s, "
+                f"{run_report['plain_cpu_s_per_q']:.2f} CPU s/q"
+                if args.plain
+                else ""
+            )
+            + f"; identical prompts {same_prompt}/{len(items)}, "
+            f"identical answers {same_answer}/{len(items)}, "
+            f"max |d logprob| {max_diff:.2e}, acc ours {run_report['acc_ours']:.3f} "
+            f"/ lm-eval {run_report['acc_lmeval']:.3f}" + (f", shots dropped {dropped}" if dropped else ""),
             flush=True,
         )
     return report
@@ -238,12 +297,24 @@ def main(argv=None) -> int:
     p.add_argument("--subjects", nargs="+", default=None, help="only these subjects (default: all 57)")
     p.add_argument("--shots", type=int, nargs="+", default=[0, 4])
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--max-batch-tokens", type=int, default=2048, help="our scorer: padded tokens a forward pass (raise on a GPU)")
+    p.add_argument(
+        "--max-batch-tokens",
+        type=int,
+        default=2048,
+        help="our scorer: padded tokens a forward pass (raise on a GPU)",
+    )
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--chunks", type=int, default=19, help="timing rounds (19: three subjects each), alternating which scorer goes first")
+    p.add_argument(
+        "--chunks",
+        type=int,
+        default=19,
+        help="timing rounds (19: three subjects each), alternating which scorer goes first",
+    )
     p.add_argument("--plain", action="store_true", help="also time our scorer without prefix reuse")
     p.add_argument("--json", default=None, help="write the figures to this file")
-    p.add_argument("--min-agreement", type=float, default=0.0, help="exit 1 when answer agreement is below this")
+    p.add_argument(
+        "--min-agreement", type=float, default=0.0, help="exit 1 when answer agreement is below this"
+    )
     args = p.parse_args(argv)
     report = run(args)
     if args.json:

@@ -25,6 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from harness.models import resolve_model
+
 
 def matmul_rate(device: str, size: int | None = None, reps: int = 10) -> tuple[float, str]:
     """FLOP/s of a square matrix product on ``device``: bf16 on CUDA, fp32 on CPU."""
@@ -52,8 +54,6 @@ def parameter_count(model_name: str) -> int:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from harness.models import resolve_model
-
     resolved = resolve_model(model_name)
     config = AutoConfig.from_pretrained(resolved.path, gguf_file=resolved.gguf_file)
     with torch.device("meta"):
@@ -69,13 +69,24 @@ def phase_rows(run_dir: Path, adapters: list[Path]) -> list[dict]:
         if not summary_path.is_file():
             continue
         summary = json.loads(summary_path.read_text())
-        curve = summary.get("curve") or []
-        if curve:  # the training loop alone: loading and saving are not training work
-            tokens, seconds = curve[-1]["tokens"], curve[-1]["elapsed_s"]
-        else:
-            tokens, seconds = summary["tokens_per_s"] * summary["wall_time_s"], summary["wall_time_s"]
-        rows.append({"phase": f"training {adapter.name}", "tokens": int(tokens), "seconds": float(seconds), "factor": 6,
-                     "model": summary["base_model"]["name"]})
+        # The training loop alone (train_time_s, tokens_seen): the model's download, conversion,
+        # loading and saving are not training work, and wall_time_s counts them.
+        if "train_time_s" not in summary or "tokens_seen" not in summary:
+            print(
+                f"{summary_path}: no train_time_s/tokens_seen (not a training summary?); skipped",
+                file=sys.stderr,
+            )
+            continue
+        tokens, seconds = summary["tokens_seen"], summary["train_time_s"]
+        rows.append(
+            {
+                "phase": f"training {adapter.name}",
+                "tokens": int(tokens),
+                "seconds": float(seconds),
+                "factor": 6,
+                "model": summary["base_model"]["name"],
+            }
+        )
     # Under pytest-xdist each worker records its own shard (<benchmark>-<variant>.gwK.json);
     # the shards ran at the same time, so a phase's tokens add up and its time is the longest.
     merged: dict[tuple[str, str], dict] = {}
@@ -87,10 +98,20 @@ def phase_rows(run_dir: Path, adapters: list[Path]) -> list[dict]:
         if not tokens:
             print(f"{path}: no token counts (recorded by an older harness); skipped", file=sys.stderr)
             continue
-        label = "generation" if phase["benchmark"] == "spider" else f"{phase.get('scoring', 'loglik')} scoring"
-        row = merged.setdefault((phase["benchmark"], phase["variant"]), {
-            "phase": f"{phase['benchmark']} {label} {phase['variant']}", "tokens": 0, "seconds": 0.0, "factor": 2,
-            "computed": 0, "workers": 0})
+        label = (
+            "generation" if phase["benchmark"] == "spider" else f"{phase.get('scoring', 'loglik')} scoring"
+        )
+        row = merged.setdefault(
+            (phase["benchmark"], phase["variant"]),
+            {
+                "phase": f"{phase['benchmark']} {label} {phase['variant']}",
+                "tokens": 0,
+                "seconds": 0.0,
+                "factor": 2,
+                "computed": 0,
+                "workers": 0,
+            },
+        )
         row["tokens"] += tokens
         row["computed"] += phase["computed"]
         row["seconds"] = max(row["seconds"], phase["seconds"])
@@ -101,7 +122,12 @@ def phase_rows(run_dir: Path, adapters: list[Path]) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run-dir", default=None, help="reports/<run-id> (default: the newest under reports/)")
-    p.add_argument("--adapter", action="append", default=[], help="adapter folder(s) with training_summary.json (repeatable)")
+    p.add_argument(
+        "--adapter",
+        action="append",
+        default=[],
+        help="adapter folder(s) with training_summary.json (repeatable)",
+    )
     p.add_argument("--model", default="smollm2-135m-instruct", help="the base model, for its parameter count")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     p.add_argument("--json", default=None, help="also write the table here")
@@ -114,7 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         runs = [d for d in Path("reports").glob("*") if (d / "phases").is_dir()]
         if not runs:
-            sys.exit("bench_phases: no run with phase records under reports/; run the benchmarks first or pass --run-dir")
+            sys.exit(
+                "bench_phases: no run with phase records under reports/; "
+                "run the benchmarks first or pass --run-dir"
+            )
         run_dir = max(runs, key=lambda d: d.stat().st_mtime)
     if not (run_dir / "phases").is_dir():
         sys.exit(f"bench_phases: {run_dir} has no phases/ folder (is it a reports/<run-id> folder?)")
@@ -122,17 +151,34 @@ def main(argv: list[str] | None = None) -> int:
     rate, shape = matmul_rate(device)
     params = parameter_count(args.model)
     name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
-    print(f"run {run_dir}; {name}: {rate / 1e12:.1f} TFLOP/s measured ({shape} matmul); {args.model}: {params / 1e6:.1f}M parameters")
+    print(
+        f"run {run_dir}; {name}: {rate / 1e12:.1f} TFLOP/s measured ({shape} matmul); "
+        f"{args.model}: {params / 1e6:.1f}M parameters"
+    )
     rows = phase_rows(run_dir, [Path(a) for a in args.adapter])
     print(f"{'phase':<34} {'tokens':>11} {'seconds':>8} {'tokens/s':>10} {'floor s':>8} {'x floor':>8}")
     for r in rows:
         r["tokens_per_s"] = r["tokens"] / r["seconds"] if r["seconds"] else 0.0
         r["floor_s"] = r["factor"] * params * r["tokens"] / rate
         r["times_floor"] = r["seconds"] / r["floor_s"] if r["floor_s"] else 0.0
-        print(f"{r['phase']:<34} {r['tokens']:>11,} {r['seconds']:>8.1f} {r['tokens_per_s']:>10,.0f} {r['floor_s']:>8.2f} {r['times_floor']:>8.1f}")
+        print(
+            f"{r['phase']:<34} {r['tokens']:>11,} {r['seconds']:>8.1f} {r['tokens_per_s']:>10,.0f} "
+            f"{r['floor_s']:>8.2f} {r['times_floor']:>8.1f}"
+        )
     if args.json:
-        Path(args.json).write_text(json.dumps({"run_dir": str(run_dir), "device": name, "flops_per_s": rate, "matmul": shape,
-                                               "parameters": params, "phases": rows}, indent=1))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "run_dir": str(run_dir),
+                    "device": name,
+                    "flops_per_s": rate,
+                    "matmul": shape,
+                    "parameters": params,
+                    "phases": rows,
+                },
+                indent=1,
+            )
+        )
     return 0
 
 

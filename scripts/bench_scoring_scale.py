@@ -19,8 +19,12 @@ import time
 from pathlib import Path
 
 from harness.config import load_experiment
-from harness.data.spider import find_spider_dir
-from harness.generation import PredictionCache, cached_compute
+from harness.engine import Engine
+from harness.loglik import ChoiceScores
+from harness.model_pool import ModelPool
+from harness.tasks import TASKS
+from harness.tasks.base import RunContext, shots_of
+from harness.tasks.spider import find_spider_dir, generation_prompts, get_spider_template
 
 EXPERIMENT = """
 [experiment]
@@ -38,48 +42,58 @@ model = "smollm2-135m-instruct"
 [[variants]]
 name = "b"
 model = "smollm2-135m-instruct"
-spider_shots = 1
-mmlu_shots = 0
+spider = { shots = 1 }
+mmlu = { shots = 0 }
 """
 
 
-def fill_spider(exp, cache_root: Path) -> None:
-    from fixtures.spider import load_spider_data
-    from harness.generation import GenerationSettings
-    from harness.model_pool import ModelPool
-    from harness.predict import spider_prompts
+class CannedBackend:
+    """Answers without a model: Spider from published predictions, MMLU a letter from the prompt."""
 
-    pool, data = ModelPool(), load_spider_data(exp)
-    refs = find_spider_dir() / "reference_predictions"
-    by_index = {"a": (refs / "dail_sql_gpt4.sql").read_text().splitlines(),
-                "b": (refs / "graphix_t5.sql").read_text().splitlines()}
-    settings = GenerationSettings(max_new_tokens=exp.spider.max_new_tokens, batch_size=exp.spider.batch_size)
+    def __init__(self, sql_of_prompt: dict[str, str] | None = None):
+        self.sql_of_prompt = sql_of_prompt or {}
+
+    def generate(self, variant, prompts, settings, tick=None):
+        return [self.sql_of_prompt[p] for p in prompts]
+
+    def score_choices(self, variant, requests, choices, settings, tick=None):
+        return [
+            ChoiceScores(tuple(-float((i + hash(prefix + suffix)) % 4) for i in range(4)), (1,) * 4, 0, 0)
+            for prefix, suffix in requests
+        ]
+
+
+def fill(task: str, exp, cache_root: Path) -> None:
+    """Cache stand-in predictions for every variant, through the task's own predict()."""
+    pool = ModelPool()
+    spec, settings = TASKS[task], exp.settings(task)
+    data = spec.load(settings, seed=exp.seed)
+    backend = CannedBackend()
+    if task == "spider":
+        refs = find_spider_dir() / "reference_predictions"
+        by_index = {
+            "a": (refs / "dail_sql_gpt4.sql").read_text().splitlines(),
+            "b": (refs / "graphix_t5.sql").read_text().splitlines(),
+        }
     for v in exp.variants:
-        prompts = spider_prompts(exp, v, data, pool.tokenizer(v.model))
-        sql = {i.item_id: by_index[v.name][i.index] for i in data.items}
-        by_prompt = {p: sql[i] for i, p in prompts.items()}
-        cache = PredictionCache(cache_root, "spider", {**pool.fingerprint(v), "generation": settings.as_fingerprint()})
-        cached_compute(cache, list(by_prompt), lambda batch: [{"raw": by_prompt[p]} for p in batch], batch_size=4096)
-
-
-def fill_mmlu(exp, cache_root: Path) -> None:
-    from fixtures.mmlu import load_mmlu_data
-    from harness.model_pool import ModelPool
-    from harness import predict
-
-    pool, data = ModelPool(), load_mmlu_data(exp)
-
-    # Stand in for the model: a letter picked from the prompt text (no forward pass).
-    def fake(batch):
-        return [{"letter": "ABCD"[hash(p) % 4], "logprobs": [0.0, -1.0, -2.0, -3.0]} for p in batch]
-
-    original = predict.cached_compute
-    predict.cached_compute = lambda cache, prompts, compute, **kw: original(cache, prompts, fake, **kw)
-    try:
-        for v in exp.variants:
-            predict.predict_mmlu(exp, v, data, pool, cache_root)
-    finally:
-        predict.cached_compute = original
+        if task == "spider":
+            prompts = generation_prompts(
+                data.items,
+                data.context,
+                get_spider_template(settings.template),
+                shots_of(settings, v.options(task)),
+                exp.seed,
+                pool.tokenizer(v.model),
+            )
+            item_of = {i.item_id: i for i in data.items}
+            backend.sql_of_prompt.update({p: by_index[v.name][item_of[i].index] for i, p in prompts.items()})
+        spec.predict(
+            RunContext(Engine(pool, cache_root, backend=backend), exp.seed),
+            data,
+            v,
+            settings,
+            v.options(task),
+        )
 
 
 def main() -> None:
@@ -91,18 +105,38 @@ def main() -> None:
         (tmp / "exp.toml").write_text(EXPERIMENT)
         exp = load_experiment(tmp / "exp.toml")
         start = time.perf_counter()
-        (fill_spider if args.benchmark == "spider" else fill_mmlu)(exp, tmp / "cache")
+        fill(args.benchmark, exp, tmp / "cache")
         print(f"filled the cache in {time.perf_counter() - start:.1f} s", flush=True)
         deepeval = Path(sys.executable).with_name("deepeval")
-        cmd = [str(deepeval), "test", "run", "benchmarks/", "-m", args.benchmark, "--experiment", str(tmp / "exp.toml"),
-               "--cache-dir", str(tmp / "cache"), "--report-dir", str(tmp / "reports"), "--run-id", "scale", "-q", "--tb=no",
-               "-p", "no:cacheprovider"]
+        cmd = [
+            str(deepeval),
+            "test",
+            "run",
+            "benchmarks/",
+            "-m",
+            args.benchmark,
+            "--experiment",
+            str(tmp / "exp.toml"),
+            "--cache-dir",
+            str(tmp / "cache"),
+            "--report-dir",
+            str(tmp / "reports"),
+            "--run-id",
+            "scale",
+            "-q",
+            "--tb=no",
+            "-p",
+            "no:cacheprovider",
+        ]
         start = time.perf_counter()
         done = subprocess.run(cmd, capture_output=True, text=True)
         wall = time.perf_counter() - start
         tail = [ln for ln in done.stdout.splitlines() if ln.strip()][-14:]
         print("\n".join(tail))
-        print(f"`deepeval test run benchmarks/ -m {args.benchmark}` over 2 variants: {wall:.1f} s wall, exit {done.returncode}")
+        print(
+            f"`deepeval test run benchmarks/ -m {args.benchmark}` over 2 variants: "
+            f"{wall:.1f} s wall, exit {done.returncode}"
+        )
 
 
 if __name__ == "__main__":

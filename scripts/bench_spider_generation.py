@@ -13,10 +13,17 @@ from __future__ import annotations
 import argparse
 import time
 
-from harness.data.spider import find_spider_dir, load_schemas, load_spider_split, sample_items
-from harness.generation import GenerationSettings, generate_batch
+from harness.engine import GenerationSettings, generate_batch
 from harness.models import DEFAULT_MODEL, load_base_model, load_tokenizer, resolve_model
-from harness.prompts import get_spider_template, spider_prompt
+from harness.tasks.spider import (
+    SQL_END,
+    find_spider_dir,
+    get_spider_template,
+    load_schemas,
+    load_spider_split,
+    sample_items,
+    spider_prompt,
+)
 
 
 def main() -> None:
@@ -39,14 +46,18 @@ def main() -> None:
     prompts = [spider_prompt(i, template, schema=schemas[i.db_id], tokenizer=tok) for i in items]
 
     # The paper's loop: one item at a time, 128 new tokens, end-of-sequence only.
-    loop_settings = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=1, stop_at_sql_end=False)
+    loop_settings = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=1)
     start = time.perf_counter()
     loop_out = [generate_batch(model, tok, [p], loop_settings)[0] for p in prompts]
     loop_s = time.perf_counter() - start
-    capped = sum(len(tok(o, add_special_tokens=False)["input_ids"]) >= args.max_new_tokens - 1 for o in loop_out)
+    capped = sum(
+        len(tok(o, add_special_tokens=False)["input_ids"]) >= args.max_new_tokens - 1 for o in loop_out
+    )
 
     # The harness: length-sorted batches that stop at the end of the SQL.
-    ours_settings = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+    ours_settings = GenerationSettings(
+        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, stop=SQL_END
+    )
     order = sorted(range(len(prompts)), key=lambda i: len(tok(prompts[i])["input_ids"]))
     ours_out = [""] * len(prompts)
     start = time.perf_counter()
@@ -59,9 +70,14 @@ def main() -> None:
     agree = sum(loop.startswith(ours.rstrip()) for loop, ours in zip(loop_out, ours_out))
     n = len(prompts)
     print(f"model {args.model}, {n} Spider dev items, template {args.template!r}")
-    print(f"per-item loop (max_new_tokens={args.max_new_tokens}, EOS only): {n / loop_s:.2f} items/s "
-          f"({loop_s:.1f} s; {capped} of {n} ran to the cap)")
-    print(f"harness (batch {args.batch_size}, sorted, stops at end of SQL): {n / ours_s:.2f} items/s ({ours_s:.1f} s)")
+    print(
+        f"per-item loop (max_new_tokens={args.max_new_tokens}, EOS only): {n / loop_s:.2f} items/s "
+        f"({loop_s:.1f} s; {capped} of {n} ran to the cap)"
+    )
+    print(
+        f"harness (batch {args.batch_size}, sorted, stops at end of SQL): "
+        f"{n / ours_s:.2f} items/s ({ours_s:.1f} s)"
+    )
     print(f"speed-up: {loop_s / ours_s:.1f}x")
     print(f"texts that agree with the loop up to the stop point: {agree}/{n}")
     for i, (loop, ours) in enumerate(zip(loop_out, ours_out)):

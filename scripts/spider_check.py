@@ -17,11 +17,20 @@ from collections import Counter
 
 import torch
 
-from harness.data.spider import database_path, find_spider_dir, load_schemas, load_spider_split, sample_items
-from harness.generation import GenerationSettings, generate_batch
+from harness.engine import GenerationSettings, generate_batch
 from harness.models import DEFAULT_MODEL, attach_adapter, load_base_model, load_tokenizer, resolve_model
-from harness.prompts import get_spider_template, select_shots, spider_prompt
 from harness.sql import execution_match, extract_sql
+from harness.tasks.spider import (
+    SQL_END,
+    database_path,
+    find_spider_dir,
+    get_spider_template,
+    load_schemas,
+    load_spider_split,
+    sample_items,
+    select_shots,
+    spider_prompt,
+)
 
 
 def main() -> None:
@@ -41,14 +50,18 @@ def main() -> None:
     schemas = load_schemas(spider_dir)
     items = [i for i in load_spider_split(spider_dir, "dev") if database_path(spider_dir, i.db_id).is_file()]
     items = sample_items(items, args.items, seed=args.seed)
-    shots = [(s, None) for s in select_shots(load_spider_split(spider_dir, "train"), args.shots, seed=args.seed)]
+    shots = [
+        (s, None) for s in select_shots(load_spider_split(spider_dir, "train"), args.shots, seed=args.seed)
+    ]
     resolved = resolve_model(args.model)
     tok, model = load_tokenizer(resolved), load_base_model(resolved, args.load)
     if args.adapter:
         model = attach_adapter(model, args.adapter, "checked")
     template = get_spider_template(args.template)
     prompts = [spider_prompt(i, template, schema=schemas[i.db_id], shots=shots, tokenizer=tok) for i in items]
-    settings = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+    settings = GenerationSettings(
+        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, stop=SQL_END
+    )
     order = sorted(range(len(prompts)), key=lambda k: len(tok(prompts[k])["input_ids"]))
     raw = [""] * len(prompts)
     start = time.perf_counter()
@@ -61,15 +74,26 @@ def main() -> None:
     seconds = time.perf_counter() - start
     capped = sum(len(tok(r, add_special_tokens=False)["input_ids"]) >= args.max_new_tokens - 1 for r in raw)
     sqls = [extract_sql(r) for r in raw]
-    verdicts = [execution_match(database_path(spider_dir, i.db_id), i.gold_sql, s) for i, s in zip(items, sqls)]
+    verdicts = [
+        execution_match(database_path(spider_dir, i.db_id), i.gold_sql, s) for i, s in zip(items, sqls)
+    ]
     correct = sum(v.ok for v in verdicts)
     first_words = Counter((s.split() or ["<none>"])[0].upper() for s in sqls)
     n = len(items)
-    print(f"model {args.model}, adapter {args.adapter}, load {args.load}, {args.shots}-shot, template {args.template}, device {model.device}")
+    print(
+        f"model {args.model}, adapter {args.adapter}, load {args.load}, {args.shots}-shot, "
+        f"template {args.template}, device {model.device}"
+    )
     print(f"{n} items in {seconds:.1f} s: {n / seconds:.2f} items/s (batch {args.batch_size})")
-    print(f"reached the {args.max_new_tokens}-token cap: {capped}/{n}; no SQL extracted: {sum(not s for s in sqls)}/{n}")
-    print(f"execution accuracy: {correct}/{n} = {correct / n:.1%}; first words: {dict(first_words.most_common(5))}")
-    for i, r, s, v in list(zip(items, raw, sqls, verdicts))[:5]:
+    print(
+        f"reached the {args.max_new_tokens}-token cap: {capped}/{n}; "
+        f"no SQL extracted: {sum(not s for s in sqls)}/{n}"
+    )
+    print(
+        f"execution accuracy: {correct}/{n} = {correct / n:.1%}; "
+        f"first words: {dict(first_words.most_common(5))}"
+    )
+    for i, r, _s, v in list(zip(items, raw, sqls, verdicts))[:5]:
         print(f"  {i.item_id}: {r[:100]!r} -> {v.reason[:80]}")
 
 

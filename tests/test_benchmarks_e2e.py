@@ -22,8 +22,20 @@ def setup(tmp_path_factory, tiny_model_dir):
 
 
 def run(cmd, tmp, run_id):
-    args = [*cmd, "benchmarks/", "--experiment", str(tmp / "exp.toml"), "--cache-dir", str(tmp / "cache"),
-            "--report-dir", str(tmp / "reports"), "--run-id", run_id, "-p", "no:cacheprovider"]
+    args = [
+        *cmd,
+        "benchmarks/",
+        "--experiment",
+        str(tmp / "exp.toml"),
+        "--cache-dir",
+        str(tmp / "cache"),
+        "--report-dir",
+        str(tmp / "reports"),
+        "--run-id",
+        run_id,
+        "-p",
+        "no:cacheprovider",
+    ]
     env = {**os.environ, "HARNESS_CACHE_DIR": str(tmp / "hcache")}
     return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
 
@@ -51,6 +63,16 @@ def test_pytest_run_scores_every_case(setup):
     assert len(sql_lines) == 4
     phases = {p.name: json.loads(p.read_text()) for p in (run_dir / "phases").glob("*.json")}
     assert phases["spider-base.json"]["computed"] == 3 and phases["mmlu-base.json"]["computed"] == 4
+    # what the model saw and said, per item (lm-eval's --log_samples)
+    samples = [
+        json.loads(line) for line in (run_dir / "samples" / "spider-base.jsonl").read_text().splitlines()
+    ]
+    assert len(samples) == 3 and all(
+        s["prompt"] and s["gold"] and s["outcome"] in ("passed", "wrong") for s in samples
+    )
+    assert {c["item_id"] for c in spider if c["variant"] == "base" and c["outcome"] != "skipped"} == {
+        s["item_id"] for s in samples
+    }
 
 
 def test_rerun_reads_the_cache_and_deepeval_gives_the_same_accuracy(setup):
@@ -60,9 +82,79 @@ def test_rerun_reads_the_cache_and_deepeval_gives_the_same_accuracy(setup):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     phases = [json.loads(p.read_text()) for p in (tmp / "reports" / "second" / "phases").glob("*.json")]
     assert phases and all(p["computed"] == 0 for p in phases)
-    first = {(c["variant"], c["benchmark"], c["item_id"]): c["outcome"] for c in results(tmp, "first")["cases"]}
-    second = {(c["variant"], c["benchmark"], c["item_id"]): c["outcome"] for c in results(tmp, "second")["cases"]}
+    first = {
+        (c["variant"], c["benchmark"], c["item_id"]): c["outcome"] for c in results(tmp, "first")["cases"]
+    }
+    second = {
+        (c["variant"], c["benchmark"], c["item_id"]): c["outcome"] for c in results(tmp, "second")["cases"]
+    }
     assert first == second
+
+
+def test_the_same_cases_without_the_speedups(setup):
+    """No number depends on the speed-ups plugin: switched off, the cached run gives the same cases."""
+    tmp, _ = setup
+    done = run([sys.executable, "-m", "pytest", "-p", "no:harness.speedups"], tmp, "plain")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    key = lambda c: (c["variant"], c["benchmark"], c["item_id"])
+    first = {key(c): (c["outcome"], c["reason"], c["prediction"]) for c in results(tmp, "first")["cases"]}
+    plain = {key(c): (c["outcome"], c["reason"], c["prediction"]) for c in results(tmp, "plain")["cases"]}
+    assert first == plain
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["--load", "fp16"], 4, "--load fp16: not one of fp32, bf16, int8, nf4; did you mean 'bf16'?"),
+        (["--spider-dir", "/nowhere"], 4, "spider data: no Spider folder with tables.json at /nowhere"),
+        (["--limit", "spidr=3"], 4, "--limit spidr=3: unknown task 'spidr'"),
+    ],
+)
+def test_a_bad_option_is_one_usage_error(setup, args, code, message):
+    tmp, _ = setup
+    done = run([sys.executable, "-m", "pytest", *args], tmp, "usage")
+    assert done.returncode == code, done.stdout[-2000:] + done.stderr[-2000:]
+    assert message in done.stderr and "Traceback" not in done.stdout + done.stderr
+
+
+def test_a_missing_adapter_stops_the_run_before_any_case(setup, tiny_model_dir):
+    tmp, _ = setup
+    exp = tmp / "with_ft.toml"
+    exp.write_text(
+        (tmp / "exp.toml").read_text()
+        + f"""
+[[variants]]
+name = "ft"
+model = "{tiny_model_dir}"
+adapter = "{tmp / "no-adapter"}"
+train_config = "training/configs/default.toml"
+"""
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "benchmarks/",
+            "--experiment",
+            str(exp),
+            "--cache-dir",
+            str(tmp / "cache"),
+            "--report-dir",
+            str(tmp / "reports"),
+            "-p",
+            "no:cacheprovider",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 2, done.stdout[-2000:]
+    out = done.stdout + done.stderr
+    assert f"variant 'ft': adapter '{tmp / 'no-adapter'}'" in out
+    assert f"harness train --config training/configs/default.toml --output {tmp / 'no-adapter'}" in out
+    assert out.count("Traceback") == 0
 
 
 def test_unknown_variant_fails_before_any_generation(setup):

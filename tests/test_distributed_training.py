@@ -1,10 +1,12 @@
 """The training recipe under several processes: DDP over gloo on CPU, 2 ranks, tiny model.
 
-What is pinned: ``torchrun --nproc_per_node 2`` trains one adapter, written once by rank 0; the
-effective batch (per-device batch x accumulation x processes) is the config's, so the run plans
-the same optimizer steps as one process; a rank whose loss turns NaN stops every rank at the
-same step (a rank that stopped alone would hang the others) and only rank 0 writes the failure
-folder; a batch that cannot be split over the processes is a config error before any load.
+What is pinned: ``torchrun --nproc_per_node 2`` trains one adapter, written once by rank 0, with
+its half-way checkpoint (saved mid-training without hanging the other rank); the effective batch
+(per-device batch x accumulation x processes) is the config's, so the run plans the same
+optimizer steps as one process; a rank whose loss turns NaN stops every rank at the same step (a
+rank that stopped alone would hang the others), only rank 0 writes the failure folder, and the
+checkpoint it had reached is discarded; a batch that cannot be split over the processes is a
+config error before any load.
 
 This file is also the script the launcher runs (``python tests/test_distributed_training.py``).
 """
@@ -47,6 +49,9 @@ learning_rate = 1e-3
 [hardware]
 device = "cpu"
 cpu_quantization = "fp32"
+
+[checkpoints]
+at = [0.5, 1.0]
 """
     )
     return path
@@ -55,7 +60,10 @@ cpu_quantization = "fp32"
 # --- pure pieces ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("per_device", "accumulation", "world", "expected"), [(1, 4, 1, 4), (1, 4, 2, 2), (64, 4, 4, 1), (2, 8, 8, 1)])
+@pytest.mark.parametrize(
+    ("per_device", "accumulation", "world", "expected"),
+    [(1, 4, 1, 4), (1, 4, 2, 2), (64, 4, 4, 1), (2, 8, 8, 1)],
+)
 def test_accumulation_is_divided_by_the_processes(per_device, accumulation, world, expected):
     from training._distributed import split_accumulation
 
@@ -89,7 +97,11 @@ def test_multicast_stays_off_unless_set():
 
     env = {"NCCL_NVLS_ENABLE": "0"}
     keep_multicast_off(env)
-    assert env == {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
+    assert env == {
+        "NCCL_NVLS_ENABLE": "0",
+        "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1",
+        "NVSHMEM_DISABLE_NVLS": "1",
+    }
 
 
 def test_unsplittable_batch_exits_2_before_loading(tmp_path, monkeypatch, capsys):
@@ -107,8 +119,14 @@ def test_unsplittable_batch_exits_2_before_loading(tmp_path, monkeypatch, capsys
 
 
 def _launch_env() -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_XDIST", "RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_"))}
-    env.update(OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo", TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(ROOT))
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PYTEST_XDIST", "RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_"))
+    }
+    env.update(
+        OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo", TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(ROOT)
+    )
     return env
 
 
@@ -120,8 +138,18 @@ def test_two_processes_train_one_adapter_with_the_same_effective_batch(tmp_path,
     bad = _config(tmp_path, tiny_model_dir, spider, "nan")
     out = tmp_path / "ranks"
     out.mkdir()
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(Path(__file__)), str(good), str(bad), str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(Path(__file__)),
+        str(good),
+        str(bad),
+        str(out),
+    ]
     t0 = time.perf_counter()
     done = subprocess.run(cmd, cwd=ROOT, env=_launch_env(), capture_output=True, text=True, timeout=300)
     seconds = time.perf_counter() - t0
@@ -136,21 +164,37 @@ def test_two_processes_train_one_adapter_with_the_same_effective_batch(tmp_path,
     s = json.loads((adapter / "training_summary.json").read_text())
     assert s["status"] == "succeeded"
     assert s["distributed"] == {
-        "world_size": 2, "parallel_mode": "distributed", "backend": "gloo", "fsdp": False,
-        "per_device_batch_size": 1, "gradient_accumulation_steps": 2, "effective_batch": 4,
+        "world_size": 2,
+        "parallel_mode": "distributed",
+        "backend": "gloo",
+        "fsdp": False,
+        "per_device_batch_size": 1,
+        "gradient_accumulation_steps": 2,
+        "effective_batch": 4,
     }
     # One process plans ceil(8 / (1 x 4)) = 2 steps; so do two (each sees 4 examples, 2 per step).
     assert s["steps_planned"] == 2 and s["steps_done"] == 2 and s["examples_seen"] == N_TRAIN
     assert s["tokens_seen"] > 0 and all(isinstance(r["loss"], float) for r in s["loss_curve"])
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [], "no staging folder is left"
     assert not (tmp_path / "adapter.failed").exists()
+    half = adapter / "checkpoints" / "0.5"
+    assert (half / "adapter_model.safetensors").is_file() and (half / "adapter_config.json").is_file()
+    ck = json.loads((half / "training_summary.json").read_text())
+    assert ck["status"] == "succeeded" and ck["steps_done"] == 1 and ck["examples_seen"] == N_TRAIN // 2
+    assert ck["distributed"] == s["distributed"] and len(ck["loss_curve"]) == 1
+    assert sorted(p.name for p in (adapter / "checkpoints").iterdir()) == ["0.5"]
 
     # NaN on rank 1 only: both ranks stop at step 1, rank 0 writes the failure folder, no adapter.
     assert [r["nan"]["status"] for r in ranks] == ["diverged", "diverged"]
     assert [r["nan"]["steps_done"] for r in ranks] == [1, 1]
     assert not (tmp_path / "nan").exists()
     failed = json.loads((tmp_path / "nan.failed" / "training_summary.json").read_text())
-    assert failed["status"] == "diverged" and "another training process" in failed["reason"], "rank 0 wrote it"
+    assert failed["status"] == "diverged" and "another training process" in failed["reason"], (
+        "rank 0 wrote it"
+    )
+    assert failed["checkpoints_discarded"] == [0.5], (
+        "step 1's checkpoint was saved before its log diverged, then discarded"
+    )
     assert "loss became nan" in ranks[1]["nan"]["reason"]
 
 

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import report
+from harness import summary as summary_mod
+from harness.analysis import analyze
+from harness.frontier import AdapterFacts
 from harness.gates import GatesError, check_gates, load_gates, parse_gates
-from harness.plugin import CaseResult
+from harness.results import CaseResult
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ["base", "base-3shot", "ft", "ft-3shot"]
@@ -18,13 +20,16 @@ VARIANTS = ["base", "base-3shot", "ft", "ft-3shot"]
 
 def rows_of(table: dict[tuple[str, str], tuple[int, int]]) -> list[CaseResult]:
     """(variant, benchmark) -> (correct, n): items 0..n-1, the first ``correct`` right."""
-    return [CaseResult(v, b, str(i), "easy", "passed" if i < correct else "failed")
-            for (v, b), (correct, n) in table.items() for i in range(n)]
+    return [
+        CaseResult(v, b, str(i), "easy", "passed" if i < correct else "failed")
+        for (v, b), (correct, n) in table.items()
+        for i in range(n)
+    ]
 
 
 def check(text: str, rows, narrowed: str = ""):
     gates = parse_gates(tomllib.loads(text), variants=VARIANTS, source="g.toml")
-    return check_gates(gates, rows, report.summarize(rows), narrowed=narrowed)
+    return check_gates(gates, rows, summary_mod.summarize(rows), narrowed=narrowed)
 
 
 # -- validation -------------------------------------------------------------------------------
@@ -40,38 +45,124 @@ def test_the_default_gates_file_is_valid_for_the_default_experiment():
 def test_the_default_gates_pass_on_plausible_tiny_model_numbers_and_catch_a_broken_run():
     gates = load_gates(ROOT / "gates.toml", variants=VARIANTS)
     # SmolLM2-135M-like: Spider a few percent, MMLU near chance, a small MMLU cost
-    ok = rows_of({("base", "spider"): (4, 200), ("ft", "spider"): (14, 200),
-                  ("base", "mmlu"): (42, 150), ("ft", "mmlu"): (38, 150)})
-    assert [g.status for g in check_gates(gates, ok, report.summarize(ok))] == ["passed"] * len(gates)
-    broken = rows_of({("base", "spider"): (4, 200), ("ft", "spider"): (0, 200),
-                      ("base", "mmlu"): (42, 150), ("ft", "mmlu"): (20, 150)})
-    failed = [g.gate for g in check_gates(gates, broken, report.summarize(broken)) if g.failed]
-    assert failed == ["floor[1]", "max_drop[0]"]
+    ok = rows_of(
+        {
+            ("base", "spider"): (4, 200),
+            ("ft", "spider"): (14, 200),
+            ("base", "mmlu"): (42, 150),
+            ("ft", "mmlu"): (38, 150),
+        }
+    )
+    trained = {"ft": AdapterFacts("ft", "adapters/default", "succeeded", steps_done=20, steps_planned=20)}
+    analysis = analyze(ok, baseline="base", tasks=("spider", "mmlu"), facts=trained)
+    results = check_gates(gates, ok, analysis.summary, analysis=analysis)
+    assert [g.status for g in results] == ["passed"] * len(gates)
+    broken = rows_of(
+        {
+            ("base", "spider"): (4, 200),
+            ("ft", "spider"): (0, 200),
+            ("base", "mmlu"): (42, 150),
+            ("ft", "mmlu"): (20, 150),
+        }
+    )
+    cut = {
+        "ft": AdapterFacts(
+            "ft", "adapters/default", "succeeded", steps_done=3, steps_planned=20, cut_short=True
+        )
+    }
+    analysis = analyze(broken, baseline="base", tasks=("spider", "mmlu"), facts=cut)
+    failed = [g.gate for g in check_gates(gates, broken, analysis.summary, analysis=analysis) if g.failed]
+    assert failed == ["floor[1]", "max_drop[0]", "adapter[0]"]
+    # a run narrowed by --limit is too small for the floors: skipped, and said
+    few = rows_of(
+        {
+            ("base", "spider"): (1, 3),
+            ("ft", "spider"): (0, 3),
+            ("base", "mmlu"): (1, 3),
+            ("ft", "mmlu"): (1, 3),
+        }
+    )
+    small = analyze(few, baseline="base", tasks=("spider", "mmlu"), facts=trained)
+    statuses = {g.gate: g.status for g in check_gates(gates, few, small.summary, analysis=small)}
+    assert statuses == {
+        "floor[0]": "skipped",
+        "floor[1]": "skipped",
+        "max_drop[0]": "skipped",
+        "adapter[0]": "passed",
+    }
+
+
+def test_the_frontier_gate_asks_for_a_point_that_gains_without_costing_too_much():
+    gates = parse_gates({"frontier": [{"max_cost_points": 5.0, "min_gain_points": 5.0}]}, variants=VARIANTS)
+    rows = rows_of(
+        {
+            ("base", "spider"): (10, 100),
+            ("ft", "spider"): (20, 100),
+            ("base", "mmlu"): (50, 100),
+            ("ft", "mmlu"): (47, 100),
+        }
+    )
+    facts = {"ft": AdapterFacts("ft", "a", "succeeded")}
+    analysis = analyze(rows, baseline="base", tasks=("spider", "mmlu"), facts=facts)
+    [result] = check_gates(gates, rows, analysis.summary, analysis=analysis)
+    assert result.status == "passed" and "ft gains +10.0" in result.message
+    strict = parse_gates({"frontier": [{"max_cost_points": 1.0}]}, variants=VARIANTS)
+    [result] = check_gates(strict, rows, analysis.summary, analysis=analysis)
+    assert result.status == "failed" and "none of the 1 points" in result.message
 
 
 @pytest.mark.parametrize(
     "text, expected",
     [
-        ('[[floor]]\nvariant="ft"\nbenchmark="spider"\nmin_acuracy=0.1\n',
-         ["g.toml: invalid gates file", "floor[0].min_acuracy: unknown key; did you mean 'min_accuracy'?",
-          "floor[0].min_accuracy: required"]),
+        (
+            '[[floor]]\nvariant="ft"\nbenchmark="spider"\nmin_acuracy=0.1\n',
+            [
+                "g.toml: invalid gates file",
+                "floor[0].min_acuracy: unknown key; did you mean 'min_accuracy'?",
+                "floor[0].min_accuracy: required",
+            ],
+        ),
         ('[[floors]]\nvariant="ft"\n', ["floors: unknown key; did you mean 'floor'?"]),
-        ('[[floor]]\nvariant="fine"\nbenchmark="spider"\nmin_accuracy=0.1\n',
-         ["floor[0].variant: unknown variant 'fine'", "(available: base, base-3shot, ft, ft-3shot)"]),
-        ('[[floor]]\nvariant="ft"\nbenchmark="spyder"\nmin_accuracy=0.1\n',
-         ["floor[0].benchmark: unknown benchmark 'spyder'; did you mean 'spider'?"]),
-        ('[[floor]]\nvariant="ft"\nbenchmark="spider"\nmin_accuracy=5\n',
-         ["floor[0].min_accuracy: a fraction between 0 and 1, got 5.0; for percent write e.g. 0.05"]),
-        ('[[floor]]\nvariant="ft"\nbenchmark="spider"\nmin_accuracy="high"\n',
-         ["floor[0].min_accuracy: expected float, got str 'high'"]),
-        ('[[max_drop]]\nvariant="ft"\nbenchmark="mmlu"\nreference="ft"\nmax_points=5\n',
-         ["max_drop[0].reference: 'ft' is the variant itself"]),
-        ('[[max_drop]]\nvariant="ft"\nbenchmark="mmlu"\nreference="bsae"\nmax_points=5\n',
-         ["max_drop[0].reference: unknown variant 'bsae'; did you mean 'base'?"]),
-        ('[baseline_file]\npath="nowhere.json"\nvariants=["ft-3sht"]\nalfa=0.1\n',
-         ["baseline_file.alfa: unknown key; did you mean 'alpha'?", "baseline_file.path: no such file 'nowhere.json'",
-          "baseline_file.variants[0]: unknown variant 'ft-3sht'; did you mean 'ft-3shot'?"]),
-        ('floor = 3\n', ["floor: expected [[floor]] tables, got int"]),
+        (
+            '[[floor]]\nvariant="fine"\nbenchmark="spider"\nmin_accuracy=0.1\n',
+            ["floor[0].variant: unknown variant 'fine'", "(available: base, base-3shot, ft, ft-3shot)"],
+        ),
+        (
+            '[[floor]]\nvariant="ft"\nbenchmark="spyder"\nmin_accuracy=0.1\n',
+            ["floor[0].benchmark: 'spyder' is not one of spider, mmlu, text2sql; did you mean 'spider'?"],
+        ),
+        (
+            '[[floor]]\nvariant="ft"\nbenchmark="spider"\nmin_accuracy=5\n',
+            ["floor[0].min_accuracy: a fraction between 0 and 1, got 5.0; for percent write e.g. 0.05"],
+        ),
+        (
+            '[[floor]]\nvariant="ft"\nbenchmark="spider"\nmin_accuracy="high"\n',
+            ["floor[0].min_accuracy: expected a number, got str 'high'"],
+        ),
+        (
+            '[[max_drop]]\nvariant="ft"\nbenchmark="mmlu"\nreference="ft"\nmax_points=5\n',
+            ["max_drop[0].reference: 'ft' is the variant itself"],
+        ),
+        (
+            '[[max_drop]]\nvariant="ft"\nbenchmark="mmlu"\nreference="bsae"\nmax_points=5\n',
+            ["max_drop[0].reference: unknown variant 'bsae'; did you mean 'base'?"],
+        ),
+        (
+            '[baseline_file]\npath="nowhere.json"\nvariants=["ft-3sht"]\nalfa=0.1\nmax_drop_points=-1\n',
+            [
+                "baseline_file.alfa: unknown key; did you mean 'alpha'?",
+                "baseline_file.max_drop_points: must be greater than or equal to 0, got -1",
+            ],
+        ),
+        (
+            # names are checked once the types hold
+            '[baseline_file]\npath="nowhere.json"\nvariants=["ft-3sht"]\n',
+            [
+                "baseline_file.path: no such file 'nowhere.json'",
+                "baseline_file.variants[0]: unknown variant 'ft-3sht'; did you mean 'ft-3shot'?",
+            ],
+        ),
+        ("floor = 3\n", ["floor: expected [[floor]] tables, got int"]),
     ],
 )
 def test_invalid_gates_are_reported_with_file_and_key(text, expected):
@@ -98,7 +189,9 @@ def test_floor_passes_and_fails_with_figures():
     assert ok.status == "passed" and "5.0% (10/200" in ok.message and ">= floor 5.0%" in ok.message
     [bad] = check(FLOOR.format(0.06), rows)
     assert bad.failed
-    assert bad.message.startswith("floor[0] ft/spider: accuracy 5.0% (10/200, 95% CI [2.7%, 9.0%]) < floor 6.0%")
+    assert bad.message.startswith(
+        "floor[0] ft/spider: accuracy 5.0% (10/200, 95% CI [2.7%, 9.0%]) < floor 6.0%"
+    )
     assert bad.figures["accuracy"] == 0.05 and bad.figures["n"] == 200
 
 
@@ -144,7 +237,10 @@ def test_baseline_file_gate(tmp_path):
     text = f'[baseline_file]\npath="{stored}"\nmax_drop_points=5\nalpha=0.05\n'
     same = rows_of({("ft", "mmlu"): (58, 150), ("ft", "spider"): (20, 200)})
     results = check(text, same)
-    assert [(g.gate, g.status) for g in results] == [("baseline_file ft/mmlu", "passed"), ("baseline_file ft/spider", "passed")]
+    assert [(g.gate, g.status) for g in results] == [
+        ("baseline_file ft/mmlu", "passed"),
+        ("baseline_file ft/spider", "passed"),
+    ]
     # 8 points lost on MMLU: beyond max_drop_points, and significant by McNemar
     worse = rows_of({("ft", "mmlu"): (48, 150), ("ft", "spider"): (20, 200)})
     [mmlu, spider] = check(text, worse)
@@ -166,6 +262,8 @@ def test_baseline_file_without_common_pairs_fails(tmp_path):
     stored = _stored(tmp_path, {("base", "mmlu"): (60, 150)})
     [g] = check(f'[baseline_file]\npath="{stored}"\n', rows_of({("ft", "spider"): (20, 200)}))
     assert g.failed and "no (variant, benchmark) is in both" in g.message
-    [g] = check(f'[baseline_file]\npath="{stored}"\nvariants=["ft"]\nbenchmarks=["spider"]\n',
-                rows_of({("ft", "spider"): (20, 200)}))
+    [g] = check(
+        f'[baseline_file]\npath="{stored}"\nvariants=["ft"]\nbenchmarks=["spider"]\n',
+        rows_of({("ft", "spider"): (20, 200)}),
+    )
     assert g.failed and "the stored results have no ft/spider" in g.message

@@ -9,7 +9,8 @@ from deepeval.errors import MissingTestCaseParamsError
 from deepeval.metrics.utils import copy_metrics
 from deepeval.test_case import LLMTestCase
 
-from harness.metrics import ExecutionAccuracy, MultipleChoice
+from harness.tasks.mmlu import MultipleChoice
+from harness.tasks.spider import ExecutionAccuracy
 
 
 @pytest.fixture(scope="module")
@@ -19,35 +20,90 @@ def spider_dir(tmp_path_factory) -> Path:
     (root / "database" / "concert").mkdir(parents=True)
     conn = sqlite3.connect(root / "database" / "concert" / "concert.sqlite")
     conn.execute("CREATE TABLE singer (id INTEGER PRIMARY KEY, name TEXT, age INTEGER)")
-    conn.executemany("INSERT INTO singer VALUES (?, ?, ?)", [(1, "Ann", 41), (2, "Bo", 29), (3, "Cy", 35), (4, "Bo", 50)])
+    conn.executemany(
+        "INSERT INTO singer VALUES (?, ?, ?)", [(1, "Ann", 41), (2, "Bo", 29), (3, "Cy", 35), (4, "Bo", 50)]
+    )
     conn.commit()
     conn.close()
     return root
 
 
 def spider_case(pred: str | None, gold: str, db_id: str = "concert") -> LLMTestCase:
-    return LLMTestCase(input="a question", actual_output=pred, expected_output=gold, metadata={"db_id": db_id})
+    return LLMTestCase(
+        input="a question", actual_output=pred, expected_output=gold, metadata={"db_id": db_id}
+    )
 
 
 SPIDER_CASES = [
     # (id, prediction, gold, db_id, score, words the reason must contain)
     ("same", "SELECT name FROM singer", "SELECT name FROM singer", "concert", 1.0, "same 4 rows"),
     ("equivalent", "SELECT name FROM singer WHERE id > 0", "SELECT name FROM singer", "concert", 1.0, "same"),
-    ("columns swapped", "SELECT age, name FROM singer", "SELECT name, age FROM singer", "concert", 1.0, "another order"),
-    ("wrong rows", "SELECT name FROM singer WHERE age > 30", "SELECT name FROM singer", "concert", 0.0, "gold has 4 rows, prediction 3"),
-    ("distinct kept", "SELECT name FROM singer", "SELECT DISTINCT name FROM singer", "concert", 0.0, "gold has 3 rows, prediction 4"),
-    ("order matters", "SELECT name FROM singer ORDER BY age", "SELECT name FROM singer ORDER BY age DESC", "concert", 0.0, "another order"),
-    ("order ignored", "SELECT name FROM singer ORDER BY age", "SELECT name FROM singer", "concert", 1.0, "same"),
+    (
+        "columns swapped",
+        "SELECT age, name FROM singer",
+        "SELECT name, age FROM singer",
+        "concert",
+        1.0,
+        "another order",
+    ),
+    (
+        "wrong rows",
+        "SELECT name FROM singer WHERE age > 30",
+        "SELECT name FROM singer",
+        "concert",
+        0.0,
+        "gold has 4 rows, prediction 3",
+    ),
+    (
+        "distinct kept",
+        "SELECT name FROM singer",
+        "SELECT DISTINCT name FROM singer",
+        "concert",
+        0.0,
+        "gold has 3 rows, prediction 4",
+    ),
+    (
+        "order matters",
+        "SELECT name FROM singer ORDER BY age",
+        "SELECT name FROM singer ORDER BY age DESC",
+        "concert",
+        0.0,
+        "another order",
+    ),
+    (
+        "order ignored",
+        "SELECT name FROM singer ORDER BY age",
+        "SELECT name FROM singer",
+        "concert",
+        1.0,
+        "same",
+    ),
     ("empty prediction", "", "SELECT name FROM singer", "concert", 0.0, "empty prediction"),
     ("syntax error", "SELECT name FROM", "SELECT name FROM singer", "concert", 0.0, "prediction failed"),
-    ("unknown table", "SELECT name FROM singers", "SELECT name FROM singer", "concert", 0.0, "no such table: singers"),
-    ("write refused", "DROP TABLE singer", "SELECT name FROM singer", "concert", 0.0, "prediction was refused"),
+    (
+        "unknown table",
+        "SELECT name FROM singers",
+        "SELECT name FROM singer",
+        "concert",
+        0.0,
+        "no such table: singers",
+    ),
+    (
+        "write refused",
+        "DROP TABLE singer",
+        "SELECT name FROM singer",
+        "concert",
+        0.0,
+        "prediction was refused",
+    ),
     ("gold fails", "SELECT name FROM singer", "SELECT nope FROM singer", "concert", 0.0, "gold query failed"),
     ("database absent", "SELECT 1", "SELECT 1", "wta_1", 0.0, "database wta_1 is absent"),
 ]
 
 
-@pytest.mark.parametrize("pred, gold, db_id, score, reason", [c[1:] for c in SPIDER_CASES], ids=[c[0] for c in SPIDER_CASES])
+@pytest.mark.parametrize(
+    "pred, gold, db_id, score, reason", [c[1:] for c in SPIDER_CASES], ids=[c[0] for c in SPIDER_CASES]
+)
 def test_execution_accuracy_cases(spider_dir, pred, gold, db_id, score, reason):
     metric = ExecutionAccuracy(spider_dir)
     assert metric.measure(spider_case(pred, gold, db_id)) == score
@@ -57,7 +113,12 @@ def test_execution_accuracy_cases(spider_dir, pred, gold, db_id, score, reason):
 
 
 def test_execution_accuracy_reads_additional_metadata_too(spider_dir):
-    case = LLMTestCase(input="q", actual_output="SELECT 1", expected_output="SELECT 1", additional_metadata={"db_id": "concert"})
+    case = LLMTestCase(
+        input="q",
+        actual_output="SELECT 1",
+        expected_output="SELECT 1",
+        additional_metadata={"db_id": "concert"},
+    )
     assert ExecutionAccuracy(spider_dir).measure(case) == 1.0
 
 
@@ -103,7 +164,10 @@ def test_execution_accuracy_survives_deepeval_copy(spider_dir):
 
 def test_execution_accuracy_async(spider_dir):
     metric = ExecutionAccuracy(spider_dir)
-    assert asyncio.run(metric.a_measure(spider_case("SELECT name FROM singer", "SELECT name FROM singer"))) == 1.0
+    assert (
+        asyncio.run(metric.a_measure(spider_case("SELECT name FROM singer", "SELECT name FROM singer")))
+        == 1.0
+    )
 
 
 MC_CASES = [
@@ -119,7 +183,9 @@ MC_CASES = [
 ]
 
 
-@pytest.mark.parametrize("pred, answer, score, reason", [c[1:] for c in MC_CASES], ids=[c[0] for c in MC_CASES])
+@pytest.mark.parametrize(
+    "pred, answer, score, reason", [c[1:] for c in MC_CASES], ids=[c[0] for c in MC_CASES]
+)
 def test_multiple_choice_cases(pred, answer, score, reason):
     metric = MultipleChoice()
     assert metric.measure(LLMTestCase(input="q", actual_output=pred, expected_output=answer)) == score
@@ -143,6 +209,8 @@ def test_metrics_work_in_assert_test(spider_dir, tmp_path, monkeypatch):
     from deepeval import assert_test
 
     monkeypatch.chdir(tmp_path)  # whatever deepeval writes stays in the test's folder
-    assert_test(spider_case("SELECT name FROM singer", "SELECT name FROM singer"), [ExecutionAccuracy(spider_dir)])
+    assert_test(
+        spider_case("SELECT name FROM singer", "SELECT name FROM singer"), [ExecutionAccuracy(spider_dir)]
+    )
     with pytest.raises(AssertionError, match="not a valid choice"):
         assert_test(LLMTestCase(input="q", actual_output="S", expected_output="B"), [MultipleChoice()])

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.data.mmlu import (
+from harness.tasks.mmlu import (
     CATEGORIES,
     MMLU_DIR_ENV,
     PAPER_SELECTION,
@@ -58,7 +58,12 @@ def fake_items(per_subject: int = 10) -> list[MMLUItem]:
 def test_57_subjects_in_four_categories_as_lm_eval_counts_them():
     assert len(SUBJECT_CATEGORIES) == 57
     assert set(SUBJECT_CATEGORIES.values()) == set(CATEGORIES)
-    assert Counter(SUBJECT_CATEGORIES.values()) == {"stem": 19, "humanities": 13, "social_sciences": 12, "other": 13}
+    assert Counter(SUBJECT_CATEGORIES.values()) == {
+        "stem": 19,
+        "humanities": 13,
+        "social_sciences": 12,
+        "other": 13,
+    }
 
 
 def test_subject_table_matches_installed_lm_eval_task_files():
@@ -93,7 +98,13 @@ def test_loads_rows_verbatim_with_index_and_category(tmp_path):
     # The loader keeps text as it is; the template decides what to strip.
     assert first.question == "  Which bone?\n(two lines)"
     assert first.choices == ("a, with comma", ' "quoted" ', "", "None")
-    assert (first.subject, first.category, first.split, first.index, first.answer) == ("anatomy", "stem", "test", 0, "B")
+    assert (first.subject, first.category, first.split, first.index, first.answer) == (
+        "anatomy",
+        "stem",
+        "test",
+        0,
+        "B",
+    )
 
 
 def test_full_split_needs_all_57_subjects_and_keeps_table_order(tmp_path):
@@ -108,7 +119,11 @@ def test_full_split_needs_all_57_subjects_and_keeps_table_order(tmp_path):
 def test_wrong_field_count_names_file_and_line(tmp_path):
     path = write_csv(
         tmp_path / "test" / "anatomy_test.csv",
-        [["q1", "a", "b", "c", "d", "A"], ["q2\nspans\nlines", "a", "b", "c", "d", "B"], ["q3", "a", "b", "c", "A"]],
+        [
+            ["q1", "a", "b", "c", "d", "A"],
+            ["q2\nspans\nlines", "a", "b", "c", "d", "B"],
+            ["q3", "a", "b", "c", "A"],
+        ],
     )
     with pytest.raises(MMLUDataError) as err:
         load_mmlu_split(tmp_path, "test", subjects=["anatomy"])
@@ -118,7 +133,10 @@ def test_wrong_field_count_names_file_and_line(tmp_path):
 
 
 def test_bad_answer_names_file_line_and_value(tmp_path):
-    path = write_csv(tmp_path / "val" / "virology_val.csv", [["q", "a", "b", "c", "d", "A"], ["q", "a", "b", "c", "d", "E"]])
+    path = write_csv(
+        tmp_path / "val" / "virology_val.csv",
+        [["q", "a", "b", "c", "d", "A"], ["q", "a", "b", "c", "d", "E"]],
+    )
     with pytest.raises(MMLUDataError) as err:
         load_mmlu_split(tmp_path, "val", subjects=["virology"])
     assert f"{path}:2" in str(err.value) and "'E'" in str(err.value)
@@ -195,10 +213,16 @@ def test_hub_rows_convert_to_the_same_items_as_the_csv(tmp_path):
 @pytest.mark.parametrize(
     "row, message",
     [
-        ({"question": "q", "subject": "astrology", "choices": ["a"] * 4, "answer": 0}, "unknown MMLU subject"),
+        (
+            {"question": "q", "subject": "astrology", "choices": ["a"] * 4, "answer": 0},
+            "unknown MMLU subject",
+        ),
         ({"question": "q", "subject": "anatomy", "choices": ["a"] * 3, "answer": 0}, "expected 4 choices"),
         ({"question": "q", "subject": "anatomy", "choices": ["a"] * 4, "answer": 4}, "integer 0-3, found 4"),
-        ({"question": "q", "subject": "anatomy", "choices": ["a"] * 4, "answer": "A"}, "integer 0-3, found 'A'"),
+        (
+            {"question": "q", "subject": "anatomy", "choices": ["a"] * 4, "answer": "A"},
+            "integer 0-3, found 'A'",
+        ),
     ],
 )
 def test_bad_hub_rows_name_the_row(row, message):
@@ -211,7 +235,9 @@ def test_bad_hub_rows_name_the_row(row, message):
 
 def test_stratified_selection_counts_order_and_determinism():
     items = fake_items()
-    sel = MMLUSelection(mode="stratified", per_category={"stem": 7, "humanities": 5, "social_sciences": 3}, seed=1)
+    sel = MMLUSelection(
+        mode="stratified", per_category={"stem": 7, "humanities": 5, "social_sciences": 3}, seed=1
+    )
     chosen = select_mmlu(items, sel)
     assert Counter(it.category for it in chosen) == {"stem": 7, "humanities": 5, "social_sciences": 3}
     assert chosen == sorted(chosen, key=lambda it: (it.subject, it.index))
@@ -219,8 +245,24 @@ def test_stratified_selection_counts_order_and_determinism():
     shuffled = items[:]
     random.Random(5).shuffle(shuffled)
     assert select_mmlu(shuffled, sel) == chosen
-    assert select_mmlu(items, MMLUSelection(mode="stratified", per_category={"stem": 7, "humanities": 5, "social_sciences": 3}, seed=1)) == chosen
-    assert select_mmlu(items, MMLUSelection(mode="stratified", per_category={"stem": 7, "humanities": 5, "social_sciences": 3}, seed=2)) != chosen
+    assert (
+        select_mmlu(
+            items,
+            MMLUSelection(
+                mode="stratified", per_category={"stem": 7, "humanities": 5, "social_sciences": 3}, seed=1
+            ),
+        )
+        == chosen
+    )
+    assert (
+        select_mmlu(
+            items,
+            MMLUSelection(
+                mode="stratified", per_category={"stem": 7, "humanities": 5, "social_sciences": 3}, seed=2
+            ),
+        )
+        != chosen
+    )
 
 
 def test_one_stratum_does_not_move_when_another_grows():
@@ -235,7 +277,9 @@ def test_per_subject_full_and_subject_filter():
     per = select_mmlu(items, MMLUSelection(mode="per_subject", per_subject=3, seed=0))
     assert Counter(it.subject for it in per) == {s: 3 for s in SUBJECT_CATEGORIES}
     only = select_mmlu(items, MMLUSelection(mode="full", subjects=("virology", "anatomy")))
-    assert [it.item_id for it in only] == [f"anatomy-{i:04d}" for i in range(10)] + [f"virology-{i:04d}" for i in range(10)]
+    assert [it.item_id for it in only] == [f"anatomy-{i:04d}" for i in range(10)] + [
+        f"virology-{i:04d}" for i in range(10)
+    ]
 
 
 @pytest.mark.parametrize(
@@ -260,16 +304,23 @@ def test_asking_for_more_than_a_stratum_has_is_an_error():
 
 
 def test_paper_selection_and_named_selections():
-    assert PAPER_SELECTION.describe() == "mode=stratified seed=0 per_category=humanities:50,social_sciences:50,stem:50"
+    assert (
+        PAPER_SELECTION.describe()
+        == "mode=stratified seed=0 per_category=humanities:50,social_sciences:50,stem:50"
+    )
     assert named_selection("paper") == PAPER_SELECTION
-    assert named_selection("per_subject", per_subject=2, seed=3) == MMLUSelection(mode="per_subject", per_subject=2, seed=3)
+    assert named_selection("per_subject", per_subject=2, seed=3) == MMLUSelection(
+        mode="per_subject", per_subject=2, seed=3
+    )
     with pytest.raises(ValueError, match="did you mean 'paper'"):
         named_selection("papr")
 
 
 @settings(max_examples=40, deadline=None)
 @given(
-    counts=st.fixed_dictionaries({c: st.integers(0, 30) for c in CATEGORIES}).filter(lambda d: any(d.values())),
+    counts=st.fixed_dictionaries({c: st.integers(0, 30) for c in CATEGORIES}).filter(
+        lambda d: any(d.values())
+    ),
     seed=st.integers(0, 10_000),
 )
 def test_stratified_is_a_sorted_subset_with_exact_counts(counts, seed):
@@ -283,7 +334,9 @@ def test_stratified_is_a_sorted_subset_with_exact_counts(counts, seed):
 
 # --- the real data, when present -----------------------------------------------------------------
 
-needs_real_mmlu = pytest.mark.skipif(not (REAL_MMLU / "test").is_dir(), reason="no MMLU data at ../shared/data/mmlu")
+needs_real_mmlu = pytest.mark.skipif(
+    not (REAL_MMLU / "test").is_dir(), reason="no MMLU data at ../shared/data/mmlu"
+)
 
 
 @needs_real_mmlu

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.data.mmlu import find_mmlu_dir, load_mmlu_split
-from harness.mmlu_scoring import LETTERS, score_letters_loglik
-from harness.prompts import mmlu_prompt_parts, mmlu_shots
+from harness.loglik import score_choices
+from harness.tasks.mmlu import LETTERS, find_mmlu_dir, load_mmlu_split, mmlu_prompt_parts, mmlu_shots
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "bench_mmlu_vs_lmeval.py"
@@ -48,7 +47,7 @@ def test_tiny_model_matches_lm_eval_hf_backend(tmp_path, tiny_model_dir):
     test = [
         ["How many singers do we have?", "1", "010", "three", "", "B"],
         ["  What is 2 + 2?  ", "4", "2.0", "None", "N/A", "A"],
-        ["Question: stadium, \"quoted\"\nsecond line", "a", "b", "c", "d", "D"],
+        ['Question: stadium, "quoted"\nsecond line', "a", "b", "c", "d", "D"],
     ]
     for subject in ("anatomy", "virology"):
         _write(tmp_path / "dev" / f"{subject}_dev.csv", dev)
@@ -63,13 +62,15 @@ def test_tiny_model_matches_lm_eval_hf_backend(tmp_path, tiny_model_dir):
     for k in (0, 3):
         theirs = bench.lmeval_requests(items, tmp_path, "test", k)
         requests = [mmlu_prompt_parts(it, mmlu_shots(shots, it.subject, k)) for it in items]
-        ours = score_letters_loglik(model, tokenizer, requests, progress=False, min_shared_tokens=1)
+        ours = score_choices(
+            model, tokenizer, requests, [tuple(" " + x for x in LETTERS)] * len(requests), min_shared_tokens=1
+        )
         for it, (prefix, suffix), score in zip(items, requests, ours):
             insts = theirs[it.item_id]
             assert insts[0].args[0] == prefix + suffix, f"{it.item_id}: prompts differ at {k} shots"
             lls = [ll for ll, _ in lm.loglikelihood(insts, disable_tqdm=True)]
             assert score.logprobs == pytest.approx(lls, abs=1e-4), it.item_id
-            assert score.letter == LETTERS[lls.index(max(lls))]
+            assert LETTERS[score.best] == LETTERS[lls.index(max(lls))]
 
 
 @pytest.mark.slow
@@ -80,7 +81,18 @@ def test_default_model_agrees_with_lm_eval_on_real_mmlu(tmp_path):
     pytest.importorskip("lm_eval")
     find_mmlu_dir(REAL_MMLU)
     out = tmp_path / "bench.json"
-    cmd = [sys.executable, str(SCRIPT), "--per-subject", "1", "--shots", "4", "--chunks", "1", "--json", str(out)]
+    cmd = [
+        sys.executable,
+        str(SCRIPT),
+        "--per-subject",
+        "1",
+        "--shots",
+        "4",
+        "--chunks",
+        "1",
+        "--json",
+        str(out),
+    ]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     (run,) = json.loads(out.read_text())["runs"]

@@ -6,9 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.data.mmlu import SUBJECT_CATEGORIES, MMLUItem
-from harness.prompts import (
+from harness.tasks.mmlu import (
     MMLU_TEMPLATE_VERSION,
+    SUBJECT_CATEGORIES,
+    MMLUItem,
     mmlu_description,
     mmlu_prompt,
     mmlu_prompt_parts,
@@ -16,7 +17,9 @@ from harness.prompts import (
 )
 
 
-def item(subject: str, index: int, question: str, choices=("w", "x", "y", "z"), answer="A", split="test") -> MMLUItem:
+def item(
+    subject: str, index: int, question: str, choices=("w", "x", "y", "z"), answer="A", split="test"
+) -> MMLUItem:
     return MMLUItem(subject, SUBJECT_CATEGORIES[subject], split, index, question, tuple(choices), answer)
 
 
@@ -26,7 +29,9 @@ DEV = [
     item("high_school_physics", 2, "Third shot?", answer="C", split="dev"),
     item("anatomy", 0, "Anatomy shot?", split="dev"),
 ]
-QUESTION = item("high_school_physics", 7, "\nWhat falls faster?\n", ("A feather", "A stone", "Both", "Neither"), "C")
+QUESTION = item(
+    "high_school_physics", 7, "\nWhat falls faster?\n", ("A feather", "A stone", "Both", "Neither"), "C"
+)
 
 
 def test_two_shot_prompt_is_lm_eval_layout_exactly():
@@ -67,7 +72,11 @@ def test_shot_errors():
         mmlu_shots(DEV, "anatomy", 2)
     with pytest.raises(ValueError, match=">= 0"):
         mmlu_shots(DEV, "anatomy", -1)
-    with pytest.raises(ValueError, match=r"high_school_physics-0007: MMLU shots must come from subject 'high_school_physics', got anatomy-0000"):
+    with pytest.raises(
+        ValueError,
+        match=r"high_school_physics-0007: MMLU shots must come from subject 'high_school_physics', "
+        r"got anatomy-0000",
+    ):
         mmlu_prompt(QUESTION, [DEV[3]])
 
 

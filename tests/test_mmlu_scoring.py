@@ -5,20 +5,46 @@ from __future__ import annotations
 
 import pytest
 
-from harness.data.mmlu import SUBJECT_CATEGORIES, MMLUItem
-from harness.mmlu_scoring import (
+from harness.engine import GenerationSettings, generate_batch
+from harness.loglik import ChoiceScores, score_choices, single_token_ids
+from harness.models import context_length
+from harness.tasks.mmlu import (
     LETTERS,
-    LetterScores,
-    LetterTokenError,
+    SUBJECT_CATEGORIES,
+    MMLUItem,
     PromptTooLongError,
-    context_length,
     first_letter,
     fit_prompts,
     fit_shots,
-    generate_letters,
-    score_letters_loglik,
+    mmlu_prompt,
+    mmlu_prompt_parts,
 )
-from harness.prompts import mmlu_prompt, mmlu_prompt_parts
+
+CHOICES = tuple(" " + letter for letter in LETTERS)
+
+
+class LetterScores(ChoiceScores):
+    @property
+    def letter(self) -> str:
+        return LETTERS[self.best]
+
+
+def score_letters_loglik(model, tokenizer, requests, *, progress=False, **kwargs) -> list[LetterScores]:
+    """The engine's choice scorer over " A" .. " D", as the MMLU task calls it."""
+    scores = score_choices(model, tokenizer, requests, [CHOICES] * len(requests), **kwargs)
+    return [LetterScores(*vars(s).values()) for s in scores]
+
+
+def generate_letters(
+    model, tokenizer, prompts, *, batch_size=8, max_new_tokens=2, progress=False
+) -> list[str]:
+    settings = GenerationSettings(
+        max_new_tokens=max_new_tokens, batch_size=batch_size, add_special_tokens=True
+    )
+    out = []
+    for i in range(0, len(prompts), batch_size):
+        out += generate_batch(model, tokenizer, prompts[i : i + batch_size], settings)
+    return out
 
 
 def item(subject: str, index: int, question: str, answer: str = "A", split: str = "test") -> MMLUItem:
@@ -26,11 +52,16 @@ def item(subject: str, index: int, question: str, answer: str = "A", split: str 
     return MMLUItem(subject, SUBJECT_CATEGORIES[subject], split, index, question, choices, answer)
 
 
-SHOTS = {s: [item(s, i, f"Shot {i} about {s}?", "ABCD"[i], "dev") for i in range(3)] for s in ("anatomy", "virology")}
+SHOTS = {
+    s: [item(s, i, f"Shot {i} about {s}?", "ABCD"[i], "dev") for i in range(3)]
+    for s in ("anatomy", "virology")
+}
 QUESTIONS = [
     item("anatomy", 0, "How many singers do we have?"),
     item("anatomy", 1, "What is 2 + 2?"),
-    item("anatomy", 2, "A much longer question about the stadium and the singer, with many more tokens in it?"),
+    item(
+        "anatomy", 2, "A much longer question about the stadium and the singer, with many more tokens in it?"
+    ),
     item("virology", 0, "SELECT name FROM singer?"),
     item("virology", 1, "Is it?"),
 ]
@@ -84,7 +115,9 @@ def test_fit_shots_drops_whole_shots_from_the_end_and_says_so():
 
 def test_a_question_too_long_even_without_shots_is_an_error_naming_it():
     q = QUESTIONS[2]
-    with pytest.raises(PromptTooLongError, match=r"anatomy-0002: the 0-shot prompt is \d+ tokens.*context of 20"):
+    with pytest.raises(
+        PromptTooLongError, match=r"anatomy-0002: the 0-shot prompt is \d+ tokens.*context of 20"
+    ):
         fit_shots(q, SHOTS["anatomy"], words, max_tokens=20)
 
 
@@ -122,7 +155,7 @@ def test_context_length_follows_the_config_then_the_tokenizer():
     class Tokenizer:
         model_max_length = 512
 
-    assert context_length(Model(), Tokenizer()) == 4096
+    assert context_length(Model().config, Tokenizer()) == 4096
     assert context_length(object(), Tokenizer()) == 512
     assert context_length(object(), None) == 2048
 
@@ -163,8 +196,12 @@ def requests_for(questions, k):
 def test_prefix_reuse_equals_full_prompt_scoring(tiny, k, batch_size):
     model, tokenizer = tiny
     requests = requests_for(QUESTIONS, k)
-    reused = score_letters_loglik(model, tokenizer, requests, batch_size=batch_size, progress=False, min_shared_tokens=1)
-    full = score_letters_loglik(model, tokenizer, requests, batch_size=batch_size, progress=False, reuse_prefix=False)
+    reused = score_letters_loglik(
+        model, tokenizer, requests, batch_size=batch_size, progress=False, min_shared_tokens=1
+    )
+    full = score_letters_loglik(
+        model, tokenizer, requests, batch_size=batch_size, progress=False, reuse_prefix=False
+    )
     assert all(s.reused_tokens > 0 for s in reused)  # the cache path really ran
     assert all(s.reused_tokens == 0 for s in full)
     for r, f, (prefix, suffix) in zip(reused, full, requests):
@@ -192,21 +229,25 @@ def test_split_inside_a_word_still_reads_the_full_prompts_tokens(tiny):
 def test_results_come_back_in_request_order_across_groups(tiny):
     model, tokenizer = tiny
     mixed = requests_for(QUESTIONS[::-1], 2) + requests_for(QUESTIONS[:2], 0)
-    together = score_letters_loglik(model, tokenizer, mixed, batch_size=3, progress=False, min_shared_tokens=1)
+    together = score_letters_loglik(
+        model, tokenizer, mixed, batch_size=3, progress=False, min_shared_tokens=1
+    )
     alone = [score_letters_loglik(model, tokenizer, [r], progress=False)[0] for r in mixed]
     for t, a in zip(together, alone):
         assert t.logprobs == pytest.approx(a.logprobs, abs=1e-4)
 
 
 def _rows(lengths, shared=0):
-    from harness.mmlu_scoring import _Request
+    from harness.loglik import _Request
 
     return [_Request(i, list(range(n)), (1, 2, 3, 4), shared) for i, n in enumerate(lengths)]
 
 
-@pytest.mark.parametrize("batch_size, max_batch_tokens", [(1, 10_000), (3, 10_000), (8, 100), (8, 35), (8, 1)])
+@pytest.mark.parametrize(
+    "batch_size, max_batch_tokens", [(1, 10_000), (3, 10_000), (8, 100), (8, 35), (8, 1)]
+)
 def test_batches_hold_every_row_once_longest_first_within_both_caps(batch_size, max_batch_tokens):
-    from harness.mmlu_scoring import _batches
+    from harness.loglik import _batches
 
     lengths = [5, 50, 7, 30, 30, 12, 90, 1, 18, 40]
     rows = _rows(lengths, shared=0)
@@ -222,7 +263,7 @@ def test_batches_hold_every_row_once_longest_first_within_both_caps(batch_size, 
 
 
 def test_batches_count_only_the_tokens_after_the_shared_prefix():
-    from harness.mmlu_scoring import _batches
+    from harness.loglik import _batches
 
     rows = _rows([110, 105, 102, 101], shared=100)  # tails of 10, 5, 2 and 1 tokens
     assert [len(b) for b in _batches(rows, 8, 20)] == [2, 2]
@@ -232,12 +273,56 @@ def test_batches_count_only_the_tokens_after_the_shared_prefix():
 def test_token_capped_batches_score_the_same(tiny):
     model, tokenizer = tiny
     requests = requests_for(QUESTIONS, 2) + requests_for(QUESTIONS, 0)
-    wide = score_letters_loglik(model, tokenizer, requests, batch_size=8, max_batch_tokens=100_000, progress=False,
-                                min_shared_tokens=1)
-    narrow = score_letters_loglik(model, tokenizer, requests, batch_size=8, max_batch_tokens=1, progress=False,
-                                  min_shared_tokens=1)
+    wide = score_letters_loglik(
+        model,
+        tokenizer,
+        requests,
+        batch_size=8,
+        max_batch_tokens=100_000,
+        progress=False,
+        min_shared_tokens=1,
+    )
+    narrow = score_letters_loglik(
+        model, tokenizer, requests, batch_size=8, max_batch_tokens=1, progress=False, min_shared_tokens=1
+    )
     for w, n in zip(wide, narrow):
         assert w.logprobs == pytest.approx(n.logprobs, abs=1e-4)
+
+
+def test_the_general_path_scores_single_tokens_as_the_one_pass_path(tiny):
+    """One row per (prompt, continuation), the continuation's log-probabilities read off the
+    logits before each of its tokens, equals one pass reading the last position."""
+    from harness.loglik import _score_general
+
+    model, tokenizer = tiny
+    requests = requests_for(QUESTIONS, 1)
+    fast = score_letters_loglik(model, tokenizer, requests, reuse_prefix=False)
+    general = dict(
+        _score_general(
+            model,
+            tokenizer,
+            requests,
+            [CHOICES] * len(requests),
+            range(len(requests)),
+            4,
+            10_000,
+            lambda n: None,
+        )
+    )
+    for i, f in enumerate(fast):
+        assert general[i].logprobs == pytest.approx(f.logprobs, abs=1e-4)
+        assert general[i].token_counts == (1, 1, 1, 1)
+
+
+def test_multi_token_continuations_are_scored_as_sums(tiny):
+    """Cloze-style continuations (choice texts) take the general path; a longer continuation
+    that extends a shorter one cannot be more likely than it."""
+    model, tokenizer = tiny
+    requests = requests_for(QUESTIONS[:2], 0)
+    scores = score_choices(model, tokenizer, requests, [(" two", " two three SELECT")] * 2)
+    for s in scores:
+        assert s.token_counts[1] > s.token_counts[0]
+        assert s.logprobs[1] < s.logprobs[0] <= 0
 
 
 def test_batch_limits_below_one_are_refused():
@@ -246,17 +331,17 @@ def test_batch_limits_below_one_are_refused():
 
 
 def test_ties_go_to_the_earlier_letter():
-    assert LetterScores((-1.0, -0.5, -0.5, -2.0), 10, 0).letter == "B"
-    assert LetterScores((-1.0, -1.0, -1.0, -1.0), 10, 0).logprob("C") == -1.0
+    assert LetterScores((-1.0, -0.5, -0.5, -2.0), (1,) * 4, 10, 0).letter == "B"
+    assert ChoiceScores((-1.0, -1.0, -1.0, -1.0), (1,) * 4, 10, 0).best == 0
 
 
-def test_a_letter_that_is_not_one_token_is_refused():
+def test_a_continuation_that_is_not_one_token_takes_the_general_path():
     class CharTokenizer:  # every character a token: " A" is two
         def __call__(self, text, add_special_tokens=True):
             return {"input_ids": [ord(c) for c in text]}
 
-    with pytest.raises(LetterTokenError, match="not one token.*generate"):
-        score_letters_loglik(None, CharTokenizer(), [("x\n\n", "Q?\nAnswer:")], progress=False)
+    assert single_token_ids(CharTokenizer(), "Q?\nAnswer:", CHOICES) is None
+    assert single_token_ids(CharTokenizer(), "Q?\nAnswer:", ("A", "B")) == (ord("A"), ord("B"))
 
 
 # --- generation ----------------------------------------------------------------------------------

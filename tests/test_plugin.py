@@ -15,16 +15,16 @@ import re
 import sys
 from pathlib import Path
 
+import matplotlib.backends.backend_agg
+import matplotlib.figure  # noqa: F401
 import pytest
+import statsmodels.stats.contingency_tables
+import statsmodels.stats.proportion  # noqa: F401
 
 # In-process pytester runs drop the modules they imported when they end; importing the heavy
 # ones here (statsmodels, matplotlib) keeps each run from importing them again (seconds each).
-import harness.figure  # noqa: F401
+import harness.figure
 import harness.gates  # noqa: F401
-import matplotlib.backends.backend_agg  # noqa: F401
-import matplotlib.figure  # noqa: F401
-import statsmodels.stats.contingency_tables  # noqa: F401
-import statsmodels.stats.proportion  # noqa: F401
 
 pytest_plugins = ["pytester"]
 
@@ -39,39 +39,57 @@ report_dir = "reports"
 
 [[variants]]
 name = "base"
+model = "org/base"
 
 [[variants]]
 name = "ft"
+model = "org/ft"
 """
 
-BENCH = '''
+BENCH = """
 import pytest
 
-from fixtures.session import experiment_of
+from harness.results import CaseRef, CaseSpec
+from harness.session import experiment_of
 
 CASES = {cases!r}
 
 
+class Item:
+    def __init__(self, item_id):
+        self.item_id = item_id
+
+
 def pytest_generate_tests(metafunc):
-    experiment_of(metafunc.config)  # as fixtures/spider.py does: the experiment loads while collecting
+    experiment_of(metafunc.config)  # as fixtures/cases.py does: the experiment loads while collecting
+    if "ref" not in metafunc.fixturenames:
+        return
+    params = []
+    for variant, benchmark, item_id, group, verdict in CASES:
+        fields = {{"group": group}}
+        if benchmark == "mmlu":
+            fields["subject"] = "anatomy" if int(item_id) % 2 else "philosophy"
+        ref = CaseRef(benchmark, variant, Item(item_id), fields)
+        params.append(pytest.param(ref, verdict, id=f"{{variant}}/{{benchmark}}/{{item_id}}"))
+    metafunc.parametrize("ref, verdict", params)
 
 
-@pytest.mark.parametrize("variant, benchmark, item_id, group, verdict", CASES,
-                         ids=["/".join(c[:3]) for c in CASES])
-def test_case(request, variant, benchmark, item_id, group, verdict):
-    record = {{"variant": variant, "benchmark": benchmark, "item_id": item_id, "group": group}}
-    if benchmark == "mmlu":
-        record["subject"] = "anatomy" if int(item_id) % 2 else "philosophy"
-    request.node.user_properties.append(("harness_case", record))
+@pytest.fixture
+def case(ref, verdict):
     if verdict == "skip":
         pytest.skip("database 'wta_1' absent")
+    return CaseSpec(None, None, prediction="SELECT 1")
+
+
+def test_case(ref, verdict, case):
     if verdict == "error":
         raise RuntimeError("the metric crashed")
-    record["prediction"] = "SELECT 1"
     if verdict != "right":  # what deepeval's assert_test raises
-        raise AssertionError("Metrics: Execution Accuracy (score: 0.0, threshold: 1.0, strict: True, error: None, "
-                             "reason: gold has 3 rows (expected), prediction 2) failed.")
-'''
+        raise AssertionError(
+            "Metrics: Execution Accuracy (score: 0.0, threshold: 1.0, strict: True, error: None, "
+            "reason: gold has 3 rows (expected), prediction 2) failed."
+        )
+"""
 
 
 def cases(table: dict[tuple[str, str], tuple[int, int]], skip: int = 0) -> list[tuple]:
@@ -85,13 +103,19 @@ def cases(table: dict[tuple[str, str], tuple[int, int]], skip: int = 0) -> list[
     return out
 
 
-DEFAULT = {("base", "spider"): (3, 10), ("ft", "spider"): (6, 10), ("base", "mmlu"): (4, 12), ("ft", "mmlu"): (3, 12)}
+DEFAULT = {
+    ("base", "spider"): (3, 10),
+    ("ft", "spider"): (6, 10),
+    ("base", "mmlu"): (4, 12),
+    ("ft", "mmlu"): (3, 12),
+}
 
 
-def _conftest() -> str:
-    """The root conftest's options, with the plugins this fake project needs."""
+def _conftest(speedups: bool = True) -> str:
+    """The root conftest, with the harness's plugins (not the fixtures: the fake cases bring their own)."""
     text = (ROOT / "conftest.py").read_text()
-    text, n = re.subn(r"pytest_plugins = \[[^\]]*\]", 'pytest_plugins = ["fixtures.session", "harness.plugin"]', text)
+    plugins = ["harness.session", "harness.plugin"] + (["harness.speedups"] if speedups else [])
+    text, n = re.subn(r"pytest_plugins = \[[^\]]*\]", f"pytest_plugins = {plugins!r}", text)
     assert n == 1, "the root conftest no longer declares pytest_plugins in one list"
     return text
 
@@ -116,7 +140,9 @@ def project(pytester: pytest.Pytester, monkeypatch):
 
 
 def run(pytester: pytest.Pytester, *args: str, run_id: str = "r1") -> pytest.RunResult:
-    return pytester.runpytest("--experiment", "experiment.toml", "--run-id", run_id, "-p", "no:cacheprovider", *args)
+    return pytester.runpytest(
+        "--experiment", "experiment.toml", "--run-id", run_id, "-p", "no:cacheprovider", *args
+    )
 
 
 def results(pytester: pytest.Pytester, run_id: str = "r1") -> dict:
@@ -124,8 +150,10 @@ def results(pytester: pytest.Pytester, run_id: str = "r1") -> dict:
 
 
 def accuracies(data: dict) -> dict:
-    return {(s["variant"], s["benchmark"]): (s["correct"], s["n"], s["skipped"], s["errors"], s["by_group"])
-            for s in data["summary"]}
+    return {
+        (s["variant"], s["benchmark"]): (s["correct"], s["n"], s["skipped"], s["errors"], s["by_group"])
+        for s in data["summary"]
+    }
 
 
 # -- the report and the exit status -----------------------------------------------------------
@@ -135,11 +163,13 @@ def test_wrong_answers_alone_exit_0_and_the_report_is_written(project):
     pytester = project(skip=2)
     result = run(pytester)
     assert result.ret == 0
-    result.stdout.fnmatch_lines([
-        "*harness: accuracy per variant and benchmark*",
-        "spider    ft * 10 * 6 * 60.0%*[[]31.3%, 83.2%[]]* 2 * 0",
-        "*harness: the run passes (28 wrong answers are measurements, not failures)*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*harness: accuracy per variant and benchmark*",
+            "spider    ft * 10 * 6 * 60.0%*[[]31.3%, 83.2%[]]* 2 * 0",
+            "*harness: the run passes (28 wrong answers are measurements, not failures)*",
+        ]
+    )
     # Wrong answers are counted as such, not listed as failures (their reasons are in the results).
     result.stdout.fnmatch_lines(["*16 passed, 8 skipped, 28 wrong in *"])
     assert "FAILURES" not in result.stdout.str() and "Traceback" not in result.stdout.str()
@@ -148,11 +178,16 @@ def test_wrong_answers_alone_exit_0_and_the_report_is_written(project):
     assert accuracies(data)[("base", "mmlu")][:4] == (4, 12, 2, 0)
     s = next(s for s in data["summary"] if (s["variant"], s["benchmark"]) == ("base", "spider"))
     assert s["skip_reasons"] == {"database 'wta_1' absent": 2}
-    assert set(next(s for s in data["summary"] if s["benchmark"] == "mmlu")["by_subject"]) == {"anatomy", "philosophy"}
+    assert set(next(s for s in data["summary"] if s["benchmark"] == "mmlu")["by_subject"]) == {
+        "anatomy",
+        "philosophy",
+    }
     comp = {(c["variant"], c["benchmark"]): c for c in data["comparisons"]}
     assert comp["ft", "spider"]["only_variant"] == 3 and comp["ft", "spider"]["n"] == 10
     failed = next(c for c in data["cases"] if c["outcome"] == "failed")
-    assert failed["reason"] == "gold has 3 rows (expected), prediction 2" and failed["prediction"] == "SELECT 1"
+    assert (
+        failed["reason"] == "gold has 3 rows (expected), prediction 2" and failed["prediction"] == "SELECT 1"
+    )
     run_dir = pytester.path / "reports" / "r1"
     assert (run_dir / "tradeoff.png").read_bytes()[:4] == b"\x89PNG"
     assert "## Differences from the baseline (base)" in (run_dir / "report.md").read_text()
@@ -165,41 +200,57 @@ def test_a_failing_unit_test_makes_the_run_fail(project):
     pytester = project(extra={"test_unit": "def test_sql_extraction():\n    assert 1 + 1 == 3\n"})
     result = run(pytester)
     assert result.ret == 1
-    result.stdout.fnmatch_lines(["*the run FAILS: 1 error(s) that are not wrong answers: test_unit.py::test_sql_extraction (call)*"])
+    result.stdout.fnmatch_lines(
+        ["*the run FAILS: 1 error(s) that are not wrong answers: test_unit.py::test_sql_extraction (call)*"]
+    )
 
 
 def test_an_errored_benchmark_case_makes_the_run_fail_and_is_counted(project):
     pytester = project({("base", "spider"): (2, 4)})
     pytester.path.joinpath("test_bench.py").write_text(
-        BENCH.format(cases=cases({("base", "spider"): (2, 4)}) + [("base", "spider", "9", "hard", "error")]))
+        BENCH.format(cases=cases({("base", "spider"): (2, 4)}) + [("base", "spider", "9", "hard", "error")])
+    )
     result = run(pytester)
     assert result.ret == 1
-    result.stdout.fnmatch_lines(["*the run FAILS: 1 error(s) that are not wrong answers:*RuntimeError: the metric crashed*"])
+    result.stdout.fnmatch_lines(
+        ["*the run FAILS: 1 error(s) that are not wrong answers:*RuntimeError: the metric crashed*"]
+    )
     [s] = results(pytester)["summary"]
     assert (s["n"], s["correct"], s["errors"]) == (5, 2, 1)
     assert s["error_reasons"] == {"call: RuntimeError: the metric crashed": 1}
 
 
-SETUP_ERROR = '''
+SETUP_ERROR = """
 import pytest
+
+from harness.results import CaseRef
+
+
+class Item:
+    item_id = "7"
 
 
 @pytest.fixture
-def case(request):
-    request.node.user_properties.append(("harness_case", {"variant": "ft", "benchmark": "mmlu", "item_id": "7", "group": "stem"}))
+def case(ref):
     raise OSError("adapter weights not found")  # e.g. the model fails to load for this variant
 
 
-def test_case(case):
+@pytest.mark.parametrize("ref", [CaseRef("mmlu", "ft", Item(), {"group": "stem"})], ids=["ft/7"])
+def test_case(ref, case):
     pass
-'''
+"""
 
 
 def test_a_benchmark_fixture_error_makes_the_run_fail_and_is_counted(project):
     pytester = project({("ft", "mmlu"): (1, 2)}, extra={"test_setup": SETUP_ERROR})
     result = run(pytester)
     assert result.ret == 1
-    result.stdout.fnmatch_lines(["*the run FAILS: 1 error(s)*test_setup.py::test_case (setup: OSError: adapter weights not found)*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*the run FAILS: 1 error(s)*test_setup.py::test_case[[]ft/7[]] "
+            "(setup: OSError: adapter weights not found)*"
+        ]
+    )
     [s] = results(pytester)["summary"]
     assert (s["n"], s["correct"], s["errors"]) == (3, 1, 1)
 
@@ -233,11 +284,14 @@ def test_passing_gates_exit_0_and_are_listed(project):
     pytester = project(gates=GATES.format(floor=0.5))
     result = run(pytester, "--gates", "gates.toml")
     assert result.ret == 0
-    result.stdout.fnmatch_lines([
-        "*harness: gates (gates.toml)*",
-        "PASSED  floor[[]0[]] ft/spider: accuracy 60.0% (6/10, 95% CI [[]31.3%, 83.2%[]]) >= floor 50.0%",
-        "PASSED  max_drop[[]0[]] ft/mmlu vs base: 25.0% vs 33.3% on 12 shared items*drop 8.3 points <= allowed 10",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*harness: gates (gates.toml)*",
+            "PASSED  floor[[]0[]] ft/spider: accuracy 60.0% (6/10, 95% CI [[]31.3%, 83.2%[]]) >= floor 50.0%",
+            "PASSED  max_drop[[]0[]] ft/mmlu vs base: 25.0% vs 33.3% on 12 shared items*"
+            "drop 8.3 points <= allowed 10",
+        ]
+    )
     assert [g["status"] for g in results(pytester)["gates"]["results"]] == ["passed", "passed"]
 
 
@@ -245,10 +299,12 @@ def test_an_impossible_floor_fails_the_run_naming_the_gate(project):
     pytester = project(gates=GATES.format(floor=1.0))
     result = run(pytester, "--gates", "gates.toml")
     assert result.ret == 1
-    result.stdout.fnmatch_lines([
-        "FAILED  floor[[]0[]] ft/spider: accuracy 60.0% (6/10, 95% CI [[]31.3%, 83.2%[]]) < floor 100.0%",
-        "*the run FAILS: gate(s) failed: floor[[]0[]]*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "FAILED  floor[[]0[]] ft/spider: accuracy 60.0% (6/10, 95% CI [[]31.3%, 83.2%[]]) < floor 100.0%",
+            "*the run FAILS: gate(s) failed: floor[[]0[]]*",
+        ]
+    )
     gates = results(pytester)["gates"]
     assert gates["passed"] is False and gates["results"][0]["figures"]["accuracy"] == 0.6
 
@@ -266,9 +322,14 @@ def test_an_invalid_gates_file_stops_the_run_before_any_case(project):
     pytester = project(gates=GATES.format(floor=0.5).replace("min_accuracy", "min_acc"))
     result = run(pytester, "--gates", "gates.toml")
     assert result.ret == pytest.ExitCode.INTERRUPTED
-    result.stdout.fnmatch_lines(["*ERROR collecting test_bench.py*", "*gates.toml: invalid gates file:*",
-                                 "*floor[[]0[]].min_acc: unknown key; did you mean 'min_accuracy'?*",
-                                 "*Interrupted: 1 error during collection*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR collecting test_bench.py*",
+            "*gates.toml: invalid gates file:*",
+            "*floor[[]0[]].min_acc: unknown key; did you mean 'min_accuracy'?*",
+            "*Interrupted: 1 error during collection*",
+        ]
+    )
     result.assert_outcomes(errors=1)
     assert not (pytester.path / "reports").exists()
 
@@ -283,7 +344,9 @@ def test_a_gate_on_a_benchmark_that_did_not_run(project):
     pytester = project(gates=GATES.format(floor=0.5))
     result = run(pytester, "--gates", "gates.toml", "-k", "spider", run_id="r2")
     assert result.ret == 0
-    result.stdout.fnmatch_lines(["SKIPPED max_drop[[]0[]]*skipped, ft/mmlu is not in this run (selection narrowed by -k 'spider')"])
+    result.stdout.fnmatch_lines(
+        ["SKIPPED max_drop[[]0[]]*skipped, ft/mmlu is not in this run (selection narrowed by -k 'spider')"]
+    )
 
 
 # -- other runners ----------------------------------------------------------------------------
@@ -293,16 +356,30 @@ def test_xdist_gives_the_same_numbers_as_a_serial_run(project):
     pytester = project(skip=1, gates=GATES.format(floor=0.5))
     serial = run(pytester, "--gates", "gates.toml", run_id="serial")
     assert serial.ret == 0
-    parallel = pytester.runpytest_subprocess("--experiment", "experiment.toml", "--run-id", "xdist", "--gates", "gates.toml",
-                                             "-p", "no:cacheprovider", "-p", "xdist", "-n", "2")
+    parallel = pytester.runpytest_subprocess(
+        "--experiment",
+        "experiment.toml",
+        "--run-id",
+        "xdist",
+        "--gates",
+        "gates.toml",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "xdist",
+        "-n",
+        "2",
+    )
     assert parallel.ret == 0, parallel.stdout.str()
     parallel.stdout.fnmatch_lines(["*created: 2/2 workers*", "PASSED  floor[[]0[]]*"])
     a, b = results(pytester, "serial"), results(pytester, "xdist")
     assert accuracies(a) == accuracies(b)
     assert a["comparisons"] == b["comparisons"]
-    key = lambda c: (c["variant"], c["benchmark"], c["item_id"])  # noqa: E731
+    key = lambda c: (c["variant"], c["benchmark"], c["item_id"])
     assert sorted(a["cases"], key=key) == sorted(b["cases"], key=key)
-    assert len((pytester.path / "reports" / "xdist" / "results.jsonl").read_text().splitlines()) == len(b["cases"])
+    assert len((pytester.path / "reports" / "xdist" / "results.jsonl").read_text().splitlines()) == len(
+        b["cases"]
+    )
 
 
 def test_deepeval_test_run(project, monkeypatch):
@@ -313,98 +390,22 @@ def test_deepeval_test_run(project, monkeypatch):
         pytest.skip("no deepeval command next to this Python")
     monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
     pytester = project(gates=GATES.format(floor=0.5))
-    result = pytester.run(deepeval, "test", "run", "test_bench.py", "--color", "no", "--experiment", "experiment.toml",
-                          "--run-id", "d1", "--gates", "gates.toml", "-p", "no:cacheprovider")
+    result = pytester.run(
+        deepeval,
+        "test",
+        "run",
+        "test_bench.py",
+        "--color",
+        "no",
+        "--experiment",
+        "experiment.toml",
+        "--run-id",
+        "d1",
+        "--gates",
+        "gates.toml",
+        "-p",
+        "no:cacheprovider",
+    )
     assert result.ret == 0, result.stdout.str()
     result.stdout.fnmatch_lines(["PASSED  floor[[]0[]] ft/spider*", "*harness: the run passes*"])
     assert accuracies(results(pytester, "d1"))[("ft", "spider")][:2] == (6, 10)
-
-
-def test_deepeval_settings_are_read_once_while_benchmark_cases_run(monkeypatch):
-    """deepeval hashes the environment on every get_settings() call (most of assert_test's
-    time); during a benchmark session's test loop the plugin fixes that fingerprint, and
-    restores deepeval's own check afterwards."""
-    from types import SimpleNamespace
-
-    import deepeval.config.settings as settings
-
-    from fixtures.session import EXPERIMENT_KEY
-    from harness import plugin
-
-    session = SimpleNamespace(config=SimpleNamespace(stash={EXPERIMENT_KEY: object()}))
-    loop = plugin.pytest_runtestloop(session)
-    next(loop)
-    during = settings.get_settings()
-    monkeypatch.setenv("DEEPEVAL_VERBOSE_MODE", "1")  # a change deepeval would otherwise pick up
-    assert settings.get_settings() is during
-    with pytest.raises(StopIteration):
-        loop.send(None)
-    assert settings.get_settings() is not during
-    assert settings.get_settings().DEEPEVAL_VERBOSE_MODE
-
-
-def test_unit_test_sessions_keep_deepevals_settings_check(monkeypatch):
-    from types import SimpleNamespace
-
-    import deepeval.config.settings as settings
-
-    from harness import plugin
-
-    loop = plugin.pytest_runtestloop(SimpleNamespace(config=SimpleNamespace(stash={})))
-    next(loop)
-    before = settings.get_settings()
-    monkeypatch.setenv("DEEPEVAL_VERBOSE_MODE", "1")
-    assert settings.get_settings() is not before
-    with pytest.raises(StopIteration):
-        loop.send(None)
-
-
-LOG_CAPTURE = '''
-import pytest
-
-pytestmark = pytest.mark.mmlu
-
-
-def test_one(request):
-    print("logging-plugin", request.config.pluginmanager.get_plugin("logging-plugin") is not None)
-'''
-
-
-@pytest.mark.parametrize(
-    "args, unit_test, kept",
-    [((), False, False), (("--log-cli-level", "INFO"), False, True), ((), True, True)],
-    ids=["benchmark-cases-only", "live-logging", "with-a-unit-test"],
-)
-def test_log_capture_is_off_only_for_sessions_of_benchmark_cases(project, args, unit_test, kept):
-    """pytest's per-test log capture costs a benchmark case more than its scoring; a session of
-    benchmark cases only runs without it, unless live logging asks for it; unit tests keep it."""
-    extra = {"test_marked": LOG_CAPTURE}
-    if unit_test:
-        extra["test_unit"] = "def test_unit():\n    pass\n"
-    pytester = project(extra=extra)
-    targets = ["test_marked.py", "test_unit.py"] if unit_test else ["test_marked.py"]
-    result = pytester.runpytest_subprocess(*targets, "--experiment", "experiment.toml", "-s", "-p", "no:cacheprovider", *args)
-    assert result.ret == 0, result.stdout.str()
-    result.stdout.fnmatch_lines([f"*logging-plugin {kept}*"])
-
-
-def test_deepevals_per_case_table_is_one_line_over_the_limit(monkeypatch, capsys):
-    """Over --deepeval-table-max cases, deepeval's end-of-run table becomes one line."""
-    from types import SimpleNamespace
-
-    from harness import plugin
-
-    drawn = []
-    manager = SimpleNamespace(test_run=SimpleNamespace(test_cases=[object()] * 3),
-                              display_results_table=lambda test_run, display: drawn.append(test_run))
-    monkeypatch.setitem(sys.modules, "deepeval.test_run", SimpleNamespace(global_test_run_manager=manager))
-    session = lambda limit: SimpleNamespace(config=SimpleNamespace(getoption=lambda name, default=None: limit, stash={}))  # noqa: E731
-
-    plugin.pytest_sessionfinish(session(3))
-    manager.display_results_table(manager.test_run, None)
-    assert drawn == [manager.test_run], "at the limit the table is drawn"
-
-    plugin.pytest_sessionfinish(session(2))
-    manager.display_results_table(manager.test_run, None)
-    assert len(drawn) == 1
-    assert "per-case table left out: 3 cases (more than --deepeval-table-max=2)" in capsys.readouterr().out

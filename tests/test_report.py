@@ -10,12 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness import report
-from harness.plugin import CaseResult
+from harness import report, stats
+from harness import summary as summary_mod
+from harness.analysis import analyze
+from harness.results import CaseResult
 
 
 def row(variant, benchmark, item_id, outcome, group="easy", reason="", **extra):
-    return CaseResult(variant, benchmark, str(item_id), group, outcome, reason, None, extra)
+    return CaseResult(variant, benchmark, str(item_id), group, outcome, reason, None, None, extra)
 
 
 # -- numbers --------------------------------------------------------------------------------
@@ -31,14 +33,14 @@ def row(variant, benchmark, item_id, outcome, group="easy", reason="", **extra):
     ],
 )
 def test_wilson_known_values(correct, n, low, high):
-    a = report.wilson(correct, n)
+    a = stats.wilson(correct, n)
     assert (a.n, a.correct, a.accuracy) == (n, correct, correct / n)
     assert a.ci_low == pytest.approx(low, abs=5e-5)
     assert a.ci_high == pytest.approx(high, abs=5e-5)
 
 
 def test_wilson_of_no_items_is_undefined():
-    a = report.wilson(0, 0)
+    a = stats.wilson(0, 0)
     assert a.n == 0 and math.isnan(a.accuracy) and math.isnan(a.ci_low)
 
 
@@ -51,7 +53,7 @@ def test_mcnemar_on_a_known_table():
         for _ in range(count):
             i = str(next(ids))
             ref[i], var[i] = r, v
-    p = report.paired(var, ref)
+    p = stats.paired(var, ref)
     assert (p.n, p.both_correct, p.only_reference, p.only_variant, p.both_wrong) == (25, 10, 5, 0, 10)
     assert p.mcnemar_p == pytest.approx(0.0625)
     assert p.delta == pytest.approx(-5 / 25)
@@ -59,9 +61,9 @@ def test_mcnemar_on_a_known_table():
 
 
 def test_paired_uses_only_shared_items():
-    p = report.paired({"a": True, "b": False, "x": True}, {"a": True, "b": True, "y": False})
+    p = stats.paired({"a": True, "b": False, "x": True}, {"a": True, "b": True, "y": False})
     assert p.n == 2 and p.only_reference == 1 and p.mcnemar_p == pytest.approx(1.0)
-    empty = report.paired({"a": True}, {"b": True})
+    empty = stats.paired({"a": True}, {"b": True})
     assert empty.n == 0 and math.isnan(empty.mcnemar_p) and math.isnan(empty.delta)
 
 
@@ -71,7 +73,7 @@ def test_paired_interval_without_correlation_is_newcombes_independent_interval()
     from statsmodels.stats.proportion import confint_proportions_2indep
 
     both, only_ref, only_var, neither = 4, 2, 2, 1  # ad = 4 = bc
-    low, high = report.paired_difference_ci(both, only_ref, only_var, neither)
+    low, high = stats.paired_difference_ci(both, only_ref, only_var, neither)
     ref_low, ref_high = confint_proportions_2indep(6, 9, 6, 9, method="newcomb")
     assert (low, high) == pytest.approx((ref_low, ref_high))
 
@@ -80,7 +82,7 @@ def test_paired_interval_is_narrower_for_correlated_systems():
     """Two systems that agree on most items differ less uncertainly than independent ones."""
     from statsmodels.stats.proportion import confint_proportions_2indep
 
-    low, high = report.paired_difference_ci(40, 5, 10, 45)  # variant 50/100, reference 45/100
+    low, high = stats.paired_difference_ci(40, 5, 10, 45)  # variant 50/100, reference 45/100
     ind_low, ind_high = confint_proportions_2indep(50, 100, 45, 100, method="newcomb")
     assert low < 0.05 < high
     assert high - low < ind_high - ind_low
@@ -101,7 +103,7 @@ def test_paired_interval_covers_the_true_difference():
                 u -= cells[k]
                 k += 1
             counts[k] += 1
-        low, high = report.paired_difference_ci(*counts)
+        low, high = stats.paired_difference_ci(*counts)
         covered += low <= true_delta <= high
     assert 0.92 <= covered / trials <= 0.985
 
@@ -111,7 +113,7 @@ def test_paired_interval_covers_the_true_difference():
 def test_paired_interval_contains_the_estimate(verdicts):
     var = {str(i): v for i, (_, v) in enumerate(verdicts)}
     ref = {str(i): r for i, (r, _) in enumerate(verdicts)}
-    p = report.paired(var, ref)
+    p = stats.paired(var, ref)
     assert -1.0 <= p.delta_ci_low <= p.delta <= p.delta_ci_high <= 1.0
     assert p.delta == pytest.approx(p.accuracy - p.reference_accuracy)
     assert 0.0 <= p.mcnemar_p <= 1.0
@@ -123,38 +125,71 @@ def test_paired_interval_contains_the_estimate(verdicts):
 def _rows():
     rows = []
     # base: spider 3 of 6 right (1 error), 2 skipped; mmlu 2 of 4 right
-    for i, (outcome, group) in enumerate([("passed", "easy"), ("passed", "easy"), ("failed", "medium"),
-                                          ("passed", "hard"), ("failed", "hard"), ("error", "extra")]):
+    for i, (outcome, group) in enumerate(
+        [
+            ("passed", "easy"),
+            ("passed", "easy"),
+            ("failed", "medium"),
+            ("passed", "hard"),
+            ("failed", "hard"),
+            ("error", "extra"),
+        ]
+    ):
         rows.append(row("base", "spider", i, outcome, group, reason="boom" if outcome == "error" else ""))
-    rows += [row("base", "spider", 10, "skipped", reason="database 'wta_1' absent"),
-             row("base", "spider", 11, "skipped", reason="database 'wta_1' absent")]
+    rows += [
+        row("base", "spider", 10, "skipped", reason="database 'wta_1' absent"),
+        row("base", "spider", 11, "skipped", reason="database 'wta_1' absent"),
+    ]
     # ft: spider 5 of 6 right on the same items
     for i, outcome in enumerate(["passed", "passed", "passed", "passed", "failed", "passed"]):
         rows.append(row("ft", "spider", i, outcome))
-    for i, (outcome, cat, subject) in enumerate([("passed", "stem", "anatomy"), ("failed", "stem", "anatomy"),
-                                                 ("passed", "humanities", "philosophy"), ("failed", "other", "virology")]):
+    for i, (outcome, cat, subject) in enumerate(
+        [
+            ("passed", "stem", "anatomy"),
+            ("failed", "stem", "anatomy"),
+            ("passed", "humanities", "philosophy"),
+            ("failed", "other", "virology"),
+        ]
+    ):
         rows.append(row("base", "mmlu", i, outcome, cat, subject=subject))
         rows.append(row("ft", "mmlu", i, "failed" if i == 0 else outcome, cat, subject=subject))
     return rows
 
 
 def test_summarize_counts_accuracy_groups_skips_and_errors():
-    summary = {(s.variant, s.benchmark): s for s in report.summarize(_rows())}
+    summary = {(s.variant, s.benchmark): s for s in summary_mod.summarize(_rows())}
     s = summary["base", "spider"]
     assert (s.overall.n, s.overall.correct) == (6, 3)  # the error counts as wrong, skips not in n
     assert s.skipped == 2 and s.skip_reasons == {"database 'wta_1' absent": 2}
     assert s.errors == 1 and s.error_reasons == {"boom": 1}
-    assert {g: (a.correct, a.n) for g, a in s.by_group.items()} == {"easy": (2, 2), "medium": (0, 1), "hard": (1, 2), "extra": (0, 1)}
+    assert {g: (a.correct, a.n) for g, a in s.by_group.items()} == {
+        "easy": (2, 2),
+        "medium": (0, 1),
+        "hard": (1, 2),
+        "extra": (0, 1),
+    }
     assert s.by_subject == {}
     m = summary["base", "mmlu"]
-    assert {g: (a.correct, a.n) for g, a in m.by_group.items()} == {"humanities": (1, 1), "other": (0, 1), "stem": (1, 2)}
-    assert {g: (a.correct, a.n) for g, a in m.by_subject.items()} == {"anatomy": (1, 2), "philosophy": (1, 1), "virology": (0, 1)}
-    assert [(s.benchmark, s.variant) for s in report.summarize(_rows())] == [
-        ("mmlu", "base"), ("mmlu", "ft"), ("spider", "base"), ("spider", "ft")]
+    assert {g: (a.correct, a.n) for g, a in m.by_group.items()} == {
+        "humanities": (1, 1),
+        "other": (0, 1),
+        "stem": (1, 2),
+    }
+    assert {g: (a.correct, a.n) for g, a in m.by_subject.items()} == {
+        "anatomy": (1, 2),
+        "philosophy": (1, 1),
+        "virology": (0, 1),
+    }
+    assert [(s.benchmark, s.variant) for s in summary_mod.summarize(_rows())] == [
+        ("mmlu", "base"),
+        ("mmlu", "ft"),
+        ("spider", "base"),
+        ("spider", "ft"),
+    ]
 
 
 def test_compare_to_baseline_pairs_shared_items():
-    comps = {(c.variant, c.benchmark): c for c in report.compare_to_baseline(_rows(), "base")}
+    comps = {(c.variant, c.benchmark): c for c in summary_mod.compare_to_baseline(_rows(), "base")}
     assert set(comps) == {("ft", "spider"), ("ft", "mmlu")}
     sp = comps["ft", "spider"].paired
     # base right on 0,1,3; ft right on 0,1,2,3,5: gains 2 (items 2 and 5), loses 0
@@ -168,36 +203,90 @@ def test_compare_to_baseline_pairs_shared_items():
 
 
 def _payload(tmp_path, rows):
-    summary = report.summarize(rows)
-    comps = report.compare_to_baseline(rows, "base")
-    manifest = report.collect_manifest(tmp_path, run_id="r1", experiment={"name": "t", "source": "missing.toml"},
-                                       gates_file="", command=["pytest"], started=0.0, finished=12.5)
-    payload = report.results_payload(summary, comps, rows, baseline="base", manifest=manifest)
-    return payload, summary, comps
+    analysis = analyze(rows, baseline="base", tasks=("spider", "mmlu"), facts={})
+    manifest = report.collect_manifest(
+        tmp_path,
+        run_id="r1",
+        experiment={"name": "t", "source": "missing.toml"},
+        gates_file="",
+        command=["pytest"],
+        started=0.0,
+        finished=12.5,
+    )
+    payload = report.results_payload(analysis, rows, manifest=manifest)
+    return payload, analysis
 
 
 def test_results_json_schema(tmp_path):
     (tmp_path / "phases").mkdir()
-    phase = {"variant": "base", "benchmark": "spider", "fingerprint": {"model": "m", "adapter": "", "load": "fp32"},
-             "cache_key": "k", "template": "schema", "template_version": 2, "seed": 0, "n_prompts": 6, "cached": 2,
-             "computed": 4, "seconds": 1.5, "device": "cpu"}
+    phase = {
+        "variant": "base",
+        "benchmark": "spider",
+        "fingerprint": {"model": "m", "adapter": "", "load": "fp32"},
+        "cache_key": "k",
+        "template": "schema",
+        "template_version": 2,
+        "seed": 0,
+        "n_prompts": 6,
+        "cached": 2,
+        "computed": 4,
+        "seconds": 1.5,
+        "device": "cpu",
+    }
     (tmp_path / "phases" / "spider-base.json").write_text(json.dumps(phase))
     (tmp_path / "phases" / "mmlu-base.json").write_text("{not json")
     rows = _rows()
-    payload, summary, comps = _payload(tmp_path, rows)
-    paths = report.write_report(tmp_path, payload, summary, comps)
+    payload, analysis = _payload(tmp_path, rows)
+    paths = report.write_report(tmp_path, payload, analysis)
     data = json.loads((tmp_path / "results.json").read_text())  # strict JSON: no NaN
-    assert set(data) == {"schema", "confidence", "baseline", "summary", "comparisons", "gates", "manifest", "cases"}
+    assert set(data) == {
+        "schema",
+        "confidence",
+        "baseline",
+        "summary",
+        "comparisons",
+        "continuous",
+        "adapters",
+        "frontier",
+        "gates",
+        "manifest",
+        "cases",
+    }
     assert data["schema"] == report.SCHEMA and data["baseline"] == "base"
     s = next(s for s in data["summary"] if (s["variant"], s["benchmark"]) == ("base", "spider"))
-    assert set(s) >= {"n", "correct", "accuracy", "ci_low", "ci_high", "skipped", "skip_reasons", "errors",
-                      "error_reasons", "by_group", "by_subject"}
+    assert set(s) >= {
+        "n",
+        "correct",
+        "accuracy",
+        "ci_low",
+        "ci_high",
+        "skipped",
+        "skip_reasons",
+        "errors",
+        "error_reasons",
+        "by_group",
+        "by_subject",
+    }
     assert (s["n"], s["correct"], s["skipped"], s["errors"]) == (6, 3, 2, 1)
-    assert s["by_group"]["easy"] == {"n": 2, "correct": 2, "accuracy": 1.0, "ci_low": pytest.approx(0.3424, abs=1e-4),
-                                     "ci_high": 1.0}
+    assert s["by_group"]["easy"] == {
+        "n": 2,
+        "correct": 2,
+        "accuracy": 1.0,
+        "ci_low": pytest.approx(0.3424, abs=1e-4),
+        "ci_high": 1.0,
+    }
     c = next(c for c in data["comparisons"] if c["benchmark"] == "spider")
-    assert set(c) >= {"variant", "reference", "n", "only_variant", "only_reference", "delta", "delta_ci_low",
-                      "delta_ci_high", "mcnemar_p"}
+    assert set(c) >= {
+        "variant",
+        "reference",
+        "n",
+        "only_variant",
+        "only_reference",
+        "delta",
+        "delta_ci_low",
+        "delta_ci_high",
+        "mcnemar_p",
+    }
     man = data["manifest"]
     assert man["wall_s"] == 12.5 and man["devices"] == ["cpu"]
     assert man["phases"]["spider-base"]["cached"] == 2 and "unreadable" in man["phases"]["mmlu-base"]
@@ -206,17 +295,29 @@ def test_results_json_schema(tmp_path):
     assert len(data["cases"]) == len(rows) and data["cases"][0]["variant"] == "base"
     assert paths["figure"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (tmp_path / "report.md").read_text()
-    for heading in ["## How to read this report", "## Accuracy", "## Differences from the baseline (base)",
-                    "## Spider by hardness", "## MMLU by category", "## MMLU by subject", "## Skipped and errored items",
-                    "## Gates", "## Manifest", "(tradeoff.png)"]:
+    for heading in [
+        "## How to read this report",
+        "## Accuracy",
+        "## Differences from the baseline (base)",
+        "## Spider execution accuracy by hardness",
+        "## MMLU accuracy by category",
+        "## MMLU accuracy by subject",
+        "## Skipped and errored items",
+        "## Gates",
+        "## Manifest",
+        "(tradeoff.png)",
+    ]:
         assert heading in md
     assert "database 'wta_1' absent" in md and "| spider | ft | 6 |" in md and "| --- | --- | ---: |" in md
 
 
 def test_undefined_numbers_are_null_in_json(tmp_path):
-    rows = [row("base", "spider", 1, "skipped", reason="db absent"), row("ft", "spider", 1, "skipped", reason="db absent")]
-    payload, summary, comps = _payload(tmp_path, rows)
-    report.write_report(tmp_path, payload, summary, comps)
+    rows = [
+        row("base", "spider", 1, "skipped", reason="db absent"),
+        row("ft", "spider", 1, "skipped", reason="db absent"),
+    ]
+    payload, analysis = _payload(tmp_path, rows)
+    report.write_report(tmp_path, payload, analysis)
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["summary"][0]["accuracy"] is None and data["summary"][0]["n"] == 0
     assert data["comparisons"][0]["mcnemar_p"] is None
@@ -227,16 +328,18 @@ def test_report_of_all_wrong_and_all_right_variants(tmp_path):
     """0/n and n/n: Wilson bounds at exactly 0 and 1, and a figure with zero-length bars."""
     rows = [row("base", b, i, "failed") for b in ("spider", "mmlu") for i in range(6)]
     rows += [row("ft", b, i, "passed") for b in ("spider", "mmlu") for i in range(6)]
-    payload, summary, comps = _payload(tmp_path, rows)
-    report.write_report(tmp_path, payload, summary, comps)
+    payload, analysis = _payload(tmp_path, rows)
+    report.write_report(tmp_path, payload, analysis)
     data = json.loads((tmp_path / "results.json").read_text())
     assert {(s["variant"], s["ci_low"] == 0.0, s["ci_high"] == 1.0) for s in data["summary"]} == {
-        ("base", True, False), ("ft", False, True)}
+        ("base", True, False),
+        ("ft", False, True),
+    }
     assert (tmp_path / "tradeoff.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_terminal_table_lists_accuracies_and_deltas():
     rows = _rows()
-    text = report.format_table(report.summarize(rows), report.compare_to_baseline(rows, "base"))
+    text = report.format_table(analyze(rows, baseline="base", tasks=("spider", "mmlu"), facts={}))
     assert "spider    base" in text and "50.0%" in text and "[" in text
     assert "+33.3" in text and "+2/-0" in text

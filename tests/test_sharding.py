@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from harness.generation import PredictionCache, cached_compute, prompt_key
+from harness.cache import PredictionCache, cached_compute, prompt_key
 from harness.sharding import Shard, pin_worker, plan_batches, sharded_compute, visible_gpus, worker_gpu
 
 PROMPTS = [f"prompt {i:02d} " + "x" * (i * 7 % 5) for i in range(11)]
 
 
-def upper(batch: list[str]) -> list[dict]:
+def upper(batch: list[str], tick=None) -> list[dict]:
     return [{"raw": p.upper()} for p in batch]
 
 
@@ -46,7 +46,9 @@ def test_plan_deals_every_distinct_prompt_once_by_position():
     for owner in range(3):
         lengths = [len(p) for b in plan if b.owner == owner for p in b.prompts]
         assert lengths == sorted(lengths), "each shard is sorted by sort_key, as cached_compute sorts"
-    assert plan == plan_batches(list(prompts), 3, batch_size=2, sort_key=len), "every worker makes the same plan"
+    assert plan == plan_batches(list(prompts), 3, batch_size=2, sort_key=len), (
+        "every worker makes the same plan"
+    )
 
 
 def test_shard_of_an_xdist_worker():
@@ -66,13 +68,21 @@ def test_each_worker_gets_its_own_gpu():
     assert visible_gpus({"CUDA_VISIBLE_DEVICES": ""}, lambda: 8) == []
     assert visible_gpus({}, lambda: 0) == []
     gpus = ["2", "5"]
-    assert [worker_gpu(Shard(i, 3), gpus) for i in range(3)] == ["2", "5", "2"]  # more workers than GPUs: shared
+    assert [worker_gpu(Shard(i, 3), gpus) for i in range(3)] == [
+        "2",
+        "5",
+        "2",
+    ]  # more workers than GPUs: shared
     assert worker_gpu(Shard(0, 2), []) is None
 
     env = {"CUDA_VISIBLE_DEVICES": "2,5", "NCCL_NVLS_ENABLE": "0"}
     pin_worker("5", env)
-    assert env == {"CUDA_VISIBLE_DEVICES": "5", "NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1",
-                   "NVSHMEM_DISABLE_NVLS": "1"}
+    assert env == {
+        "CUDA_VISIBLE_DEVICES": "5",
+        "NCCL_NVLS_ENABLE": "0",
+        "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1",
+        "NVSHMEM_DISABLE_NVLS": "1",
+    }
     cpu_env = {}
     pin_worker(None, cpu_env)
     assert "CUDA_VISIBLE_DEVICES" not in cpu_env
@@ -84,21 +94,39 @@ def test_each_worker_gets_its_own_gpu():
 def _worker(root: str, index: int, count: int, out: str, patience_s: float) -> None:
     """One worker: a slow fake model (50 ms a batch), reporting what it computed."""
 
-    def slow_upper(batch):
+    def slow_upper(batch, tick=None):
         time.sleep(0.05)
         return upper(batch)
 
     records, stats = sharded_compute(
-        _cache(Path(root)), PROMPTS, slow_upper, shard=Shard(index, count), batch_size=2, sort_key=len, patience_s=patience_s
+        _cache(Path(root)),
+        PROMPTS,
+        slow_upper,
+        shard=Shard(index, count),
+        batch_size=2,
+        sort_key=len,
+        patience_s=patience_s,
     )
-    Path(out).write_text(json.dumps({"records": records, "computed": stats.computed, "cached": stats.cached,
-                                     "computed_prompts": stats.computed_prompts}))
+    Path(out).write_text(
+        json.dumps(
+            {
+                "records": records,
+                "computed": stats.computed,
+                "cached": stats.cached,
+                "computed_prompts": stats.computed_prompts,
+            }
+        )
+    )
 
 
 def _run_workers(tmp_path: Path, indices: list[int], count: int, patience_s: float) -> list[dict]:
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_worker, args=(str(tmp_path / "cache"), i, count, str(tmp_path / f"w{i}.json"), patience_s))
-             for i in indices]
+    procs = [
+        ctx.Process(
+            target=_worker, args=(str(tmp_path / "cache"), i, count, str(tmp_path / f"w{i}.json"), patience_s)
+        )
+        for i in indices
+    ]
     for p in procs:
         p.start()
     for p in procs:
@@ -114,11 +142,13 @@ def test_two_workers_each_compute_their_shard_and_both_get_everything(tmp_path):
     assert sorted(w1["computed_prompts"]) == sorted(PROMPTS[1::2])
     assert (w0["computed"], w0["cached"], w1["computed"], w1["cached"]) == (6, 5, 5, 6)
     serial, _ = cached_compute(_cache(tmp_path / "serial"), PROMPTS, upper, batch_size=2, sort_key=len)
-    strip = lambda recs: [{k: v for k, v in r.items() if k != "computed_by"} for r in recs]  # noqa: E731
+    strip = lambda recs: [{k: v for k, v in r.items() if k != "computed_by"} for r in recs]
     assert strip(w0["records"]) == strip(w1["records"]) == serial
     assert {r["computed_by"] for r in w0["records"]} == {"shard 1/2", "shard 2/2"}
     lines = [json.loads(x) for x in _cache(tmp_path / "cache").path.read_text().splitlines()]
-    assert sorted(r["key"] for r in lines) == sorted(prompt_key(p) for p in PROMPTS), "each record computed once"
+    assert sorted(r["key"] for r in lines) == sorted(prompt_key(p) for p in PROMPTS), (
+        "each record computed once"
+    )
 
 
 def test_a_worker_that_never_comes_has_its_shard_taken_after_the_patience(tmp_path):
@@ -135,11 +165,13 @@ def test_cached_records_are_not_recomputed(tmp_path):
     cached_compute(cache, PROMPTS[:4], upper, batch_size=2)
     calls = []
 
-    def counting(batch):
+    def counting(batch, tick=None):
         calls.append(list(batch))
         return upper(batch)
 
-    records, stats = sharded_compute(cache, PROMPTS, counting, shard=Shard(0, 2), batch_size=2, patience_s=0.0)
+    records, stats = sharded_compute(
+        cache, PROMPTS, counting, shard=Shard(0, 2), batch_size=2, patience_s=0.0
+    )
     assert sorted(p for c in calls for p in c) == sorted(PROMPTS[4:])
     assert (stats.computed, stats.cached) == (7, 4)
     assert [r["raw"] for r in records] == [p.upper() for p in PROMPTS]

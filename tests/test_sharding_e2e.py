@@ -26,8 +26,23 @@ def _experiment(tmp: Path, model: Path) -> Path:
 
 
 def _run(tmp: Path, run_id: str, *extra: str) -> subprocess.CompletedProcess:
-    args = [sys.executable, "-m", "pytest", "benchmarks/", *extra, "--experiment", str(tmp / "exp.toml"),
-            "--cache-dir", str(tmp / "cache"), "--report-dir", str(tmp / "reports"), "--run-id", run_id, "-p", "no:cacheprovider"]
+    args = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "benchmarks/",
+        *extra,
+        "--experiment",
+        str(tmp / "exp.toml"),
+        "--cache-dir",
+        str(tmp / "cache"),
+        "--report-dir",
+        str(tmp / "reports"),
+        "--run-id",
+        run_id,
+        "-p",
+        "no:cacheprovider",
+    ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
     env.update(HARNESS_CACHE_DIR=str(tmp / "hcache"), OMP_NUM_THREADS="1")
     return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
@@ -61,19 +76,24 @@ def test_two_workers_share_the_predictions_and_report_like_one(tmp_path, tiny_mo
     by_shard = Counter(r["computed_by"] for _, r in records)
     print(f"records computed per shard: {dict(by_shard)}")
     assert set(by_shard) == {"shard 1/2", "shard 2/2"}
-    # Spider: 3 scorable items x 2 prompts (0 and 1 shot), one cache; MMLU: 6 questions in each of 2 caches (loglik, generate).
+    # Spider: 3 scorable items x 2 prompts (0 and 1 shot), one cache;
+    # MMLU: 6 questions in each of 2 caches (loglik, generate).
     assert len(files) == 3 and len(records) == 3 * 2 + 6 * 2
 
     # The serial run computed nothing and reports exactly what the two workers reported.
     phases = [json.loads(p.read_text()) for p in (tmp_path / "reports" / "serial" / "phases").glob("*.json")]
     assert len(phases) == 4 and all(p["computed"] == 0 for p in phases)
     # The parallel run kept each worker's record of each phase, and together they computed everything.
-    shards = [json.loads(p.read_text()) for p in (tmp_path / "reports" / "parallel" / "phases").glob("*.gw[01].json")]
+    shards = [
+        json.loads(p.read_text())
+        for p in (tmp_path / "reports" / "parallel" / "phases").glob("*.gw[01].json")
+    ]
     assert len(shards) == 8 and {p["worker"] for p in shards} == {"gw0", "gw1"}
     assert sum(p["computed"] for p in shards) == len(records)
     par, ser = _comparable(tmp_path / "reports" / "parallel"), _comparable(tmp_path / "reports" / "serial")
     assert len(par["cases"]) == 2 * 4 + 2 * 6
     assert par == ser
     for name in ("base.spider.jsonl", "base-1shot.spider.sql"):
-        assert (tmp_path / "reports" / "parallel" / "predictions" / name).read_text() == \
-               (tmp_path / "reports" / "serial" / "predictions" / name).read_text()
+        assert (tmp_path / "reports" / "parallel" / "predictions" / name).read_text() == (
+            tmp_path / "reports" / "serial" / "predictions" / name
+        ).read_text()

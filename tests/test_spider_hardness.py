@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
-from harness.data.spider import SpiderDataError, find_spider_dir
-from harness.data.spider_hardness import HARDNESS_LEVELS, hardness_of
+from harness.tasks.spider import SpiderDataError, find_spider_dir
+from harness.tasks.spider_hardness import HARDNESS_LEVELS, hardness_of
 
 
 def tree(**overrides) -> dict:
@@ -36,8 +36,16 @@ CASES = [
     ("plain select", tree(), "easy"),
     ("one where", tree(where=[cond()]), "easy"),
     ("where and group", tree(where=[cond()], groupBy=[[0, 1, False]]), "medium"),
-    ("two columns", tree(select=[False, [[0, [0, [0, 1, False], None]], [0, [0, [0, 2, False], None]]]]), "medium"),
-    ("join", tree(**{"from": {"table_units": [["table_unit", 0], ["table_unit", 1]], "conds": [cond()]}}), "easy"),
+    (
+        "two columns",
+        tree(select=[False, [[0, [0, [0, 1, False], None]], [0, [0, [0, 2, False], None]]]]),
+        "medium",
+    ),
+    (
+        "join",
+        tree(**{"from": {"table_units": [["table_unit", 0], ["table_unit", 1]], "conds": [cond()]}}),
+        "easy",
+    ),
     (
         "order, limit, where",
         tree(where=[cond()], orderBy=["desc", [[0, [0, 1, False], None]]], limit=1),
@@ -48,7 +56,11 @@ CASES = [
     ("union and where", tree(where=[cond(), "or", cond()], union=tree()), "extra"),
     # The original counts a NOT condition and each and/or connective of HAVING as an
     # aggregation (count_agg tests unit[0] != 0); the port keeps that.
-    ("not conditions count as aggregations", tree(where=[cond(not_op=True), "and", cond(not_op=True)]), "medium"),
+    (
+        "not conditions count as aggregations",
+        tree(where=[cond(not_op=True), "and", cond(not_op=True)]),
+        "medium",
+    ),
 ]
 
 

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-from harness.data.mmlu import SUBJECT_CATEGORIES, MMLUItem
 from harness.models import load_tokenizer, resolve_model
-from harness.prompts import mmlu_prompt
+from harness.tasks.mmlu import SUBJECT_CATEGORIES, MMLUItem, mmlu_prompt
 from harness.token_counts import batch_token_counter, tokenizer_fingerprint
 
-QUESTION = MMLUItem("anatomy", SUBJECT_CATEGORIES["anatomy"], "test", 0, "How many bones?", ("one", "two", "three", "four"), "B")
-SHOTS = [MMLUItem("anatomy", SUBJECT_CATEGORIES["anatomy"], "dev", i, f"Shot {i}?", ("a", "b", "c", "d"), "ABCD"[i]) for i in range(3)]
+QUESTION = MMLUItem(
+    "anatomy",
+    SUBJECT_CATEGORIES["anatomy"],
+    "test",
+    0,
+    "How many bones?",
+    ("one", "two", "three", "four"),
+    "B",
+)
+SHOTS = [
+    MMLUItem(
+        "anatomy", SUBJECT_CATEGORIES["anatomy"], "dev", i, f"Shot {i}?", ("a", "b", "c", "d"), "ABCD"[i]
+    )
+    for i in range(3)
+]
 TEXTS = ["The following are multiple choice questions.\n\nQ? " * n + "Answer:" for n in range(1, 40)]
 
 
@@ -34,7 +46,9 @@ def test_counts_are_remembered_per_tokenizer(tiny_model_dir, tmp_path):
 
     Watched.__name__ = type(tokenizer).__name__
     assert tokenizer_fingerprint(Watched()) == tokenizer_fingerprint(tokenizer)
-    assert batch_token_counter(Watched(), tmp_path)(TEXTS + ["a new text"]) == first + [len(tokenizer("a new text")["input_ids"])]
+    assert batch_token_counter(Watched(), tmp_path)(TEXTS + ["a new text"]) == first + [
+        len(tokenizer("a new text")["input_ids"])
+    ]
     assert Watched.asked == ["a new text"]
 
 

@@ -13,7 +13,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -33,14 +36,25 @@ def test_cuda_trains_a_qlora_adapter(tmp_path, cuda_setup):
     from training import train_from_config
 
     model_dir, spider = cuda_setup
-    result = train_from_config(tiny_config(tmp_path, model_dir, spider, steps=4, device="cuda"))[0]
+    config = tiny_config(
+        tmp_path, model_dir, spider, steps=4, device="cuda", sweep="[checkpoints]\nat = [0.5]\n"
+    )
+    result = train_from_config(config)[0]
 
     s = json.loads((result.output / "training_summary.json").read_text())
     assert s["status"] == "succeeded" and s["device"].startswith("cuda")
-    assert s["quantization"] == {**s["quantization"], "requested": "nf4", "used": "nf4", "compute_dtype": "bfloat16"}
+    assert s["quantization"] == {
+        **s["quantization"],
+        "requested": "nf4",
+        "used": "nf4",
+        "compute_dtype": "bfloat16",
+    }
     assert s["steps_done"] == 4 and all(isinstance(r["loss"], float) for r in s["loss_curve"])
-    base = AutoModelForCausalLM.from_pretrained(str(model_dir))
-    assert any("lora_B" in n for n, _ in PeftModel.from_pretrained(base, str(result.output)).named_parameters())
+    half = result.output / "checkpoints" / "0.5"
+    assert json.loads((half / "training_summary.json").read_text())["steps_done"] == 2
+    for adapter in (result.output, half):  # the final adapter and the checkpoint saved mid-training
+        base = AutoModelForCausalLM.from_pretrained(str(model_dir))
+        assert any("lora_B" in n for n, _ in PeftModel.from_pretrained(base, str(adapter)).named_parameters())
 
 
 def test_cuda_model_is_4bit_with_checkpointing(tmp_path, cuda_setup):
@@ -58,7 +72,9 @@ def test_cuda_model_is_4bit_with_checkpointing(tmp_path, cuda_setup):
     assert any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
     tok = _recipe._setup_tokenizer(resolved, model)
     examples = _recipe._setup_dataset(cfg, tok)
-    trainer, *_ = _recipe._setup_trainer(cfg, model, tok, examples, _recipe._setup_peft(cfg.lora), quant, "cuda", tmp_path, ())
+    trainer, *_ = _recipe._setup_trainer(
+        cfg, model, tok, examples, _recipe._setup_peft(cfg.lora), quant, "cuda", tmp_path, ()
+    )
     assert trainer.args.gradient_checkpointing and trainer.args.bf16
     trainable = {p.dtype for p in trainer.model.parameters() if p.requires_grad}
     assert trainable == {torch.bfloat16}, "TRL casts the LoRA weights of a quantized model to bf16"

@@ -39,7 +39,11 @@ DEV = [
 
 TRAIN = [
     {"db_id": "concert", "question": "Show all ages.", "query": "SELECT age FROM singer"},
-    {"db_id": "concert", "question": "Names of singers older than 30?", "query": "SELECT name FROM singer WHERE age > 30"},
+    {
+        "db_id": "concert",
+        "question": "Names of singers older than 30?",
+        "query": "SELECT name FROM singer WHERE age > 30",
+    },
     {"db_id": "concert", "question": "Average age?", "query": "SELECT avg(age) FROM singer"},
 ]
 
@@ -113,8 +117,8 @@ model = "{model}"
 [[variants]]
 name = "base-1shot"
 model = "{model}"
-spider_shots = 1
-mmlu_scoring = "generate"
+spider = {{ shots = 1 }}
+mmlu = {{ scoring = "generate" }}
 """
     )
     return exp

@@ -1,8 +1,10 @@
 """QLoRA adapters on the Spider train split: TRL SFTTrainer + PEFT LoRA + bitsandbytes 4-bit.
 
-One config file (``training/configs/*.toml``) is one run, or a sweep of runs. Examples are
-formatted by ``harness.prompts`` exactly as the benchmarks prompt, and every target ends with
-the end-of-sequence token. A run that diverges or fails never replaces a good adapter.
+One config file (``training/configs/*.toml``) is one run, or a sweep of runs, read by
+``harness.training_config`` (the project's one config loader; the harness plans adapters from
+the same file without importing this package). Examples are formatted by ``harness.tasks.spider``
+exactly as the benchmarks prompt, and every target ends with the end-of-sequence token. A run that
+diverges or fails never replaces a good adapter, and publishes none of its checkpoints.
 
 Example::
 
@@ -18,18 +20,26 @@ from __future__ import annotations
 
 import importlib
 
+from training import _noise
+
+_noise.install()  # before anything imports bitsandbytes (training/_noise.py says why)
+
 _EXPORTS = {
     "main": "training._cli",
     "train_from_config": "training._cli",
     "build_parser": "training._cli",
     "TrainingFailed": "training._cli",
-    "ConfigError": "training._config",
-    "TrainingConfig": "training._config",
-    "SweepPoint": "training._config",
-    "load_config": "training._config",
-    "load_sweep": "training._config",
-    "parse_override": "training._config",
-    "resolve_key": "training._config",
+    "ConfigError": "harness.training_config",
+    "TrainingConfig": "harness.training_config",
+    "SweepPoint": "harness.training_config",
+    "PlannedAdapter": "harness.training_config",
+    "load_config": "harness.training_config",
+    "load_sweep": "harness.training_config",
+    "parse_override": "harness.training_config",
+    "resolve_key": "harness.training_config",
+    "config_fingerprint": "harness.training_config",
+    "training_plan": "harness.training_config",
+    "run_status": "harness.training_config",
     "Examples": "training._data",
     "build_examples": "training._data",
     "DivergenceGuard": "training._guard",

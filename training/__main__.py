@@ -1,4 +1,5 @@
-"""``python -m training --config training/configs/<name>.toml [--output DIR] [--max-steps N] [key=value ...]``."""
+"""``python -m training --config training/configs/<name>.toml [--output DIR] [--max-steps N]
+[key=value ...]``."""
 
 from training import main
 

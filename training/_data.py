@@ -1,4 +1,4 @@
-"""Spider train items as prompt-completion examples, formatted by ``harness.prompts``.
+"""Spider train items as prompt-completion examples, formatted by ``harness.tasks.spider``.
 
 The prompt is exactly what the benchmark shows the model (same template, schema and shots
 code); the completion is the gold SQL followed by the end-of-sequence token, so the loss
@@ -13,8 +13,15 @@ import math
 import random
 from dataclasses import dataclass, field
 
-from harness.data.spider import find_spider_dir, load_schemas, load_spider_split
-from harness.prompts import get_spider_template, select_shots, spider_completion, spider_prompt
+from harness.tasks.spider import (
+    find_spider_dir,
+    get_spider_template,
+    load_schemas,
+    load_spider_split,
+    select_shots,
+    spider_completion,
+    spider_prompt,
+)
 
 
 @dataclass(frozen=True)
@@ -69,7 +76,7 @@ def build_examples(
         tokenizer: the model's tokenizer; its chat template renders the prompts and its
             ``eos_token`` ends every completion.
         spider_dir: the Spider folder ("" for the default lookup of ``find_spider_dir``).
-        template: a ``harness.prompts.SPIDER_TEMPLATES`` name.
+        template: a ``harness.tasks.spider.SPIDER_TEMPLATES`` name.
         shots: solved train examples in each prompt (never the item itself).
         max_examples: 0 for all usable items, else a seeded random subset of this many.
         max_length: 0 to take ``length_percentile`` of the measured lengths.
@@ -97,20 +104,34 @@ def build_examples(
             continue
         shot_items = select_shots(items, shots, seed, exclude_question=item.question)
         prompts.append(
-            spider_prompt(item, tmpl, schema=schema, shots=[(s, schemas.get(s.db_id)) for s in shot_items], tokenizer=tokenizer)
+            spider_prompt(
+                item,
+                tmpl,
+                schema=schema,
+                shots=[(s, schemas.get(s.db_id)) for s in shot_items],
+                tokenizer=tokenizer,
+            )
         )
         completions.append(spider_completion(item, eos))
 
     # Measured as SFTTrainer tokenizes a prompt-completion example: the plain text
     # prompt + completion through the tokenizer's __call__.
-    lengths = [len(ids) for ids in tokenizer([p + c for p, c in zip(prompts, completions)])["input_ids"]] if prompts else []
+    lengths = (
+        [len(ids) for ids in tokenizer([p + c for p, c in zip(prompts, completions)])["input_ids"]]
+        if prompts
+        else []
+    )
     if not lengths:
-        raise ValueError(f"{root}: no usable Spider train item (of {len(items)}; {no_schema} without a schema)")
+        raise ValueError(
+            f"{root}: no usable Spider train item (of {len(items)}; {no_schema} without a schema)"
+        )
     chosen_max = max_length or pick_max_length(lengths, length_percentile)
     over = [i for i, n in enumerate(lengths) if n > chosen_max]
     keep = [i for i, n in enumerate(lengths) if n <= chosen_max or overlong == "truncate"]
     if not keep:
-        raise ValueError(f"no Spider train example fits max_length={chosen_max} tokens (shortest: {min(lengths)})")
+        raise ValueError(
+            f"no Spider train example fits max_length={chosen_max} tokens (shortest: {min(lengths)})"
+        )
     order = random.Random(seed).sample(keep, len(keep))  # seeded shuffle, then the subset is a prefix
     if max_examples:
         order = order[:max_examples]

@@ -16,14 +16,18 @@ ranks stop at the same step, for the same reason.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import Mapping, MutableMapping
 
-from training._config import ConfigError
+from harness.configfile import ConfigError
 
 # NVLink SHARP / multicast (NVLS) stays off on every launch: NCCL's, torch's symmetric memory's
 # and NVSHMEM's. Set before any process group exists (NCCL reads them when a communicator is made).
-MULTICAST_OFF = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
+MULTICAST_OFF = {
+    "NCCL_NVLS_ENABLE": "0",
+    "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1",
+    "NVSHMEM_DISABLE_NVLS": "1",
+}
 
 
 class BatchSplitError(ConfigError):
@@ -79,11 +83,12 @@ def split_accumulation(per_device_batch_size: int, accumulation: int, world_size
         return accumulation // world_size
     effective = per_device_batch_size * accumulation
     raise BatchSplitError(
-        f"train.gradient_accumulation_steps = {accumulation} cannot be shared by {world_size} processes: the effective batch "
-        f"{per_device_batch_size} x {accumulation} = {effective} is kept by giving each process {accumulation}/{world_size} "
-        f"accumulation steps, which is not a whole number. Launch a number of processes that divides {accumulation}, or set "
-        f"train.gradient_accumulation_steps to a multiple of {world_size} and train.per_device_batch_size so that their "
-        f"product stays {effective}"
+        f"train.gradient_accumulation_steps = {accumulation} cannot be shared by {world_size} processes: "
+        f"the effective batch {per_device_batch_size} x {accumulation} = {effective} is kept by giving "
+        f"each process {accumulation}/{world_size} accumulation steps, which is not a whole number. "
+        f"Launch a number of processes that divides {accumulation}, or set "
+        f"train.gradient_accumulation_steps to a multiple of {world_size} and train.per_device_batch_size "
+        f"so that their product stays {effective}"
     )
 
 

@@ -8,7 +8,7 @@ The recipe reads ``guard.reason`` after training and marks the run "diverged" wh
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from transformers import TrainerCallback
 
@@ -16,7 +16,12 @@ from training._distributed import any_rank
 
 
 def divergence(
-    losses: Sequence[float], *, factor: float, patience: int, reference_logs: int = 1, grad_norm: float | None = None
+    losses: Sequence[float],
+    *,
+    factor: float,
+    patience: int,
+    reference_logs: int = 1,
+    grad_norm: float | None = None,
 ) -> str | None:
     """Why the run whose logged losses are ``losses`` (oldest first) has diverged, or None.
 
@@ -39,7 +44,11 @@ def divergence(
     bound = factor * reference
     recent = losses[-patience:]
     if all(x > bound for x in recent):
-        start = "the first logged loss" if reference_logs == 1 else f"the mean of the first {reference_logs} logged losses"
+        start = (
+            "the first logged loss"
+            if reference_logs == 1
+            else f"the mean of the first {reference_logs} logged losses"
+        )
         return (
             f"loss stayed above {factor:g} x {start} ({reference:.4g}) = {bound:.4g} "
             f"for {patience} logged steps: {', '.join(f'{x:.4g}' for x in recent)}"
@@ -64,13 +73,19 @@ class DivergenceGuard(TrainerCallback):
         self.losses.append(float(logs["loss"]))
         grad_norm = logs.get("grad_norm")
         verdict = divergence(
-            self.losses, factor=self.factor, patience=self.patience, reference_logs=self.reference_logs,
+            self.losses,
+            factor=self.factor,
+            patience=self.patience,
+            reference_logs=self.reference_logs,
             grad_norm=None if grad_norm is None else float(grad_norm),
         )
         # Under DDP every rank logs the same all-gathered loss, so the verdicts agree; the vote
         # makes sure of it: a rank that stopped alone would leave the others waiting forever.
         if any_rank(verdict is not None, args.device) and verdict is None:
-            verdict = f"another training process found the run diverged at log {len(self.losses)} (loss here {self.losses[-1]:.4g})"
+            verdict = (
+                f"another training process found the run diverged at log {len(self.losses)} "
+                f"(loss here {self.losses[-1]:.4g})"
+            )
         self.reason = verdict
         if self.reason is not None:
             self.step = state.global_step

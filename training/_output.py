@@ -4,25 +4,37 @@ An adapter at the output path is never touched by a run that fails or diverges: 
 adapter is written into a hidden staging folder beside it, and only a complete, successful
 one replaces it (rename the old one aside, rename the new one in, then delete the old one).
 A failed run leaves its summary in ``<output>.failed/training_summary.json`` instead.
+
+The run's checkpoints (``checkpoints/<fraction>/``) are written inside the staging folder too,
+so they appear with the run's final adapter or not at all: a killed run leaves only a hidden
+staging folder, which the next run beside it deletes (:func:`recover`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
 from pathlib import Path
 
-SUMMARY_NAME = "training_summary.json"
+from harness.files import write_json
+from harness.training_config import SUMMARY_NAME, failed_dir
+
+__all__ = [
+    "SUMMARY_NAME",
+    "OutputError",
+    "failed_dir",
+    "check_output",
+    "make_staging",
+    "recover",
+    "publish",
+    "record_failure",
+    "discard",
+]
 
 
 class OutputError(RuntimeError):
     """The output path cannot take an adapter; the message names it and the fix."""
-
-
-def failed_dir(output: Path) -> Path:
-    return output.with_name(output.name + ".failed")
 
 
 def check_output(output: Path) -> None:
@@ -34,7 +46,8 @@ def check_output(output: Path) -> None:
         ours = (output / "adapter_config.json").is_file() or (output / SUMMARY_NAME).is_file()
         if not ours:
             raise OutputError(
-                f"output {str(output)!r} is a non-empty folder without adapter_config.json or {SUMMARY_NAME}; "
+                f"output {str(output)!r} is a non-empty folder "
+                f"without adapter_config.json or {SUMMARY_NAME}; "
                 "a successful run would replace it, so choose another --output or empty it"
             )
 
@@ -72,13 +85,6 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename, so a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def publish(staging: Path, output: Path) -> None:

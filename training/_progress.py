@@ -1,5 +1,5 @@
-"""A progress bar with the loss and tokens/s, the loss curve the summary keeps, and the
-time budget that ends a CPU run on time.
+"""A progress bar with the loss and tokens/s, the loss curve the summary keeps, the time
+budget that stops a run before it overruns, and the checkpoints saved part-way.
 
 :class:`ProgressRecorder` replaces the trainer's own progress bar and log printer (the recipe
 passes ``disable_tqdm=True`` and removes ``PrinterCallback``), so one line shows where a run is.
@@ -10,10 +10,13 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 from tqdm.auto import tqdm
 from transformers import TrainerCallback
 
+from harness.training_config import checkpoint_step
 from training._distributed import any_rank
 
 
@@ -30,7 +33,8 @@ class ProgressRecorder(TrainerCallback):
         self.started: float | None = None
         self.ended: float | None = None
         self.cpu_started: float | None = None
-        self.cpu_seconds = 0.0  # CPU time of this process while training, all threads: steadier than wall time on a shared machine
+        # CPU time of this process while training, all threads: steadier than wall time on a shared machine
+        self.cpu_seconds = 0.0
         self.tokens = 0
         self.steps = 0
         self.max_steps: int | None = None
@@ -53,7 +57,11 @@ class ProgressRecorder(TrainerCallback):
         self.max_steps = state.max_steps
         interactive = sys.stderr.isatty()
         self._bar = tqdm(
-            total=state.max_steps, desc=self.desc, unit="step", dynamic_ncols=True, mininterval=0.5 if interactive else 10.0,
+            total=state.max_steps,
+            desc=self.desc,
+            unit="step",
+            dynamic_ncols=True,
+            mininterval=0.5 if interactive else 10.0,
             disable=not state.is_world_process_zero,  # one bar for a multi-process run
         )
         return control
@@ -107,13 +115,14 @@ def _number(value):
 
 
 class TimeBudget(TrainerCallback):
-    """Ends training early enough for the whole run to finish by ``deadline`` (a
-    ``time.perf_counter()`` value): after each step it stops when one more step, as long as
+    """A safety stop: ends training early enough for the whole run to finish by ``deadline``
+    (a ``time.perf_counter()`` value): after each step it stops when one more step, as long as
     the longest so far, would pass the deadline (on a shared CPU one step can take twice the
     mean, so the mean would overrun).
 
-    A run stopped this way still succeeds (it is a budget, not an error); ``stopped_at`` and
-    the summary say how far it got, so a short CPU run is never mistaken for a full one.
+    A run stopped this way still succeeds (its adapter is usable), but ``stopped_at`` and the
+    summary (``cut_short``, a warning) say how far it got, so a short run is never mistaken
+    for a full one.
     """
 
     def __init__(self, deadline: float):
@@ -137,4 +146,47 @@ class TimeBudget(TrainerCallback):
         if any_rank(late, args.device):
             self.stopped_at = state.global_step
             control.should_training_stop = True
+        return control
+
+
+class CheckpointSaver(TrainerCallback):
+    """Saves the adapter at fractions of the planned optimizer steps (step = ceil(fraction x
+    planned), from ``harness.training_config.checkpoint_step``), through ``save(folder)``, into
+    ``folder_of(fraction)``: folders inside the run's staging folder, published with the run.
+
+    Fraction 1 is left to the recipe, which saves the final adapter at the end anyway.
+    ``reached`` holds ``{"fraction", "step", "tokens_seen", "elapsed_s", "folder"}`` per saved
+    checkpoint, in order. ``save`` runs on every rank (an FSDP adapter is gathered by all).
+    """
+
+    def __init__(self, fractions, folder_of: Callable[[float], Path], save: Callable[[Path], None]):
+        self.fractions = tuple(f for f in fractions if f < 1.0)
+        self.folder_of = folder_of
+        self.save = save
+        self.steps: dict[float, int] = {}
+        self.reached: list[dict] = []
+        self._started: float | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.steps = {f: checkpoint_step(f, state.max_steps) for f in self.fractions}
+        self._started = time.perf_counter()
+        return control
+
+    def on_step_end(self, args, state, control, **kwargs):
+        # After the optimizer step and before this step's log: the weights are those of step
+        # ``global_step``; the loss logged for it lands in the curve right after.
+        done = {r["fraction"] for r in self.reached}
+        for fraction, step in self.steps.items():
+            if step == state.global_step and fraction not in done:
+                folder = self.folder_of(fraction)
+                self.save(folder)
+                self.reached.append(
+                    {
+                        "fraction": fraction,
+                        "step": step,
+                        "tokens_seen": int(state.num_input_tokens_seen),
+                        "elapsed_s": round(time.perf_counter() - self._started, 2),
+                        "folder": folder,
+                    }
+                )
         return control

@@ -32,7 +32,18 @@ _LIKE_OP = _WHERE_OPS.index("like")
 _UNIT_OP_NONE = 0  # UNIT_OPS.index('none')
 _AGG_NONE = 0  # AGG_OPS.index('none')
 
-_REQUIRED_KEYS = ("select", "from", "where", "groupBy", "having", "orderBy", "limit", "intersect", "except", "union")
+_REQUIRED_KEYS = (
+    "select",
+    "from",
+    "where",
+    "groupBy",
+    "having",
+    "orderBy",
+    "limit",
+    "intersect",
+    "except",
+    "union",
+)
 
 
 def _has_agg(unit) -> bool:
@@ -91,7 +102,8 @@ def count_others(sql: dict) -> int:
     agg_count += _count_agg(sql["groupBy"])
     if len(sql["orderBy"]) > 0:
         agg_count += _count_agg(
-            [unit[1] for unit in sql["orderBy"][1] if unit[1]] + [unit[2] for unit in sql["orderBy"][1] if unit[2]]
+            [unit[1] for unit in sql["orderBy"][1] if unit[1]]
+            + [unit[2] for unit in sql["orderBy"][1] if unit[2]]
         )
     agg_count += _count_agg(sql["having"])
     if agg_count > 1:
@@ -106,7 +118,7 @@ def count_others(sql: dict) -> int:
 
 
 def hardness_of(sql_tree: dict) -> str:
-    """"easy", "medium", "hard" or "extra" for a parsed Spider query (the item's ``sql`` field).
+    """ "easy", "medium", "hard" or "extra" for a parsed Spider query (the item's ``sql`` field).
 
     Raises ``ValueError`` naming the missing keys when ``sql_tree`` is not a Spider tree.
     """
@@ -114,7 +126,9 @@ def hardness_of(sql_tree: dict) -> str:
         raise ValueError(f"expected the parsed 'sql' dict of a Spider item, got {type(sql_tree).__name__}")
     missing = [k for k in _REQUIRED_KEYS if k not in sql_tree]
     if missing:
-        raise ValueError(f"not a Spider sql tree: missing keys {', '.join(missing)} (pass the item's 'sql' field)")
+        raise ValueError(
+            f"not a Spider sql tree: missing keys {', '.join(missing)} (pass the item's 'sql' field)"
+        )
     comp1 = count_component1(sql_tree)
     comp2 = count_component2(sql_tree)
     others = count_others(sql_tree)

@@ -1,0 +1,26 @@
+"""Progress bars that suit where the output goes.
+
+On a terminal: a live bar (items done, rate, time left). Elsewhere (a CI log, a file): the
+same bar redrawn at most every 30 s, in plain characters. Never two bars at once, so no
+cursor-movement codes end up in a log.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def bar(total: int, desc: str, unit: str = "item", disable: bool = False):
+    from tqdm.auto import tqdm
+
+    live = sys.stderr.isatty()
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit=unit,
+        disable=disable,
+        dynamic_ncols=live,
+        ascii=not live,
+        mininterval=0.5 if live else 30.0,
+        file=sys.stderr,
+    )

@@ -1,0 +1,112 @@
+"""What one benchmark case is, and the one record of its result.
+
+* :class:`CaseRef`, the parameter of one parametrized case: which task, variant and item, and
+  the item's fields of the result row (its group for the report).
+* :class:`CaseSpec`, what a task makes of one item and its prediction: the DeepEval test case,
+  its metric, and the prediction and extra fields that go into the result row (or why the item
+  is skipped).
+* :class:`CaseResult`, the result row: built in one place, :func:`case_result`, from what the
+  case's test report carries, and never changed after.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+OUTCOMES = ("passed", "failed", "skipped", "error")
+CASE_PROPERTY = "harness_case"  # user property: the case's identity (CaseRef.identity())
+VERDICT_PROPERTY = "harness_verdict"  # user property: wrong answer or not, its reason, the case's details
+
+
+@dataclass(frozen=True)
+class CaseRef:
+    """The parameter of one benchmark case."""
+
+    task: str
+    variant: str
+    item: Any  # the task's item (has ``item_id``)
+    fields: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)  # group, subject, ...
+
+    @property
+    def item_id(self) -> str:
+        return str(self.item.item_id)
+
+    @property
+    def case_id(self) -> str:
+        """The case's name everywhere: pytest id, DeepEval test case name, report rows."""
+        return f"{self.variant}/{self.item_id}"
+
+    def identity(self) -> dict:
+        """The case's identity fields of the result row (a plain dict: it travels from xdist workers)."""
+        return {"variant": self.variant, "benchmark": self.task, "item_id": self.item_id, **self.fields}
+
+
+@dataclass(frozen=True)
+class CaseSpec:
+    """One item and its prediction, ready to score: ``assert_test(spec.test_case, [spec.metric])``.
+
+    ``skip_reason`` set: the item cannot be scored (its database is absent, say) and is skipped
+    with that reason, counted in the report, never dropped.
+    """
+
+    test_case: Any  # deepeval.test_case.LLMTestCase
+    metric: Any  # a deepeval BaseMetric
+    prediction: str | None = None  # what the result row shows as the prediction
+    extra: Mapping[str, Any] = field(default_factory=dict)  # more fields of the result row
+    skip_reason: str = ""
+    sample: Mapping[str, Any] = field(
+        default_factory=dict
+    )  # what the model saw and said (prompt, raw output)
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """The result row of one (variant, benchmark, item)."""
+
+    variant: str
+    benchmark: str
+    item_id: str
+    group: str  # Spider hardness, MMLU category, ...
+    outcome: str  # one of OUTCOMES
+    reason: str = ""
+    prediction: str | None = None
+    score: float | None = None  # the metric's score (1.0/0.0 for a pass/fail metric)
+    extra: Mapping[str, Any] = field(default_factory=dict)  # e.g. MMLU "subject", "letter_scores"
+
+    def as_dict(self) -> dict:
+        """A JSON-ready dict (``vars`` is enough: the fields are plain values)."""
+        return {**vars(self), "extra": dict(self.extra)}
+
+
+_IDENTITY = ("variant", "benchmark", "item_id", "group")
+
+
+def case_result(
+    identity: Mapping[str, Any], outcome: str, reason: str = "", details: Mapping | None = None
+) -> CaseResult:
+    """The result row of a case from its identity (:meth:`CaseRef.identity`), its outcome and
+    reason, and the details its case fixture produced (prediction, score, extra fields)."""
+    details = details or {}
+    extra = {k: v for k, v in identity.items() if k not in _IDENTITY}
+    extra.update(details.get("extra") or {})
+    return CaseResult(
+        variant=str(identity["variant"]),
+        benchmark=str(identity["benchmark"]),
+        item_id=str(identity["item_id"]),
+        group=str(identity.get("group") or ""),
+        outcome=outcome,
+        reason=reason,
+        prediction=details.get("prediction"),
+        score=details.get("score"),
+        extra=extra,
+    )
+
+
+def wrong_answer_reason(message: str) -> str:
+    """deepeval's assertion message ends with the metric's own reason; keep that part."""
+    marker = "reason: "
+    if marker in message:
+        return message[message.index(marker) + len(marker) :].removesuffix(") failed.")
+    return message

@@ -1,0 +1,263 @@
+"""The pytest plugin that owns a benchmark run's settings: options, experiment, run folder, workers.
+
+Everything the other layers need from the command line is read here and kept in
+``config.stash``: the experiment (loaded with the options' overrides while the benchmark files
+are collected, so a bad config stops the run before any model loads), the run id and folder,
+the prediction cache, and, under pytest-xdist, each worker's shard and GPU. The results plugin
+(harness/plugin.py) and the fixtures (fixtures/) read it through the functions below; this
+module imports neither.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.config import ConfigError, ExperimentConfig, Overrides, load_experiment
+from harness.models import LOAD_MODES
+from harness.sharding import Shard, pin_worker, visible_gpus, worker_gpu
+from harness.tasks import TASKS
+
+EXPERIMENT_KEY = pytest.StashKey[ExperimentConfig]()
+RUN_ID_KEY = pytest.StashKey[str]()
+GPUS_KEY = pytest.StashKey[list]()  # the controller's visible GPUs, dealt out to the xdist workers
+GATES_DISABLED = ("", "none", "off")
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+# -- options, checked as they are parsed --------------------------------------------------------
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise pytest.UsageError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise pytest.UsageError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def _per_task(option: str):
+    """``N`` (every task) or ``TASK=N``, as a (task, N) pair; "*" stands for every task."""
+
+    def parse(text: str) -> tuple[str, int]:
+        task, sep, number = text.rpartition("=")
+        if not sep:
+            return "*", _count(text)
+        if task not in TASKS:
+            close = [t for t in TASKS if t.startswith(task[:2])]
+            raise pytest.UsageError(
+                f"{option} {text}: unknown task {task!r}"
+                + (f"; did you mean {close[0]!r}?" if close else "")
+                + f" (tasks: {', '.join(TASKS)})"
+            )
+        return task, _count(number)
+
+    return parse
+
+
+def _load_mode(text: str) -> str:
+    if text not in LOAD_MODES:
+        import difflib
+
+        close = difflib.get_close_matches(text, LOAD_MODES, n=1)
+        raise pytest.UsageError(
+            f"--load {text}: not one of {', '.join(LOAD_MODES)}"
+            + (f"; did you mean {close[0]!r}?" if close else "")
+        )
+    return text
+
+
+def _run_id(text: str) -> str:
+    if not _RUN_ID.match(text):
+        raise pytest.UsageError(f"--run-id {text!r}: use letters, digits, '.', '_' and '-' (a folder name)")
+    return text
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("harness", "fine-tuning trade-off harness (benchmarks/)")
+    group.addoption(
+        "--experiment",
+        default="experiments/default.toml",
+        help="experiment config (TOML); default: experiments/default.toml",
+    )
+    group.addoption("--variant", action="append", default=[], help="run only this variant (repeatable)")
+    group.addoption("--model", default=None, help="model of every variant: HF id, local folder or .gguf file")
+    group.addoption(
+        "--load", default=None, type=_load_mode, help=f"load mode of every variant: {', '.join(LOAD_MODES)}"
+    )
+    group.addoption(
+        "--limit",
+        action="append",
+        default=[],
+        type=_per_task("--limit"),
+        metavar="[TASK=]N",
+        help="run N items of every task (a seeded sample, spread over subjects where the task has "
+        "them), or of one task with TASK=N (repeatable: --limit 20 --limit mmlu=100); 0: all",
+    )
+    group.addoption(
+        "--shots",
+        action="append",
+        default=[],
+        type=_per_task("--shots"),
+        metavar="[TASK=]N",
+        help="few-shot examples in every prompt of every variant, or of one task with TASK=N "
+        "(like lm-eval's --num_fewshot)",
+    )
+    group.addoption("--spider-dir", default=None, help="Spider folder (official layout)")
+    group.addoption("--mmlu-dir", default=None, help="MMLU folder (original CSV layout)")
+    group.addoption(
+        "--mmlu-selection",
+        default=None,
+        choices=("paper", "full", "per_subject"),
+        help="which MMLU questions: paper (150), full (14,042) or per_subject",
+    )
+    group.addoption("--cache-dir", default=None, help="prediction cache folder (default: from the config)")
+    group.addoption(
+        "--report-dir", default=None, help="where reports/<run-id>/ go (default: from the config)"
+    )
+    group.addoption(
+        "--run-id",
+        default=None,
+        type=_run_id,
+        help="name of this run's report folder (default: a "
+        "timestamp); a folder that already holds a run is refused",
+    )
+    group.addoption(
+        "--gates", default=None, help="gates TOML file (default: from the config; 'none' disables)"
+    )
+    group.addoption(
+        "--log-samples",
+        default="auto",
+        choices=("auto", "on", "off"),
+        help="write samples/<task>-<variant>.jsonl in the run folder: each item's prompt, raw output, "
+        "extracted answer, gold answer, verdict and reason (like lm-eval's --log_samples); "
+        "auto: on for runs of at most 10,000 cases",
+    )
+
+
+# -- the experiment and the run --------------------------------------------------------------
+
+
+def overrides_of(config: pytest.Config) -> Overrides:
+    get = config.getoption
+    dirs = {t: d for t, d in (("spider", get("spider_dir")), ("mmlu", get("mmlu_dir"))) if d}
+    settings = {("mmlu", "selection"): get("mmlu_selection")} if get("mmlu_selection") else {}
+    return Overrides(
+        variants=tuple(get("variant") or ()),
+        model=get("model"),
+        load=get("load"),
+        limits=dict(get("limit") or ()),
+        shots=dict(get("shots") or ()),
+        data_dirs=dirs,
+        settings=settings,
+    )
+
+
+def experiment_of(config: pytest.Config) -> ExperimentConfig:
+    """The experiment, loaded on first use: unit-test sessions that collect no benchmark
+    never read it; benchmark sessions read it while collecting, before any generation.
+    A bad file or option is a usage error: one message, no traceback, exit status 4."""
+    if EXPERIMENT_KEY not in config.stash:
+        try:
+            exp = load_experiment(config.getoption("experiment"), overrides_of(config))
+        except ConfigError as e:
+            raise pytest.UsageError(str(e)) from None
+        # Each variant is also a marker of its own name: `-m ft` selects the fine-tuned variant.
+        for v in exp.variants:
+            for marker in v.markers:
+                config.addinivalue_line("markers", f"{marker}: cases of variant {v.name}")
+        config.stash[EXPERIMENT_KEY] = exp
+    return config.stash[EXPERIMENT_KEY]
+
+
+def collects_benchmarks(config: pytest.Config) -> bool:
+    """Whether this session collects benchmark files (a path under a ``benchmarks`` folder)."""
+    for arg in config.args:
+        path = Path(arg.split("::")[0]).resolve()
+        if "benchmarks" in path.parts:
+            return True
+    return False
+
+
+def has_experiment(config: pytest.Config) -> bool:
+    return EXPERIMENT_KEY in config.stash
+
+
+def run_id_of(config: pytest.Config) -> str:
+    return config.stash[RUN_ID_KEY]
+
+
+def run_dir_of(config: pytest.Config) -> Path:
+    root = config.getoption("report_dir") or experiment_of(config).report_dir
+    return Path(root) / run_id_of(config)
+
+
+def cache_root_of(config: pytest.Config) -> Path:
+    return Path(config.getoption("cache_dir") or experiment_of(config).cache_dir)
+
+
+def gates_path_of(config: pytest.Config) -> str:
+    """The gates file of this run: ``--gates``, else the experiment's; "" when disabled."""
+    option = config.getoption("gates", None)
+    path = option if option is not None else experiment_of(config).gates
+    return "" if path.strip().lower() in GATES_DISABLED else path
+
+
+def shard_of(config: pytest.Config) -> Shard | None:
+    """This xdist worker's share of every prediction phase; None outside xdist."""
+    worker = getattr(config, "workerinput", None)
+    return Shard.of_worker(worker["workerid"], worker["workercount"]) if worker is not None else None
+
+
+def is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _new_run_id() -> str:
+    """A timestamp and a random suffix: two runs started in the same second get two folders."""
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+
+
+# -- hooks: wiring only ----------------------------------------------------------------------------
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    worker = getattr(config, "workerinput", None)
+    if worker is not None:  # an xdist worker: its GPU, before anything starts CUDA (harness/sharding.py)
+        pin_worker(worker.get("harness_gpu"))
+    config.stash[RUN_ID_KEY] = (
+        (worker or {}).get("harness_run_id") or config.getoption("run_id") or _new_run_id()
+    )
+    for name, task in TASKS.items():
+        config.addinivalue_line("markers", f"{name}: {task.description}")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection(session: pytest.Session) -> None:
+    """A benchmark session reads its experiment before collecting, so a bad file or option is
+    one usage error (exit status 4), not a traceback per benchmark file."""
+    if collects_benchmarks(session.config):
+        experiment_of(session.config)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    """xdist: every worker writes into the controller's run folder and gets its own GPU."""
+    node.workerinput["harness_run_id"] = node.config.stash[RUN_ID_KEY]
+    if GPUS_KEY not in node.config.stash:
+        node.config.stash[GPUS_KEY] = visible_gpus(os.environ, _cuda_device_count)
+    shard = Shard.of_worker(node.workerinput["workerid"], node.workerinput["workercount"])
+    node.workerinput["harness_gpu"] = worker_gpu(shard, node.config.stash[GPUS_KEY])
+
+
+def _cuda_device_count() -> int:
+    import torch  # on the controller only, which never runs a model
+
+    return torch.cuda.device_count()

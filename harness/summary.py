@@ -1,0 +1,200 @@
+"""A run's numbers, from its result rows: accuracies per (variant, task) and comparisons.
+
+Pure functions of :class:`harness.results.CaseResult` rows (anything with their fields):
+
+- per (variant, task): n, correct, accuracy with its 95% Wilson interval, by group (Spider
+  hardness, MMLU category) and subgroup (MMLU subject), and the skips and errors with reasons.
+  A skipped item is not in n but is counted with its reason; an item that errored counts as
+  wrong and is counted as an error too;
+- per non-baseline variant and task: the paired comparison with the baseline on the items
+  both scored (harness/stats.py: Newcombe's interval, exact McNemar).
+
+The report (harness/report.py) renders these; the gates (harness/gates.py) decide with them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from harness.stats import Accuracy, Paired, PairedMean, categorical_kl, paired, paired_mean_difference, wilson
+
+
+@dataclass(frozen=True)
+class PairSummary:
+    """One (variant, task): overall accuracy, per group and subgroup, skips and errors."""
+
+    variant: str
+    benchmark: str
+    overall: Accuracy
+    by_group: dict[str, Accuracy] = field(default_factory=dict)
+    by_subject: dict[str, Accuracy] = field(default_factory=dict)
+    skipped: int = 0
+    skip_reasons: dict[str, int] = field(default_factory=dict)
+    errors: int = 0
+    error_reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def errored(self) -> bool:
+        """Every scored item errored (the model never loaded, say): there is no accuracy."""
+        return self.overall.n > 0 and self.errors == self.overall.n
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A variant against a reference variant on one task, paired on shared items."""
+
+    variant: str
+    reference: str
+    benchmark: str
+    paired: Paired
+
+
+def _accuracy_of(rows: Sequence) -> Accuracy:
+    return wilson(sum(r.outcome == "passed" for r in rows), len(rows))
+
+
+def summarize(rows: Iterable, subgroup: str = "subject") -> list[PairSummary]:
+    """One summary per (variant, task), sorted by task then variant. ``subgroup`` names the
+    extra field (if any) that gives the finer grouping."""
+    by_pair: dict[tuple[str, str], list] = defaultdict(list)
+    for r in rows:
+        by_pair[(r.variant, r.benchmark)].append(r)
+    out = []
+    for (variant, benchmark), pair_rows in by_pair.items():
+        scored = [r for r in pair_rows if r.outcome != "skipped"]
+        groups: dict[str, list] = defaultdict(list)
+        subgroups: dict[str, list] = defaultdict(list)
+        for r in scored:
+            groups[r.group or "unknown"].append(r)
+            value = (r.extra or {}).get(subgroup)
+            if value:
+                subgroups[value].append(r)
+        out.append(
+            PairSummary(
+                variant=variant,
+                benchmark=benchmark,
+                overall=_accuracy_of(scored),
+                by_group={g: _accuracy_of(rs) for g, rs in sorted(groups.items())},
+                by_subject={s: _accuracy_of(rs) for s, rs in sorted(subgroups.items())},
+                skipped=len(pair_rows) - len(scored),
+                skip_reasons=dict(
+                    Counter(r.reason or "(no reason given)" for r in pair_rows if r.outcome == "skipped")
+                ),
+                errors=sum(r.outcome == "error" for r in scored),
+                error_reasons=dict(
+                    Counter(r.reason or "(no reason given)" for r in scored if r.outcome == "error")
+                ),
+            )
+        )
+    return sorted(out, key=lambda s: (s.benchmark, s.variant))
+
+
+def verdicts(rows: Iterable, variant: str, benchmark: str) -> dict[str, bool]:
+    """item id -> right? for the scored (not skipped) rows of one (variant, task)."""
+    return {
+        r.item_id: r.outcome == "passed"
+        for r in rows
+        if r.variant == variant and r.benchmark == benchmark and r.outcome != "skipped"
+    }
+
+
+def compare(rows: Sequence, variant: str, reference: str, benchmark: str) -> Comparison:
+    return Comparison(
+        variant,
+        reference,
+        benchmark,
+        paired(verdicts(rows, variant, benchmark), verdicts(rows, reference, benchmark)),
+    )
+
+
+def _errored_pairs(rows: Iterable) -> set[tuple[str, str]]:
+    scored: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for r in rows:
+        if r.outcome != "skipped":
+            scored[(r.variant, r.benchmark)].append(r.outcome)
+    return {pair for pair, outcomes in scored.items() if outcomes and all(o == "error" for o in outcomes)}
+
+
+def compare_to_baseline(
+    rows: Sequence, baseline: str, same: Mapping[tuple[str, str], str] | None = None
+) -> list[Comparison]:
+    """Every other variant against ``baseline``, on each task both ran; not a variant whose
+    measurement is the baseline's own (``same``: (variant, task) -> the variant it repeats), nor
+    a pair whose every item errored."""
+    pairs = {(r.variant, r.benchmark) for r in rows}
+    skip = _errored_pairs(rows) | {p for p, v in (same or {}).items() if v == baseline}
+    return [
+        compare(rows, variant, baseline, benchmark)
+        for benchmark, variant in sorted((b, v) for v, b in pairs)
+        if variant != baseline
+        and (baseline, benchmark) in pairs
+        and (variant, benchmark) not in skip
+        and (baseline, benchmark) not in skip
+    ]
+
+
+# -- continuous measures: what accuracy cannot see -----------------------------------------------
+
+MEASURES = {
+    # name: (title, the row's extra field, how it is compared with the baseline)
+    "gold_logprob": ("log-probability of the right answer", "gold_logprob", "paired"),
+    "answer_kl": ("KL(baseline || variant) of the answer distribution", "letter_scores", "kl"),
+    "kl_to_base": ("KL(base || adapted) on the task's gold answers", "kl_to_base", "mean"),
+}
+
+
+@dataclass(frozen=True)
+class Continuous:
+    """A continuous measure of a variant on one task, against the reference variant: the mean
+    paired difference (``paired``), or the mean of a per-item divergence from it (``kl``, or
+    ``mean`` of a value measured against the base model itself), with its 95% interval."""
+
+    variant: str
+    reference: str
+    benchmark: str
+    measure: str
+    result: PairedMean
+
+
+def _field_values(rows: Iterable, variant: str, task: str, field_name: str) -> dict:
+    return {
+        r.item_id: (r.extra or {}).get(field_name)
+        for r in rows
+        if r.variant == variant
+        and r.benchmark == task
+        and r.outcome in ("passed", "failed")
+        and (r.extra or {}).get(field_name) is not None
+    }
+
+
+def continuous_measures(
+    rows: Sequence, baseline: str, same: Mapping[tuple[str, str], str] | None = None
+) -> list[Continuous]:
+    """Every continuous measure that the rows carry, per non-baseline variant and task, against
+    the baseline on the items both scored (paired t interval and test, harness/stats.py)."""
+    pairs = sorted({(r.benchmark, r.variant) for r in rows})
+    skip = _errored_pairs(rows) | {p for p, v in (same or {}).items() if v == baseline}
+    out = []
+    for task, variant in pairs:
+        if variant == baseline or (variant, task) in skip:
+            continue
+        for measure, (_, field_name, how) in MEASURES.items():
+            mine = _field_values(rows, variant, task, field_name)
+            if not mine:
+                continue
+            if how == "mean":  # measured against the base model by the engine: its mean and interval
+                result = paired_mean_difference(mine, {k: 0.0 for k in mine})
+            else:
+                theirs = _field_values(rows, baseline, task, field_name)
+                if not theirs:
+                    continue
+                if how == "kl":
+                    shared = mine.keys() & theirs.keys()
+                    kl = {k: categorical_kl(list(theirs[k].values()), list(mine[k].values())) for k in shared}
+                    result = paired_mean_difference(kl, {k: 0.0 for k in kl})
+                else:
+                    result = paired_mean_difference(mine, theirs)
+            out.append(Continuous(variant, baseline, task, measure, result))
+    return out

@@ -1,0 +1,229 @@
+"""The import graph: layers that point one way, no cycles, nothing hidden in a function.
+
+Every import of a project module (``harness``, ``training``, ``fixtures``, ``benchmarks``,
+``tests``), at module level or inside a function, is an arrow of the graph. The layers, from the
+bottom up (a module may import its own layer or any below, never above):
+
+0. plain building blocks: config loader, files, number formatting, result records, statistics,
+   the prediction cache, the SQL sandbox, deepeval's environment
+1. models and their loading, sharding, log-likelihood scoring, token counts, summaries
+2. the model pool; 3. the engine; 4. the task shape; 5. the tasks; 6. the task registry, the
+   external Spider scorer, the training config
+7. the experiment config, the frontier and the analysis of a run; the training package
+8. report, figures, gates; 9. the pytest session plugin; 10. the results and speed-up plugins;
+11. the CLI; then ``fixtures`` and ``benchmarks`` (the pytest layer over all of it), and ``tests``.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("harness", "training", "fixtures", "benchmarks", "tests")
+
+LAYERS: dict[str, int] = {
+    "harness.configfile": 0,
+    "harness.files": 0,
+    "harness.formatting": 0,
+    "harness.results": 0,
+    "harness.stats": 0,
+    "harness.progress": 0,
+    "harness.cache": 0,
+    "harness.sql": 0,
+    "harness.deepeval_env": 0,
+    "harness.models": 1,
+    "harness.sharding": 1,
+    "harness.loglik": 1,
+    "harness.token_counts": 1,
+    "harness.summary": 1,
+    "harness.model_pool": 2,
+    "harness.engine": 3,
+    "harness.tasks.base": 4,
+    "harness.tasks.spider_hardness": 4,
+    "harness.tasks.spider": 5,
+    "harness.tasks.mmlu": 5,
+    "harness.tasks.text2sql": 5,
+    "harness.tasks": 6,
+    "harness.score_spider": 6,
+    "harness.training_config": 6,
+    "harness.config": 7,
+    "harness.frontier": 7,
+    "harness.analysis": 7,
+    "training": 7,
+    "harness.report": 8,
+    "harness.figure": 8,
+    "harness.gates": 8,
+    "harness.session": 9,
+    "harness.plugin": 10,
+    "harness.speedups": 10,
+    "harness.cli": 11,
+    "fixtures": 12,
+    "benchmarks": 13,
+    "tests": 14,
+}
+PACKAGE_LAYERS = (
+    "harness.sql",
+    "training",
+    "fixtures",
+    "benchmarks",
+    "tests",
+)  # one layer for all their modules
+# Function-local imports of project modules, each deferred for a reason that is not hiding an
+# arrow (the arrow is in the graph all the same): a command's --help must not wait seconds for
+# deepeval, torch or transformers, which these modules import.
+DEFERRED_OK = {
+    "harness.cli": {"harness.config", "harness.models", "harness.score_spider", "harness.tasks.spider"},
+    "training": {
+        "training._cli",
+        "training._config",
+        "training._data",
+        "training._guard",
+        "training._progress",
+        "training._recipe",
+        "training._output",
+        "harness.training_config",
+    },
+    "training._recipe": {"training._data", "training._guard", "training._progress"},
+}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            out[_module_name(path)] = path
+    return out
+
+
+def _imports(path: Path, modules: dict[str, Path]) -> list[tuple[str, bool]]:
+    """(imported project module, inside a function?) for every import in ``path``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = []
+
+    def resolve(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    def visit(node, nested: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            inner = nested or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
+            if isinstance(child, ast.Import):
+                for alias in child.names:
+                    if alias.name.split(".")[0] in PACKAGES and resolve(alias.name):
+                        found.append((resolve(alias.name), nested))
+            elif (
+                isinstance(child, ast.ImportFrom)
+                and child.module
+                and child.level == 0
+                and child.module.split(".")[0] in PACKAGES
+            ):
+                for alias in child.names:  # `from harness.tasks import mmlu` imports a module
+                    target = resolve(f"{child.module}.{alias.name}") or resolve(child.module)
+                    if target:
+                        found.append((target, nested))
+            visit(child, inner)
+
+    visit(tree, False)
+    return found
+
+
+def _layer(module: str) -> int:
+    if module in LAYERS:
+        return LAYERS[module]
+    if module == "harness":  # the package's __init__: a docstring
+        return 0
+    package = next((p for p in PACKAGE_LAYERS if module.startswith(p + ".")), None)
+    if package is None:
+        raise AssertionError(f"{module}: no layer declared in tests/test_layers.py LAYERS")
+    return LAYERS[package]
+
+
+@pytest.fixture(scope="module")
+def graph() -> dict[str, list[tuple[str, bool]]]:
+    modules = _modules()
+    return {name: _imports(path, modules) for name, path in modules.items()}
+
+
+def test_every_library_module_has_a_layer(graph):
+    for module in graph:
+        if module.startswith(("harness", "training")):
+            _layer(module)
+
+
+def test_no_arrow_points_up(graph):
+    upward = [
+        f"{m} (layer {_layer(m)}) imports {t} (layer {_layer(t)})"
+        for m, targets in graph.items()
+        for t, _ in targets
+        if _layer(t) > _layer(m)
+    ]
+    assert not upward, "\n".join(upward)
+
+
+def test_the_library_imports_no_pytest_layer_and_harness_no_training(graph):
+    bad = [
+        f"{m} imports {t}"
+        for m, targets in graph.items()
+        if m.startswith(("harness", "training"))
+        for t, _ in targets
+        if t.split(".")[0] in ("fixtures", "benchmarks", "tests")
+    ]
+    bad += [
+        f"{m} imports {t}"
+        for m, targets in graph.items()
+        if m.startswith("harness")
+        for t, _ in targets
+        if t.split(".")[0] == "training"
+    ]
+    assert not bad, "\n".join(bad)
+
+
+def test_no_cycles(graph):
+    library = {
+        m: {t for t, _ in ts if t.startswith(("harness", "training")) and t != m}
+        for m, ts in graph.items()
+        if m.startswith(("harness", "training"))
+    }
+    # A package's __init__ may import its own submodules (a registry); a submodule importing a
+    # sibling imports the package first, which is not an arrow back to the registry.
+    state: dict[str, int] = {}
+    cycle: list[str] = []
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(library.get(node, ())):
+            if state.get(nxt) == 1:
+                cycle.extend(path[path.index(nxt) :] + [nxt] if nxt in path else [node, nxt])
+                return
+            if state.get(nxt) is None:
+                visit(nxt, path + [nxt])
+                if cycle:
+                    return
+        state[node] = 2
+
+    for m in sorted(library):
+        if state.get(m) is None and not cycle:
+            visit(m, [m])
+    assert not cycle, " -> ".join(cycle)
+
+
+def test_no_hidden_function_local_imports(graph):
+    hidden = [
+        f"{m} imports {t} inside a function"
+        for m, targets in graph.items()
+        if m.startswith(("harness", "training", "fixtures", "benchmarks"))
+        for t, nested in targets
+        if nested and t not in DEFERRED_OK.get(m, set())
+    ]
+    assert not hidden, "\n".join(hidden)
