@@ -282,13 +282,15 @@ def _score_general(model, tokenizer, requests, continuations, indices, batch_siz
         width = max(len(r.tokens) for r in batch)
         ids = torch.tensor([r.tokens + [0] * (width - len(r.tokens)) for r in batch], device=device)
         logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False).logits
-        logprobs = torch.log_softmax(logits.float(), dim=-1)
         finished = 0
         for b, r in enumerate(batch):
             end = len(r.tokens)
-            positions = torch.arange(end - r.n_continuation, end, device=device)
+            # Only the continuation's positions, in float: the whole batch's would be rows x width x
+            # vocabulary in fp32, gigabytes for a long batch.
+            logprobs = torch.log_softmax(logits[b, end - r.n_continuation : end].float(), dim=-1)
             targets = torch.tensor(r.targets, device=device)
-            sums[r.request][r.choice] = float(logprobs[b, positions, targets].sum())
+            picked = logprobs[torch.arange(r.n_continuation, device=device), targets]
+            sums[r.request][r.choice] = float(picked.sum())
             counts[r.request][r.choice] = r.n_continuation
             longest[r.request] = max(longest[r.request], end + 1)
             remaining[r.request] -= 1
