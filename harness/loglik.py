@@ -258,6 +258,30 @@ class _Row:
     targets: list[int]  # the continuation's tokens
 
 
+def _positions(batch, device):
+    """(row index, position, target token, row of each) of every continuation token of ``batch``:
+    a row's continuation is predicted at the positions just before each of its tokens."""
+    import torch
+
+    rows, positions, targets = [], [], []
+    for b, r in enumerate(batch):
+        end = len(r.tokens)
+        rows += [b] * r.n_continuation
+        positions += range(end - r.n_continuation, end)
+        targets += r.targets
+    as_tensor = lambda xs: torch.tensor(xs, device=device)
+    return as_tensor(rows), as_tensor(positions), as_tensor(targets)
+
+
+def _continuation_logprobs(logits, batch, device):
+    """The log-probability of every continuation token of ``batch`` (flat), and its row."""
+    import torch
+
+    rows, positions, targets = _positions(batch, device)
+    logprobs = torch.log_softmax(logits[rows, positions].float(), dim=-1)
+    return logprobs[torch.arange(len(targets), device=device), targets], rows
+
+
 def _score_general(model, tokenizer, requests, continuations, indices, batch_size, max_batch_tokens, done):
     """One row per (request, continuation): the sum of the continuation tokens' log-probabilities."""
     import torch
@@ -282,17 +306,15 @@ def _score_general(model, tokenizer, requests, continuations, indices, batch_siz
         width = max(len(r.tokens) for r in batch)
         ids = torch.tensor([r.tokens + [0] * (width - len(r.tokens)) for r in batch], device=device)
         logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False).logits
+        # Every row's continuation positions at once, then one transfer: a row at a time made a
+        # device sync per row (thousands a phase). Only those positions go to float.
+        picked, row_of = _continuation_logprobs(logits, batch, device)
+        totals = torch.zeros(len(batch), device=device).index_add_(0, row_of, picked).tolist()
         finished = 0
-        for b, r in enumerate(batch):
-            end = len(r.tokens)
-            # Only the continuation's positions, in float: the whole batch's would be rows x width x
-            # vocabulary in fp32, gigabytes for a long batch.
-            logprobs = torch.log_softmax(logits[b, end - r.n_continuation : end].float(), dim=-1)
-            targets = torch.tensor(r.targets, device=device)
-            picked = logprobs[torch.arange(r.n_continuation, device=device), targets]
-            sums[r.request][r.choice] = float(picked.sum())
+        for r, total in zip(batch, totals):
+            sums[r.request][r.choice] = total
             counts[r.request][r.choice] = r.n_continuation
-            longest[r.request] = max(longest[r.request], end + 1)
+            longest[r.request] = max(longest[r.request], len(r.tokens) + 1)
             remaining[r.request] -= 1
             finished += remaining[r.request] == 0
         done(finished)
@@ -349,12 +371,12 @@ def kl_to_base(
             with model.disable_adapter():
                 base = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
             adapted = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
-            for b, r in enumerate(batch):
-                end = len(r.tokens)
-                positions = slice(end - r.n_continuation, end)
-                log_p = torch.log_softmax(base[b, positions].float(), dim=-1)
-                log_q = torch.log_softmax(adapted[b, positions].float(), dim=-1)
-                kl = (log_p.exp() * (log_p - log_q)).sum(-1)
-                out[r.request] = Divergence(float(kl.mean()), r.n_continuation)
+            rows, positions, _ = _positions(batch, device)
+            log_p = torch.log_softmax(base[rows, positions].float(), dim=-1)
+            log_q = torch.log_softmax(adapted[rows, positions].float(), dim=-1)
+            kl = (log_p.exp() * (log_p - log_q)).sum(-1)
+            per_row = torch.zeros(len(batch), device=device).index_add_(0, rows, kl).tolist()
+            for r, total in zip(batch, per_row):
+                out[r.request] = Divergence(total / r.n_continuation, r.n_continuation)
             done(len(batch))
     return out  # type: ignore[return-value]

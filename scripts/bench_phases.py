@@ -89,7 +89,7 @@ def phase_rows(run_dir: Path, adapters: list[Path]) -> list[dict]:
         )
     # Under pytest-xdist each worker records its own shard (<benchmark>-<variant>.gwK.json);
     # the shards ran at the same time, so a phase's tokens add up and its time is the longest.
-    merged: dict[tuple[str, str], dict] = {}
+    merged: dict[tuple[str, str, str], dict] = {}
     for path in sorted((run_dir / "phases").glob("*.json")):
         phase = json.loads(path.read_text())
         if not phase.get("computed"):
@@ -98,16 +98,20 @@ def phase_rows(run_dir: Path, adapters: list[Path]) -> list[dict]:
         if not tokens:
             print(f"{path}: no token counts (recorded by an older harness); skipped", file=sys.stderr)
             continue
-        label = (
-            "generation" if phase["benchmark"] == "spider" else f"{phase.get('scoring', 'loglik')} scoring"
+        # A task may send the engine several kinds of request (Spider: generation, then the
+        # adapter's KL to the base, which runs the base and the adapted model over each text).
+        kind = phase.get("kind") or (
+            "generation"
+            if "new_tokens" in phase and phase.get("benchmark") != "mmlu"
+            else f"{phase.get('scoring', 'loglik')} scoring"
         )
         row = merged.setdefault(
-            (phase["benchmark"], phase["variant"]),
+            (phase["benchmark"], kind, phase["variant"]),
             {
-                "phase": f"{phase['benchmark']} {label} {phase['variant']}",
+                "phase": f"{phase['benchmark']} {kind} {phase['variant']}",
                 "tokens": 0,
                 "seconds": 0.0,
-                "factor": 2,
+                "factor": 4 if kind == "kl_to_base" else 2,
                 "computed": 0,
                 "workers": 0,
             },
@@ -131,6 +135,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="smollm2-135m-instruct", help="the base model, for its parameter count")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     p.add_argument("--json", default=None, help="also write the table here")
+    p.add_argument(
+        "--flops",
+        type=float,
+        default=None,
+        help="the matmul rate (FLOP/s) of the machine the run was on, when reading its records "
+        "elsewhere (e.g. 785.6e12, measured on an H200); default: measure this machine's",
+    )
     args = p.parse_args(argv)
 
     import torch
@@ -148,9 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     if not (run_dir / "phases").is_dir():
         sys.exit(f"bench_phases: {run_dir} has no phases/ folder (is it a reports/<run-id> folder?)")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    rate, shape = matmul_rate(device)
+    rate, shape = (args.flops, "given with --flops") if args.flops else matmul_rate(device)
     params = parameter_count(args.model)
-    name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+    here = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+    name = "the run's machine" if args.flops else here
     print(
         f"run {run_dir}; {name}: {rate / 1e12:.1f} TFLOP/s measured ({shape} matmul); "
         f"{args.model}: {params / 1e6:.1f}M parameters"
