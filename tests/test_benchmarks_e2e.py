@@ -163,3 +163,14 @@ def test_unknown_variant_fails_before_any_generation(setup):
     assert done.returncode != 0
     assert "unknown variant 'bse'; did you mean 'base'" in done.stdout + done.stderr
     assert not (tmp / "reports" / "third" / "phases").exists()
+
+
+def test_a_model_that_cannot_load_stops_the_run_before_any_case(setup, tmp_path):
+    tmp, _ = setup
+    missing = tmp_path / "no-such-model.gguf"
+    done = run([sys.executable, "-m", "pytest", "--model", str(missing)], tmp, "nomodel")
+    assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
+    out = done.stdout + done.stderr
+    assert f"model '{missing}' cannot be loaded" in out
+    assert "Traceback" not in out
+    assert not (tmp / "reports" / "nomodel" / "phases").exists()

@@ -110,6 +110,9 @@ def test_a_sweep_becomes_a_frontier(frontier):
     tmp, exp = frontier
     done = bench(tmp, exp, "first")
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    out = done.stdout + done.stderr
+    at = out.find("\x1b[")
+    assert at < 0, repr(out[max(0, at - 300) : at + 100])  # not a terminal: no colour or cursor codes
     run = tmp / "reports" / "first"
     results = json.loads((run / "results.json").read_text())
     variants = {c["variant"] for c in results["cases"]}
