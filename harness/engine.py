@@ -279,6 +279,11 @@ class Engine:
     def context_length(self, variant: ModelSpec) -> int:
         return self.pool.context_length(variant.model)
 
+    def _phase(self, fp: dict, cache: PredictionCache, stats, **tokens) -> Phase:
+        return Phase(
+            fp, cache.key, stats.cached, stats.computed, stats.seconds, self.pool.device_name(), **tokens
+        )
+
     def _compute(
         self, cache: PredictionCache, keys: Sequence[str], compute, *, batch_size: int, sort_key, desc: str
     ):
@@ -320,13 +325,10 @@ class Engine:
         )
         raws = [r["raw"] for r in records]
         raw_of = dict(zip(prompts, raws))
-        phase = Phase(
+        phase = self._phase(
             fp,
-            cache.key,
-            stats.cached,
-            stats.computed,
-            stats.seconds,
-            self.pool.device_name(),
+            cache,
+            stats,
             prompt_tokens=token_total(tokenizer, stats.computed_prompts),
             new_tokens=token_total(tokenizer, [raw_of[p] for p in stats.computed_prompts]),
         )
@@ -379,15 +381,7 @@ class Engine:
             for r in records
         ]
         computed = [request_of[k][0][0] + request_of[k][0][1] for k in stats.computed_prompts]
-        phase = Phase(
-            fp,
-            cache.key,
-            stats.cached,
-            stats.computed,
-            stats.seconds,
-            self.pool.device_name(),
-            prompt_tokens=token_total(tokenizer, computed),
-        )
+        phase = self._phase(fp, cache, stats, prompt_tokens=token_total(tokenizer, computed))
         return scores, phase
 
     def kl_to_base(
@@ -425,17 +419,8 @@ class Engine:
             sort_key=lambda k: len(k),
             desc=desc,
         )
-        phase = Phase(
-            fp,
-            cache.key,
-            stats.cached,
-            stats.computed,
-            stats.seconds,
-            self.pool.device_name(),
-            prompt_tokens=token_total(
-                tokenizer, [pair_of[k][0] + pair_of[k][1] for k in stats.computed_prompts]
-            ),
-        )
+        computed = [pair_of[k][0] + pair_of[k][1] for k in stats.computed_prompts]
+        phase = self._phase(fp, cache, stats, prompt_tokens=token_total(tokenizer, computed))
         return [Divergence(r["kl"], r["tokens"]) for r in records], phase
 
 

@@ -33,13 +33,14 @@ _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # -- options, checked as they are parsed --------------------------------------------------------
 
 
-def _count(text: str) -> int:
+def whole_number(option: str, text: str) -> int:
+    """``text`` as a count >= 0, or a usage error naming ``option``."""
     try:
         value = int(text)
     except ValueError:
-        raise pytest.UsageError(f"expected a whole number, got {text!r}") from None
+        raise pytest.UsageError(f"{option}: expected a whole number, got {text!r}") from None
     if value < 0:
-        raise pytest.UsageError(f"expected a number >= 0, got {value}")
+        raise pytest.UsageError(f"{option}: expected a number >= 0, got {value}")
     return value
 
 
@@ -49,7 +50,7 @@ def _per_task(option: str):
     def parse(text: str) -> tuple[str, int]:
         task, sep, number = text.rpartition("=")
         if not sep:
-            return "*", _count(text)
+            return "*", whole_number(f"{option} {text}", text)
         if task not in TASKS:
             close = [t for t in TASKS if t.startswith(task[:2])]
             raise pytest.UsageError(
@@ -57,7 +58,7 @@ def _per_task(option: str):
                 + (f"; did you mean {close[0]!r}?" if close else "")
                 + f" (tasks: {', '.join(TASKS)})"
             )
-        return task, _count(number)
+        return task, whole_number(f"{option} {text}", number)
 
     return parse
 

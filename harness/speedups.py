@@ -22,30 +22,21 @@ from __future__ import annotations
 
 import gc
 import sys
+from functools import partial
 
 import pytest
 
 from harness.results import CASE_PROPERTY, CaseRef, wrong_answer_reason
-from harness.session import has_experiment
+from harness.session import has_experiment, whole_number
 
 BENCHMARK_SESSION_KEY = pytest.StashKey[bool]()  # every collected item is a benchmark case
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise pytest.UsageError(f"--deepeval-table-max: expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise pytest.UsageError(f"--deepeval-table-max: expected a number >= 0, got {value}")
-    return value
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("harness", "fine-tuning trade-off harness (benchmarks/)")
     group.addoption(
         "--deepeval-table-max",
-        type=_positive,
+        type=partial(whole_number, "--deepeval-table-max"),
         default=1000,
         help="largest run for which `deepeval test run` draws its per-case results table "
         "(default 1000); larger runs get one line (the harness's report has every case)",

@@ -108,6 +108,8 @@ def test_the_same_cases_without_the_speedups(setup):
         (["--load", "fp16"], 4, "--load fp16: not one of fp32, bf16, int8, nf4; did you mean 'bf16'?"),
         (["--spider-dir", "/nowhere"], 4, "spider data: no Spider folder with tables.json at /nowhere"),
         (["--limit", "spidr=3"], 4, "--limit spidr=3: unknown task 'spidr'"),
+        (["--limit", "mmlu=five"], 4, "--limit mmlu=five: expected a whole number, got 'five'"),
+        (["--shots", "-1"], 4, "--shots -1: expected a number >= 0, got -1"),
     ],
 )
 def test_a_bad_option_is_one_usage_error(setup, args, code, message):
