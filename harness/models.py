@@ -126,33 +126,32 @@ def _convert(gguf: Path, out_dir: Path) -> Path:
         return out_dir
     if out_dir.exists():
         shutil.rmtree(out_dir)
-    from tqdm.auto import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    with tqdm(total=2, desc=f"converting {gguf.name}", unit="step") as bar:
-        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        bar.update()
-        # transformers 5.17 reads the GGUF tokenizer with the beginning-of-sequence token as
-        # its end-of-sequence token (SmolLM2: <|im_start|> instead of <|im_end|>); the model
-        # config read from the same file has the right ids, so the tokenizer takes them.
-        tok.eos_token = tok.convert_ids_to_tokens(model.config.eos_token_id)
-        pad_id = getattr(model.config, "pad_token_id", None)
-        tok.pad_token = tok.convert_ids_to_tokens(pad_id) if pad_id is not None else tok.eos_token
-        # Weights loaded from GGUF are already dequantized; transformers refuses to save a
-        # model that still carries the GGUF quantizer, so we drop it before saving.
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        tmp = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        (tmp / "harness_source.json").write_text(
-            json.dumps({"gguf": gguf.name, "sha256": file_sha256(gguf), "conversion": _CONVERSION_VERSION})
-        )
-        tmp.rename(out_dir)
-        bar.update()
+    library_bars_only_on_a_terminal()
+    # No bar of ours around it: transformers draws its own (a nested bar moves the cursor).
+    print(f"harness: converting {gguf} into {out_dir} (once per model file)", file=sys.stderr, flush=True)
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    # transformers 5.17 reads the GGUF tokenizer with the beginning-of-sequence token as
+    # its end-of-sequence token (SmolLM2: <|im_start|> instead of <|im_end|>); the model
+    # config read from the same file has the right ids, so the tokenizer takes them.
+    tok.eos_token = tok.convert_ids_to_tokens(model.config.eos_token_id)
+    pad_id = getattr(model.config, "pad_token_id", None)
+    tok.pad_token = tok.convert_ids_to_tokens(pad_id) if pad_id is not None else tok.eos_token
+    # Weights loaded from GGUF are already dequantized; transformers refuses to save a
+    # model that still carries the GGUF quantizer, so we drop it before saving.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    (tmp / "harness_source.json").write_text(
+        json.dumps({"gguf": gguf.name, "sha256": file_sha256(gguf), "conversion": _CONVERSION_VERSION})
+    )
+    tmp.rename(out_dir)
     return out_dir
 
 

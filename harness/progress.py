@@ -27,8 +27,9 @@ def bar(total: int, desc: str, unit: str = "item", disable: bool = False):
 
 
 def library_bars_only_on_a_terminal() -> None:
-    """Turn off transformers' and huggingface_hub's own bars (e.g. "Loading weights") when the
-    output is not a terminal: they open inside one of ours and tqdm then moves the cursor."""
+    """Turn off transformers', huggingface_hub's and datasets' own bars ("Loading weights",
+    "Tokenizing train dataset") when the output is not a terminal: they open inside one of ours,
+    where tqdm moves the cursor, and a log would keep every redraw."""
     if sys.stderr.isatty():
         return
     from huggingface_hub.utils import disable_progress_bars
@@ -36,3 +37,5 @@ def library_bars_only_on_a_terminal() -> None:
 
     disable_progress_bars()
     hf_logging.disable_progress_bar()
+    if "datasets" in sys.modules:  # imported by training only; not worth importing otherwise
+        sys.modules["datasets"].disable_progress_bars()

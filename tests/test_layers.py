@@ -31,6 +31,7 @@ LAYERS: dict[str, int] = {
     "harness.results": 0,
     "harness.stats": 0,
     "harness.progress": 0,
+    "harness.noise": 0,
     "harness.cache": 0,
     "harness.sql": 0,
     "harness.deepeval_env": 0,

@@ -36,3 +36,16 @@ def test_two_processes_never_hold_a_models_lock_at_once(tmp_path):
     # Each process leaves before the next one enters: in x, out x, in y, out y, ...
     assert [kind for kind, _ in events] == ["in", "out"] * 3
     assert all(events[i][1] == events[i + 1][1] for i in range(0, 6, 2))
+
+
+def test_importing_peft_after_the_harness_prints_no_kernels_hub_notice():
+    """A benchmark that attaches an adapter imports peft, hence bitsandbytes (harness/noise.py)."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import harness.models, peft"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "kernels-community" not in done.stdout + done.stderr

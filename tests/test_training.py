@@ -933,7 +933,7 @@ def test_the_default_config_is_a_fixed_length_run():
 def test_the_kernels_hub_notice_alone_is_dropped(caplog):
     import logging
 
-    from training import _noise
+    from harness import noise as _noise
 
     logger = logging.getLogger(_noise.LOGGER)
     with caplog.at_level("WARNING", logger=_noise.LOGGER):
@@ -964,6 +964,7 @@ def test_the_command_line_prints_rounded_losses_and_no_kernels_hub_notice(
     text = done.stdout + done.stderr
     assert done.returncode == 0, text[-3000:]
     assert "gemm_4bit_forward" not in text and "kernels-community" not in text
+    assert "\x1b[" not in text  # not a terminal: no nested library bars moving the cursor
     losses = re.findall(r"loss[ =:]+'?(\d+\.\d+)", text)
     assert losses and all(len(x.split(".")[1]) <= 4 for x in losses), losses
     assert "cut short" in text and "succeeded ->" in text

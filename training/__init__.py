@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import importlib
 
-from training import _noise
+from harness import noise as _noise
 
-_noise.install()  # before anything imports bitsandbytes (training/_noise.py says why)
+_noise.install()  # before anything imports bitsandbytes (harness/noise.py says why)
 
 _EXPORTS = {
     "main": "training._cli",

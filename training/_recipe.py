@@ -36,6 +36,8 @@ from pathlib import Path
 
 from harness.files import file_sha256, write_json
 from harness.models import load_tokenizer, quantization_config, resolve_model
+from harness.noise import kernels_hub_notice_dropped
+from harness.progress import library_bars_only_on_a_terminal
 from harness.training_config import (
     HardwareSettings,
     LoraSettings,
@@ -45,7 +47,6 @@ from harness.training_config import (
     config_fingerprint,
 )
 from training._distributed import World, split_accumulation, world_from_env
-from training._noise import kernels_hub_notice_dropped
 from training._output import (
     SUMMARY_NAME,
     check_output,
@@ -352,6 +353,7 @@ def _setup_model(resolved, hw: HardwareSettings, device: str):
 def _load(resolved, **kwargs):
     from transformers import AutoModelForCausalLM
 
+    library_bars_only_on_a_terminal()
     return AutoModelForCausalLM.from_pretrained(resolved.path, gguf_file=resolved.gguf_file, **kwargs)
 
 
@@ -512,10 +514,12 @@ def _setup_trainer(
         lambda f: checkpoint_dir(staging, f),
         lambda folder: _save(holder[0], folder, world),
     )
+    train_dataset = examples.to_dataset()
+    library_bars_only_on_a_terminal()  # now that datasets is imported: its map bars too
     trainer = SFTTrainer(
         model=model,
         args=args,
-        train_dataset=examples.to_dataset(),
+        train_dataset=train_dataset,
         processing_class=tokenizer,
         peft_config=peft_config,
         callbacks=[*callbacks, progress, guard, *([budget] if budget else []), saver],

@@ -1,12 +1,14 @@
-"""One line of bitsandbytes' import that is not news for a training run, dropped by exact text.
+"""One line of bitsandbytes' import that is not news, dropped by exact text.
 
-``import peft`` imports bitsandbytes whatever the run (peft.helpers does, at module level), and
+``import peft`` imports bitsandbytes whatever the run (peft.helpers does, at module level: a
+training run, or a benchmark that attaches an adapter), and
 bitsandbytes' CPU backend, on a CPU with AVX-512 BF16, then tries to fetch an optional faster
 4-bit matmul kernel from the Hugging Face kernels hub (package ``kernels``, not a dependency
 here) and logs a WARNING when it cannot: "Failed to load CPU gemm_4bit_forward from
 kernels-community: ...". An fp32 or CUDA run never calls that kernel, and a 4-bit CPU run falls
 back to bitsandbytes' built-in CPU kernel, so the line is dropped from that one logger, before
-anything imports bitsandbytes; the recipe says which kernel a 4-bit CPU run uses instead.
+anything imports bitsandbytes (``import harness`` installs it); the training recipe says which
+kernel a 4-bit CPU run uses instead.
 Every other record of that logger, and of any other, goes through.
 """
 
