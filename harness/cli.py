@@ -174,7 +174,7 @@ def _cmd_score_spider(args: argparse.Namespace, extra: list[str]) -> int:
     from harness.tasks.spider import find_spider_dir
 
     # DISTINCT is stripped by default, as the official evaluator's default does.
-    keep = {"strip": False, "keep": True}.get(args.distinct, None if args.official else False)
+    keep = {"strip": False, "keep": True}.get(args.distinct, False)
     summary = score_spider_file(
         Path(args.predictions),
         find_spider_dir(args.spider_dir),

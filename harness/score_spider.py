@@ -167,7 +167,6 @@ def _check_output(out: Path) -> None:
 
 
 def _write_tsv(out: Path, rows: list[tuple]) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", encoding="utf-8", newline="\n") as f:
         f.write("\t".join(TSV_HEADER) + "\n")
         for index, db_id, correct, reason in rows:

@@ -10,7 +10,7 @@ from deepeval.metrics.utils import copy_metrics
 from deepeval.test_case import LLMTestCase
 
 from harness.tasks.mmlu import MultipleChoice
-from harness.tasks.spider import ExecutionAccuracy
+from harness.tasks.spider import ExecutionAccuracy, sql_failure_kind
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +110,27 @@ def test_execution_accuracy_cases(spider_dir, pred, gold, db_id, score, reason):
     assert metric.score == score
     assert metric.success is (score == 1.0)
     assert reason in metric.reason
+
+
+FAILURE_KINDS = {  # the "why wrong" kind of each failing case above, read from its real reason
+    "wrong rows": "wrong number of rows",
+    "distinct kept": "wrong number of rows",
+    "order matters": "wrong order",
+    "empty prediction": "no SQL",
+    "syntax error": "SQL error",
+    "unknown table": "SQL error",
+    "write refused": "refused (not one read-only SELECT)",
+    "gold fails": "gold query failed",
+    "database absent": "no database",
+}
+
+
+@pytest.mark.parametrize("name", list(FAILURE_KINDS))
+def test_a_real_reason_gives_its_failure_kind(spider_dir, name):
+    _, pred, gold, db_id, _, _ = next(c for c in SPIDER_CASES if c[0] == name)
+    metric = ExecutionAccuracy(spider_dir)
+    metric.measure(spider_case(pred, gold, db_id))
+    assert sql_failure_kind(metric.reason) == FAILURE_KINDS[name]
 
 
 def test_execution_accuracy_reads_additional_metadata_too(spider_dir):

@@ -10,11 +10,7 @@ Peak memory is measured by scripts/bench_sandbox.py, not here.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import resource
-import sqlite3
 import tempfile
 import time
 import tomllib
@@ -24,7 +20,9 @@ from pathlib import Path
 import pytest
 
 import harness.sql.sandbox as sql
+from harness.files import file_sha256
 from harness.sql import EXEC_KINDS, execute_readonly
+from tests.sandbox_helpers import build_tiny_db, children, tree_cpu_s
 
 TIMEOUT_S = 0.75
 DATA = Path(__file__).parent / "data" / "hostile_sql.toml"
@@ -40,29 +38,13 @@ class Sandbox:
     children_before: frozenset  # this process's children before the suite (other tests' under xdist)
 
 
-def _children() -> set[int]:
-    out: set[int] = set()
-    for task in Path("/proc/self/task").iterdir():
-        out |= set(map(int, (task / "children").read_text().split()))
-    return out
-
-
-def _build_tiny_db(path: Path) -> Path:
-    conn = sqlite3.connect(path)
-    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, age INTEGER)")
-    conn.executemany("INSERT INTO t VALUES (?, ?, ?)", [(i, f"n{i}", 20 + i % 30) for i in range(100)])
-    conn.commit()
-    conn.close()
-    return path
-
-
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile")
     folder, cwd, tmp = root / "parent" / "db", root / "cwd", root / "tmp"
     for path in (folder, cwd, tmp):
         path.mkdir(parents=True)
-    db = _build_tiny_db(folder / "tiny.sqlite")
+    db = build_tiny_db(folder / "tiny.sqlite")
     with pytest.MonkeyPatch.context() as mp:
         # Workers inherit the working directory and the temporary folder (SQLite reads TMPDIR):
         # start them afresh inside the sandbox, and again outside it afterwards.
@@ -71,7 +53,7 @@ def sandbox(tmp_path_factory):
         mp.setenv("SQLITE_TMPDIR", str(tmp))
         mp.setattr(tempfile, "tempdir", str(tmp))
         sql._stop_workers()
-        yield Sandbox(root, db, cwd, tmp, frozenset(_children()))
+        yield Sandbox(root, db, cwd, tmp, frozenset(children()))
         sql._stop_workers()
 
 
@@ -104,27 +86,8 @@ def _limits(entry: dict) -> dict:
     return limits
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _listing(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
-
-
-def _tree_cpu_s() -> float:
-    """CPU seconds of this process and of every child, live or reaped."""
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    total = time.process_time() + children.ru_utime + children.ru_stime
-    tick = os.sysconf("SC_CLK_TCK")
-    for task in Path("/proc/self/task").iterdir():
-        for pid in (task / "children").read_text().split():
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except FileNotFoundError:
-                continue
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
 
 
 def test_the_suite_covers_every_kind_with_unique_ids():
@@ -139,7 +102,7 @@ def test_the_suite_covers_every_kind_with_unique_ids():
 @pytest.mark.parametrize("entry", STATEMENTS, ids=[e["id"] for e in STATEMENTS])
 def test_hostile_statement(sandbox, entry):
     statement = _text(entry, sandbox)
-    before_hash, before_files = _sha256(sandbox.db), _listing(sandbox.root)
+    before_hash, before_files = file_sha256(sandbox.db), _listing(sandbox.root)
 
     # A statement whose verdict needs real work before the deadline (filling the worker's heap)
     # gets a longer limit, so that a busy machine does not turn its verdict into a timeout.
@@ -155,19 +118,17 @@ def test_hostile_statement(sandbox, entry):
     if outcome.kind == "timeout":
         # A query still running would burn a whole core: 0.3 s of CPU in these 0.3 s. Less than
         # half of that leaves room for a busy machine's noise in this process's own accounting.
-        cpu = _tree_cpu_s()
+        cpu = tree_cpu_s()
         time.sleep(0.3)
-        assert _tree_cpu_s() - cpu < 0.15, "CPU was spent after the verdict"
-    assert _sha256(sandbox.db) == before_hash
+        assert tree_cpu_s() - cpu < 0.15, "CPU was spent after the verdict"
+    assert file_sha256(sandbox.db) == before_hash
     assert _listing(sandbox.root) == before_files
 
 
 def test_nothing_runs_after_the_last_verdict(sandbox):
     # Runs after the statements (pytest keeps file order): whatever they started is over.
-    cpu = _tree_cpu_s()
+    cpu = tree_cpu_s()
     time.sleep(1.0)
-    assert _tree_cpu_s() - cpu < 0.3  # a query still running would burn about 1 s of CPU here
+    assert tree_cpu_s() - cpu < 0.3  # a query still running would burn about 1 s of CPU here
     live = {w.proc.pid for w in sql._LIVE}
-    assert _children() - sandbox.children_before <= live, (
-        "a process other than an idle worker is still around"
-    )
+    assert children() - sandbox.children_before <= live, "a process other than an idle worker is still around"

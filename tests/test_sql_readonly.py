@@ -7,8 +7,6 @@ call the worker's own code in this process (``_execute_in_process``) or its part
 (tests/test_sql_hostile.py) runs everything together through the worker process.
 """
 
-import hashlib
-import os
 import sqlite3
 import time
 from pathlib import Path
@@ -16,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import harness.sql.sandbox as sql
+from harness.files import file_sha256
 from harness.sql import (
     MAX_SQL_BYTES,
     database_file,
@@ -26,30 +25,14 @@ from harness.sql import (
     match,
     official,
 )
+from tests.sandbox_helpers import build_tiny_db, tree_cpu_s
 
 TIMEOUT_S = 0.5
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _build_tiny_db(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    db = folder / "tiny.sqlite"
-    conn = sqlite3.connect(db)
-    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, age INTEGER)")
-    conn.executemany("INSERT INTO t VALUES (?, ?, ?)", [(i, f"n{i}", 20 + i % 30) for i in range(100)])
-    # Bytes that are not UTF-8, as some Spider databases have.
-    conn.execute("INSERT INTO t VALUES (1000, CAST(X'FF41' AS TEXT), 1)")
-    conn.commit()
-    conn.close()
-    return db
-
-
 @pytest.fixture()
 def db(tmp_path) -> Path:
-    return _build_tiny_db(tmp_path / "db")
+    return build_tiny_db(tmp_path / "db" / "tiny.sqlite", non_utf8_row=True)
 
 
 def _open_read_write(path: Path) -> sqlite3.Connection:
@@ -61,35 +44,18 @@ def _allow_everything(*args) -> int:
     return sqlite3.SQLITE_OK
 
 
-def _tree_cpu_s() -> float:
-    """CPU seconds of this process and of every child, live or reaped."""
-    import resource
-
-    total = time.process_time() + resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
-    total += resource.getrusage(resource.RUSAGE_CHILDREN).ru_stime
-    tick = os.sysconf("SC_CLK_TCK")
-    for task in Path("/proc/self/task").iterdir():
-        for pid in (task / "children").read_text().split():
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except FileNotFoundError:
-                continue
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
-
-
 # --- mode=ro ---------------------------------------------------------------------------------
 
 
 def test_read_only_connection_refuses_writes(db):
-    before = _sha256(db)
+    before = file_sha256(db)
     conn = sql._open_readonly(db)
     try:
         with pytest.raises(sqlite3.OperationalError, match="readonly"):
             conn.execute("DELETE FROM t")
     finally:
         conn.close()
-    assert _sha256(db) == before
+    assert file_sha256(db) == before
 
 
 def test_read_only_connection_never_creates_a_missing_file(tmp_path):
@@ -102,10 +68,10 @@ def test_read_only_connection_never_creates_a_missing_file(tmp_path):
 
 def test_mode_ro_alone_stops_a_write_the_statement_check_lets_through(db, monkeypatch):
     monkeypatch.setattr(sql, "_authorize", _allow_everything)
-    before = _sha256(db)
+    before = file_sha256(db)
     kind, error, _ = sql._execute_in_process(db, "WITH x AS (SELECT 1) DELETE FROM t")
     assert kind == "forbidden" and "readonly" in error
-    assert _sha256(db) == before
+    assert file_sha256(db) == before
 
 
 # --- the authorizer ----------------------------------------------------------------------------
@@ -113,16 +79,20 @@ def test_mode_ro_alone_stops_a_write_the_statement_check_lets_through(db, monkey
 
 def test_authorizer_alone_stops_a_write(db, monkeypatch):
     monkeypatch.setattr(sql, "_open_readonly", _open_read_write)
-    before = _sha256(db)
+    before = file_sha256(db)
     kind, error, _ = sql._execute_in_process(db, "WITH x AS (SELECT 1) DELETE FROM t")
     assert kind == "forbidden" and "not authorized" in error
-    assert _sha256(db) == before
+    assert file_sha256(db) == before
 
 
 def test_authorizer_denies_pragma_functions_and_extension_loading(db):
     for statement in ("SELECT * FROM pragma_table_info('t')", "SELECT load_extension('/nonexistent')"):
         kind, error, _ = sql._execute_in_process(db, statement)
         assert kind == "forbidden" and "not authorized" in error, statement
+    # SQLite's default already refuses load_extension, so the call above alone cannot tell
+    # whether the authorizer denied it: ask the authorizer itself.
+    for function in ("load_extension", "fts3_tokenizer"):
+        assert sql._authorize(sqlite3.SQLITE_FUNCTION, None, function, None, None) == sqlite3.SQLITE_DENY
 
 
 # --- the statement check -----------------------------------------------------------------------
@@ -167,9 +137,9 @@ def test_stuck_worker_is_killed_and_nothing_runs_after_the_verdict(db):
     took = time.perf_counter() - start
     assert outcome.kind == "timeout" and "stopped" in outcome.error
     assert took <= TIMEOUT_S + 1.0
-    cpu = _tree_cpu_s()
+    cpu = tree_cpu_s()
     time.sleep(1.0)
-    assert _tree_cpu_s() - cpu < 0.1, "CPU was spent after the verdict"
+    assert tree_cpu_s() - cpu < 0.1, "CPU was spent after the verdict"
     assert execute_readonly(db, "SELECT 2").rows == [(2,)]  # a fresh worker takes over
 
 
@@ -326,9 +296,11 @@ def test_harden_allows_no_attached_database(db, tmp_path):
 def test_select_works_and_reuses_the_worker(db):
     first = execute_readonly(db, "SELECT count(*) FROM t;")
     assert first.ok and first.kind == "ok" and first.error is None and first.rows == [(101,)]
+    worker = sql._IDLE[-1]
     start = time.perf_counter()
     for _ in range(20):
         assert execute_readonly(db, "SELECT name FROM t WHERE id = 3").rows == [("n3",)]
+        assert sql._IDLE[-1] is worker
     assert time.perf_counter() - start < 2.0
 
 

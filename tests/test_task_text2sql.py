@@ -109,6 +109,19 @@ def test_the_schema_comes_from_the_sqlite_file(tmp_path):
     assert schema.foreign_keys == (("song.singer_id", "singer.id"),)
 
 
+def test_items_sharing_a_file_under_two_db_ids_each_get_their_own_schema(tmp_path):
+    """The prompt names the db_id, so the schema is per (db_id, file), whatever the hash seed."""
+    make_db(tmp_path / "dbs" / "music.sqlite")
+    path = tmp_path / "q.jsonl"
+    rows = [
+        {"question": f"Q{i}?", "query": "SELECT 1", "db_id": name, "db_path": "dbs/music.sqlite"}
+        for i, name in enumerate(["a", "b"])
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = TASKS["text2sql"].load(Text2SQLSettings(path=str(path)), seed=0)
+    assert [data.context.schemas[it.db_id, it.db_path].db_id for it in data.items] == ["a", "b"]
+
+
 def test_settings_need_a_path_and_take_no_shots(dataset):
     with pytest.raises(ValueError, match="text2sql.path: required"):
         TASKS["text2sql"].load(Text2SQLSettings(), seed=0)

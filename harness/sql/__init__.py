@@ -30,9 +30,9 @@ from __future__ import annotations
 
 from harness.sql.compare import Verdict, compare_results, gold_orders_rows
 from harness.sql.extract import extract_sql
-from harness.sql.match import execution_match
+from harness.sql.match import EMPTY_PREDICTION, GOLD_FAILED, PREDICTION_FAILED, execution_match
 from harness.sql.official import strip_distinct
-from harness.sql.paths import database_file
+from harness.sql.paths import database_file, is_plain_name
 from harness.sql.sandbox import EXEC_KINDS, MAX_SQL_BYTES, ExecOutcome, execute_readonly
 
 __all__ = [
@@ -41,7 +41,11 @@ __all__ = [
     "ExecOutcome",
     "Verdict",
     "compare_results",
+    "EMPTY_PREDICTION",
+    "GOLD_FAILED",
+    "PREDICTION_FAILED",
     "database_file",
+    "is_plain_name",
     "execute_readonly",
     "execution_match",
     "extract_sql",

@@ -13,6 +13,17 @@ from pathlib import Path
 from harness.sql.compare import Verdict, compare_results
 from harness.sql.sandbox import _EMPTY, _execute
 
+# How a failure's reason begins, per kind of failure (harness.tasks.spider.sql_failure_kind
+# reads them back).
+EMPTY_PREDICTION = "empty prediction: no SQL to execute"
+GOLD_FAILED = "gold query failed"
+PREDICTION_FAILED = {
+    "error": "prediction failed",
+    "timeout": "prediction timed out",
+    "too_many_rows": "prediction returned too much",
+    "forbidden": "prediction was refused",
+}
+
 
 def execution_match(
     db_path: str | Path,
@@ -53,25 +64,18 @@ def execution_match(
     if keep_distinct is None:
         keep_distinct = not official
     if not isinstance(pred_sql, str):
-        return Verdict(False, "empty prediction: no SQL to execute")
+        return Verdict(False, EMPTY_PREDICTION)
     job = {
         "timeout_s": timeout_s,
         "rewrite": "official" if official else "harness",
         "strip_distinct": not keep_distinct,
-        "text_errors": "ignore" if official else "replace",
     }
     gold, ordered = _execute(db_path, gold_sql, **job)
     if not gold.ok:
-        return Verdict(False, f"gold query failed ({gold.kind}): {gold.error}")
+        return Verdict(False, f"{GOLD_FAILED} ({gold.kind}): {gold.error}")
     pred, _ = _execute(db_path, pred_sql, prediction=True, **job)
     if pred.kind == "error" and pred.error == _EMPTY:
-        return Verdict(False, "empty prediction: no SQL to execute")
+        return Verdict(False, EMPTY_PREDICTION)
     if not pred.ok:
-        label = {
-            "error": "failed",
-            "timeout": "timed out",
-            "too_many_rows": "returned too much",
-            "forbidden": "was refused",
-        }[pred.kind]
-        return Verdict(False, f"prediction {label}: {pred.error}")
+        return Verdict(False, f"{PREDICTION_FAILED[pred.kind]}: {pred.error}")
     return compare_results(gold.rows, pred.rows, ordered=ordered, show_rows=show_rows)

@@ -18,29 +18,24 @@ import re
 from harness.sql.lexing import _tokens
 
 _SPLIT_OPERATOR = re.compile(r"([<>!])\s+=")
+_DISTINCT = re.compile(r"\bdistinct\b", re.I)
+
+
+def _sub_in_code(pattern: re.Pattern, repl: str, sql: str) -> str:
+    """``pattern.sub(repl, ...)`` on the code of ``sql``, string literals untouched."""
+    return "".join(pattern.sub(repl, sql[a:b]) if kind == "code" else sql[a:b] for kind, a, b in _tokens(sql))
 
 
 def _join_operators(sql: str) -> str:
     """The official ``postprocess``: "> =" becomes ">=" (also "< =", "! ="), but only in code,
     not inside string literals as the official plain string replace would."""
-    out = []
-    for kind, a, b in _tokens(sql):
-        piece = sql[a:b]
-        out.append(_SPLIT_OPERATOR.sub(r"\1=", piece) if kind == "code" else piece)
-    return "".join(out)
+    return _sub_in_code(_SPLIT_OPERATOR, r"\1=", sql)
 
 
 def strip_distinct(sql: str) -> str:
     """``sql`` without the word DISTINCT anywhere in code (string literals untouched): what the
     test-suite evaluator does to both queries unless given ``--keep_distinct``."""
-    out = []
-    for kind, a, b in _tokens(sql):
-        piece = sql[a:b]
-        out.append(_DISTINCT.sub("", piece) if kind == "code" else piece)
-    return "".join(out)
-
-
-_DISTINCT = re.compile(r"\bdistinct\b", re.I)
+    return _sub_in_code(_DISTINCT, "", sql)
 
 
 def _official_postprocess(sql: str) -> str:
@@ -199,6 +194,16 @@ def _sp_tokens(text: str) -> list[tuple[str, str]]:
     return tokens
 
 
+_TRANSACTION_WORDS = ("TRANSACTION", "WORK", "TRAN", "DISTRIBUTED", "DEFERRED", "IMMEDIATE", "EXCLUSIVE")
+_CLOSES = {  # an END word and the blocks it closes
+    "END IF": ("IF",),
+    "END FOR": ("FOR",),
+    "END WHILE": ("WHILE",),
+    "END LOOP": ("LOOP", "FOR", "WHILE"),
+    "END CASE": ("CASE",),
+}
+
+
 class _SpSplitter:
     """sqlparse 0.6.0's StatementSplitter state: blocks, parentheses and BEGIN handling."""
 
@@ -236,8 +241,7 @@ class _SpSplitter:
                 return 0
             self.blocks.append("BEGIN")
             return 1
-        transaction = ("TRANSACTION", "WORK", "TRAN", "DISTRIBUTED", "DEFERRED", "IMMEDIATE", "EXCLUSIVE")
-        if self.seen_begin and kind == "kw" and word in transaction:
+        if self.seen_begin and kind == "kw" and word in _TRANSACTION_WORDS:
             self.seen_begin = False
             if self.blocks and self.blocks[-1] == "BEGIN":
                 self.blocks.pop()
@@ -267,15 +271,8 @@ class _SpSplitter:
         return None
 
     def _closing(self, word: str) -> int:
-        closes = {
-            "END IF": ("IF",),
-            "END FOR": ("FOR",),
-            "END WHILE": ("WHILE",),
-            "END LOOP": ("LOOP", "FOR", "WHILE"),
-            "END CASE": ("CASE",),
-        }
-        if word in closes:
-            if self.blocks and self.blocks[-1] in closes[word]:
+        if word in _CLOSES:
+            if self.blocks and self.blocks[-1] in _CLOSES[word]:
                 self.blocks.pop()
                 return -1
             return 0
@@ -296,7 +293,6 @@ def _sp_first_statement_end(tokens: list[tuple[str, str]]) -> int:
             return i
         state.level += state.change(kind, value)
         if kind == "punct" and value == ";":
-            state.seen_begin = False
             if state.level <= 0 and "BEGIN" not in state.blocks:
                 ending = True
         elif kind == "kw" and value.split()[0] == "GO":

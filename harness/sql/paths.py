@@ -10,6 +10,20 @@ import os
 from pathlib import Path
 
 
+def is_plain_name(name: str) -> bool:
+    """Whether ``name`` names a file or folder right here: not empty, no path separator (either
+    kind, on any system), no "..", not absolute, no NUL."""
+    return (
+        isinstance(name, str)
+        and name not in ("", ".")
+        and ".." not in name
+        and "\x00" not in name
+        and "/" not in name
+        and "\\" not in name
+        and not os.path.isabs(name)
+    )
+
+
 def database_file(root: Path, db_id: str) -> Path:
     """``root/database/<db_id>/<db_id>.sqlite``, resolved (the file need not exist).
 
@@ -18,16 +32,7 @@ def database_file(root: Path, db_id: str) -> Path:
     is not inside ``root/database`` resolved: a data file must not make us open, and then
     quote, a database elsewhere.
     """
-    separators = {"/", "\\", os.sep, os.altsep} - {None}
-    plain = (
-        isinstance(db_id, str)
-        and db_id not in ("", ".")
-        and ".." not in db_id
-        and "\x00" not in db_id
-        and not any(s in db_id for s in separators)
-        and not os.path.isabs(db_id)
-    )
-    if not plain:
+    if not is_plain_name(db_id):
         raise ValueError(
             f"db_id {db_id!r} is not a plain database name (no path separators, '..' or absolute paths)"
         )

@@ -190,7 +190,10 @@ class _Job:
     rewrite: str = "none"  # "none", "harness" or "official": see _prepare
     strip_distinct: bool = False
     prediction: bool = False
-    text_errors: str = "replace"  # how text that is not UTF-8 is decoded
+
+
+def _took_longer(timeout_s: float, note: str = "") -> str:
+    return f"took longer than {timeout_s:g} s" + (f" ({note})" if note else "")
 
 
 def _execute(db_path: str | Path, sql: str, **job) -> tuple[ExecOutcome, bool]:
@@ -211,7 +214,7 @@ def _execute(db_path: str | Path, sql: str, **job) -> tuple[ExecOutcome, bool]:
         return outcome("error", f"database file not found: {path}"), False
     kind, error, rows, orders = _run_in_worker(_Job(str(path.resolve()), sql, **job))
     if kind == "timeout" and error is None:
-        error = f"took longer than {job['timeout_s']:g} s"
+        error = _took_longer(job["timeout_s"])
     return outcome(kind, error, rows), orders
 
 
@@ -289,8 +292,10 @@ def _run_job(job: _Job, deadline: float, sink: _Sink) -> tuple[str, str | None, 
         return "error", f"cannot open {path} read-only: {e}", orders
     try:
         _harden(conn, job.max_value_bytes)
-        # Spider has text that is not valid UTF-8; decode it instead of failing the query.
-        conn.text_factory = lambda b: b.decode("utf-8", errors=job.text_errors)
+        # Spider has text that is not valid UTF-8; decode it instead of failing the query (the
+        # official evaluator drops the bytes it cannot decode).
+        errors = "ignore" if job.rewrite == "official" else "replace"
+        conn.text_factory = lambda b: b.decode("utf-8", errors=errors)
         _set_deadline(conn, deadline)
         # Last, so that our own set-up above (a PRAGMA) is not subject to it.
         conn.set_authorizer(_authorize)
@@ -574,7 +579,7 @@ def _run_in_worker(job: _Job) -> tuple[str, str | None, list | None, bool]:
     except _Late:
         worker.kill()
         note = "one SQLite step did not return, so its worker process was stopped"
-        return "timeout", f"took longer than {job.timeout_s:g} s ({note})", None, False
+        return "timeout", _took_longer(job.timeout_s, note), None, False
     except (OSError, _Lost, pickle.UnpicklingError, EOFError) as e:
         worker.kill()
         return "error", f"the query's worker process failed: {e}", None, False

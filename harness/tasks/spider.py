@@ -34,7 +34,14 @@ from pydantic import Field
 from harness.engine import GenerationSettings, LoglikSettings, StopRule
 from harness.files import atomic_write
 from harness.results import CaseSpec
-from harness.sql import database_file, execution_match, extract_sql
+from harness.sql import (
+    EMPTY_PREDICTION,
+    GOLD_FAILED,
+    PREDICTION_FAILED,
+    database_file,
+    execution_match,
+    extract_sql,
+)
 from harness.tasks.base import (
     NonNegative,
     Positive,
@@ -551,9 +558,10 @@ class SpiderContext:
     spider_dir: Path
     schemas: dict[str, Schema]
     train: tuple[SpiderItem, ...]  # the shot pool
+    databases: dict[str, Path]  # db_id -> its database file (database_path), for every item
 
     def database(self, item: SpiderItem) -> Path:
-        return database_path(self.spider_dir, item.db_id)
+        return self.databases[item.db_id]
 
 
 @dataclass(frozen=True)
@@ -571,10 +579,11 @@ def load_spider_data(settings: SpiderSettings, seed: int) -> TaskData:
         items, train = load_spider_hub(settings.split), load_spider_hub("train")
     else:
         items, train = load_spider_split(spider_dir, settings.split), load_spider_split(spider_dir, "train")
-    for item in items:
-        database_path(spider_dir, item.db_id)  # refuses a db_id that would leave database/
+    # Resolved once per database; a db_id that would leave database/ is refused here.
+    databases = {db_id: database_path(spider_dir, db_id) for db_id in dict.fromkeys(i.db_id for i in items)}
     selected = sample_items(items, settings.limit, seed)
-    return TaskData(tuple(selected), SpiderContext(spider_dir, load_schemas(spider_dir), tuple(train)))
+    context = SpiderContext(spider_dir, load_schemas(spider_dir), tuple(train), databases)
+    return TaskData(tuple(selected), context)
 
 
 def generation_prompts(
@@ -598,7 +607,6 @@ def generation_prompts(
 
 def predict_sql(
     run: RunContext,
-    items: Sequence,
     prompts: dict[str, str],
     variant,
     *,
@@ -647,14 +655,14 @@ def with_kl_to_base(
 
 
 _FAILURE_KINDS = (  # (the start of an execution_match reason, its kind), first match wins
-    ("empty prediction", "no SQL"),
-    ("prediction failed", "SQL error"),
-    ("prediction timed out", "timeout"),
-    ("prediction was refused", "refused (not one read-only SELECT)"),
-    ("prediction returned too much", "too many rows"),
-    ("gold query failed", "gold query failed"),
+    (EMPTY_PREDICTION, "no SQL"),
+    (PREDICTION_FAILED["error"], "SQL error"),
+    (PREDICTION_FAILED["timeout"], "timeout"),
+    (PREDICTION_FAILED["forbidden"], "refused (not one read-only SELECT)"),
+    (PREDICTION_FAILED["too_many_rows"], "too many rows"),
+    (GOLD_FAILED, "gold query failed"),
     ("same rows in another order", "wrong order"),
-    ("database", "no database"),
+    ("database", "no database"),  # ExecutionAccuracy.measure: the item's database is absent
 )
 
 
@@ -763,7 +771,6 @@ class SpiderTask:
         )
         predictions = predict_sql(
             run,
-            data.items,
             prompts,
             variant,
             namespace=self.name,

@@ -34,6 +34,7 @@ from pydantic import Field, model_validator
 
 from harness.configfile import Problems
 from harness.results import CaseSpec
+from harness.sql import is_plain_name
 from harness.tasks.base import (
     Positive,
     Predictions,
@@ -99,10 +100,6 @@ class Text2SQLOptions(VariantOptions):
     """A variant's ``text2sql = {...}`` table (nothing to set yet but ``shots = 0``)."""
 
 
-def _is_plain_name(name: str) -> bool:
-    return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\x00")
-
-
 def _database_of(row: dict, where: str, folder: Path, databases: Path) -> tuple[str, Path]:
     if row.get("db_path"):
         path = Path(row["db_path"])
@@ -110,7 +107,7 @@ def _database_of(row: dict, where: str, folder: Path, databases: Path) -> tuple[
         db_id = row.get("db_id") or path.stem
     else:
         db_id = row.get("db_id")
-        if not isinstance(db_id, str) or not _is_plain_name(db_id):
+        if not isinstance(db_id, str) or not is_plain_name(db_id):
             raise Text2SQLDataError(f"{where}: 'db_id' must be a plain database name, got {db_id!r}")
         flat, nested = databases / f"{db_id}.sqlite", databases / db_id / f"{db_id}.sqlite"
         path = nested if nested.is_file() and not flat.is_file() else flat
@@ -200,7 +197,7 @@ def read_schema(db_id: str, db_path: Path) -> Schema:
 
 @dataclass(frozen=True)
 class Text2SQLContext:
-    schemas: dict[str, Schema]  # by database file
+    schemas: dict[tuple[str, Path], Schema]  # by (db_id, database file): the prompt names the db_id
 
 
 class Text2SQLTask:
@@ -217,7 +214,8 @@ class Text2SQLTask:
             raise Text2SQLDataError("text2sql.path: required (the JSONL file of your questions)")
         items = load_items(Path(settings.path), Path(settings.databases) if settings.databases else None)
         selected = seeded_sample(items, settings.limit, seed)
-        schemas = {str(p): read_schema(i, p) for i, p in {(it.db_id, it.db_path) for it in selected}}
+        databases = dict.fromkeys((it.db_id, it.db_path) for it in selected)
+        schemas = {key: read_schema(*key) for key in databases}
         return TaskData(tuple(selected), Text2SQLContext(schemas))
 
     def record_fields(self, item: SQLItem) -> dict:
@@ -235,13 +233,12 @@ class Text2SQLTask:
         tokenizer = run.engine.tokenizer(variant)
         prompts = {
             it.item_id: spider_prompt(
-                it, template, schema=data.context.schemas[str(it.db_path)], tokenizer=tokenizer
+                it, template, schema=data.context.schemas[it.db_id, it.db_path], tokenizer=tokenizer
             )
             for it in data.items
         }
         return predict_sql(
             run,
-            data.items,
             prompts,
             variant,
             namespace=self.name,
