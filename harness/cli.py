@@ -58,8 +58,10 @@ def _selected_variants(exp, mark: str | None) -> list:
         return list(exp.variants)
 
     def selects(variant) -> bool:
+        # The markers pytest gives the variant's cases (harness.session): its name and, for a
+        # sweep's variant, the sweep's, its run's and its checkpoint's.
         return any(
-            expression.evaluate(lambda name, t=task, **_: name in (variant.name, t))
+            expression.evaluate(lambda name, t=task, **_: name in (*variant.markers, t))
             for task in exp.tasks_of(variant)
         )
 

@@ -35,7 +35,7 @@ from harness import configfile
 from harness.configfile import ConfigError, Problems, Strict, unknown
 from harness.models import DEFAULT_MODEL, LOAD_MODES
 from harness.tasks import DEFAULT_TASKS, TASKS
-from harness.training_config import load_sweep, training_plan
+from harness.training_config import training_plan
 
 __all__ = ["ConfigError", "ExperimentConfig", "VariantConfig", "Overrides", "load_experiment"]
 
@@ -346,7 +346,7 @@ def _expand_sweeps(raw: dict, path) -> dict:
             variants.append(
                 {
                     "name": (sweep.get("name") or "") + planned.short_name,
-                    "model": sweep.get("model") or _training_model(sweep["train_config"]),
+                    "model": sweep.get("model") or planned.model,
                     "adapter": planned.adapter_dir,
                     "train_config": sweep["train_config"],
                     "origin": {
@@ -364,10 +364,6 @@ def _expand_sweeps(raw: dict, path) -> dict:
     if problems:
         raise ConfigError(f"{path}: invalid experiment config:\n  " + "\n  ".join(problems))
     return {**raw, "variants": variants}
-
-
-def _training_model(train_config: str) -> str:
-    return load_sweep(train_config)[0].config.model
 
 
 def json_schema() -> dict:

@@ -504,6 +504,7 @@ class PlannedAdapter:
     short_name: str  # a variant name: "lr=2e-4@0.5ep", "@1ep"
     config_file: str = ""  # the training config it comes from
     config_fingerprint: str = ""  # compare with run_status(run_output)["config_fingerprint"]
+    model: str = ""  # the base model the point trains (a sweep may vary it)
 
     @property
     def is_final(self) -> bool:
@@ -541,6 +542,7 @@ def training_plan(path: str | Path, **overrides) -> list[PlannedAdapter]:
                     short_name=short_name(point.values, epochs_at),
                     config_file=cfg.source,
                     config_fingerprint=fingerprint,
+                    model=cfg.model,
                 )
             )
     return plan

@@ -150,3 +150,19 @@ def test_variants_that_repeat_a_measurement_are_found():
     """Shots for Spider leave MMLU unchanged: the 3-shot variants' MMLU repeats the 0-shot one's."""
     cfg = load_experiment("experiments/default.toml")
     assert cfg.same_measurements() == {("base-3shot", "mmlu"): "base", ("ft-3shot", "mmlu"): "ft"}
+
+
+def test_a_sweep_becomes_variants_that_keep_each_points_model_and_markers(tmp_path):
+    from harness.cli import _selected_variants
+
+    train = tmp_path / "sweep.toml"
+    train.write_text('name = "s"\noutput = "adapters/s"\n[sweep]\nmodel = ["model-a", "model-b"]\n')
+    text = f'[experiment]\nname = "x"\n[[variants]]\nname = "base"\n[[sweeps]]\ntrain_config = "{train}"\n'
+    exp = load_experiment(write(tmp_path, text))
+    swept = {v.name: v.model for v in exp.variants if v.origin is not None}
+    assert swept == {"model=model-a@1ep": "model-a", "model=model-b@1ep": "model-b"}
+    # `harness bench -m <marker>` trains what pytest's -m would select with the same marker
+    picked = {v.name for v in _selected_variants(exp, "sweep")}
+    assert picked == set(swept)
+    one = exp.variant("model=model-a@1ep").markers[-2]  # the run's marker
+    assert {v.name for v in _selected_variants(exp, one)} == {"model=model-a@1ep"}

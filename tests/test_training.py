@@ -862,6 +862,7 @@ def test_training_plan_names_and_paths(tmp_path):
         short_name="lr=2e-4,r=8@0.5ep",
         config_file=str(path),
         config_fingerprint=config_fingerprint(load_sweep(path)[0].config),
+        model=load_sweep(path)[0].config.model,
     )
     final = plan[2]
     assert (final.fraction, final.epochs_at, final.adapter_dir, final.is_final) == (
