@@ -12,7 +12,6 @@ base 3-shot on MMLU).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -22,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.files import atomic_write, locked
 from harness.progress import bar as progress_bar
 
 log = logging.getLogger(__name__)
@@ -115,8 +115,8 @@ class PredictionCache:
     def append(self, records: Sequence[dict]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         meta = self.path.with_suffix(".json")
-        if not meta.exists():
-            meta.write_text(json.dumps(self.fingerprint, indent=2, sort_keys=True))
+        if not meta.exists():  # read by other workers without the lock: never half written
+            atomic_write(meta, json.dumps(self.fingerprint, indent=2, sort_keys=True))
         with open(self.path, "a", encoding="utf-8") as f:
             # A torn previous line must not swallow the next record. (Only the last byte is read:
             # reading the whole file at every append makes a long run quadratic.)
@@ -131,13 +131,8 @@ class PredictionCache:
     def locked(self) -> Iterator[None]:
         """Hold an exclusive lock, so parallel workers (pytest -n) compute each item once:
         the second waits, then finds the first one's records."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_suffix(".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with locked(self.path.with_suffix(".lock")):
+            yield
 
 
 def _ends_with_newline(path: Path) -> bool:
@@ -177,7 +172,6 @@ def cached_compute(
     batch_size: int,
     sort_key: Callable[[str], object] | None = None,
     desc: str = "computing",
-    progress: bool = True,
 ) -> tuple[list[dict], CacheStats]:
     """One record per prompt, from the cache when present, else computed in batches.
 
@@ -195,7 +189,7 @@ def cached_compute(
         stats.cached = len(set(keys)) - len(todo)
         start = time.perf_counter()
         if todo:
-            with progress_bar(len(todo), desc, disable=not progress) as bar:
+            with progress_bar(len(todo), desc) as bar:
                 for i in range(0, len(todo), batch_size):
                     chunk = todo[i : i + batch_size]
                     ticked = Ticker(bar, len(chunk))

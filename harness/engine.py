@@ -315,13 +315,15 @@ class Engine:
         def compute(batch: list[str], tick) -> list[dict]:
             return [{"raw": raw} for raw in self.backend.generate(variant, batch, settings, tick)]
 
+        n_tokens: dict[str, int] = {}  # the sort key's count, reused for the phase's
+
+        def length(prompt: str) -> int:
+            if prompt not in n_tokens:
+                n_tokens[prompt] = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+            return n_tokens[prompt]
+
         records, stats = self._compute(
-            cache,
-            list(prompts),
-            compute,
-            batch_size=settings.batch_size,
-            sort_key=lambda p: len(tokenizer(p, add_special_tokens=False)["input_ids"]),
-            desc=desc,
+            cache, list(prompts), compute, batch_size=settings.batch_size, sort_key=length, desc=desc
         )
         raws = [r["raw"] for r in records]
         raw_of = dict(zip(prompts, raws))
@@ -329,7 +331,7 @@ class Engine:
             fp,
             cache,
             stats,
-            prompt_tokens=token_total(tokenizer, stats.computed_prompts),
+            prompt_tokens=sum(length(p) for p in stats.computed_prompts),
             new_tokens=token_total(tokenizer, [raw_of[p] for p in stats.computed_prompts]),
         )
         return raws, phase
@@ -362,10 +364,7 @@ class Engine:
             scores = self.backend.score_choices(
                 variant, [request_of[k][0] for k in batch], [request_of[k][1] for k in batch], settings, tick
             )
-            return [
-                {"logprobs": list(s.logprobs), **({} if shared else {"tokens": list(s.token_counts)})}
-                for s in scores
-            ]
+            return [{"logprobs": list(s.logprobs), "tokens": list(s.token_counts)} for s in scores]
 
         # Whole prefixes together, so the scorer runs each shared prefix once.
         records, stats = self._compute(
@@ -376,7 +375,7 @@ class Engine:
             sort_key=lambda k: request_of[k][0][0],
             desc=desc,
         )
-        scores = [
+        scores = [  # records of letter choices written before token counts were kept: 1 each
             ChoiceScores(tuple(r["logprobs"]), tuple(r.get("tokens", (1,) * len(r["logprobs"]))), 0, 0)
             for r in records
         ]
@@ -416,7 +415,7 @@ class Engine:
             keys,
             compute,
             batch_size=max(settings.batch_size * 4, 16),
-            sort_key=lambda k: len(k),
+            sort_key=len,
             desc=desc,
         )
         computed = [pair_of[k][0] + pair_of[k][1] for k in stats.computed_prompts]

@@ -10,8 +10,6 @@ cache, so every later load is a plain ``from_pretrained`` and training can pass 
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -20,11 +18,10 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.files import file_sha256
+from harness.files import file_sha256, locked
 from harness.progress import library_bars_only_on_a_terminal
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -56,18 +53,11 @@ class ResolvedModel:
     fingerprint: str
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def _locked(path: Path):
     """An exclusive lock on ``<path>.lock``: of several processes preparing the same model
     (pytest-xdist workers on a fresh cache), one downloads or converts, the others wait and then
     find its result."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    return locked(path.with_name(path.name + ".lock"))
 
 
 def default_gguf_path(root: Path | None = None) -> Path:
@@ -330,11 +320,12 @@ def attach_adapter(model, adapter: str | os.PathLike, adapter_name: str):
     """
     from peft import PeftModel
 
+    if isinstance(model, PeftModel) and adapter_name in model.peft_config:
+        return model  # attached already (every batch of a phase asks again)
     check_adapter_usable(adapter)
     try:
         if isinstance(model, PeftModel):
-            if adapter_name not in model.peft_config:
-                model.load_adapter(str(adapter), adapter_name=adapter_name)
+            model.load_adapter(str(adapter), adapter_name=adapter_name)
             return model
         return PeftModel.from_pretrained(model, str(adapter), adapter_name=adapter_name).eval()
     except Exception as e:

@@ -46,14 +46,19 @@ def batch_token_counter(tokenizer, cache_root: Path | None = None) -> Callable[[
         cache_root, "token_counts", {"tokenizer": fingerprint, "call": "tokenizer(text)"}, required=("n",)
     )
 
+    known: dict[str, int] = {}  # this counter's answers so far: the file is read once per new batch
+
     def remembered(texts: Sequence[str]) -> list[int]:
-        records, _ = cached_compute(
-            cache,
-            list(texts),
-            lambda batch, tick: [{"n": n} for n in count(batch)],
-            batch_size=4096,
-            desc="counting prompt tokens",
-        )
-        return [r["n"] for r in records]
+        new = [t for t in dict.fromkeys(texts) if t not in known]
+        if new:
+            records, _ = cached_compute(
+                cache,
+                new,
+                lambda batch, tick: [{"n": n} for n in count(batch)],
+                batch_size=4096,
+                desc="counting prompt tokens",
+            )
+            known.update((t, r["n"]) for t, r in zip(new, records))
+        return [known[t] for t in texts]
 
     return remembered

@@ -43,7 +43,7 @@ from harness.token_counts import batch_token_counter
 _CHOICES = tuple(" " + letter for letter in LETTERS)
 
 
-def score_letters_loglik(model, tokenizer, requests, *, progress=False, **kwargs):
+def score_letters_loglik(model, tokenizer, requests, **kwargs):
     """Our scorer over the letters " A" .. " D", as the MMLU task asks the engine."""
     return score_choices(model, tokenizer, requests, [_CHOICES] * len(requests), **kwargs)
 
@@ -173,7 +173,6 @@ def run(args) -> dict:
             model,
             tokenizer,
             [(fitted[it.item_id].prefix, fitted[it.item_id].suffix) for it in warm],
-            progress=False,
         )
 
         ours: dict[str, tuple] = {}
@@ -197,7 +196,6 @@ def run(args) -> dict:
                     reqs,
                     batch_size=args.batch_size,
                     max_batch_tokens=args.max_batch_tokens,
-                    progress=False,
                 )
                 ours.update({it.item_id: s.logprobs for it, s in zip(chunk_items, scores)})
 
@@ -213,7 +211,6 @@ def run(args) -> dict:
                     reqs,
                     batch_size=args.batch_size,
                     max_batch_tokens=args.max_batch_tokens,
-                    progress=False,
                     reuse_prefix=False,
                 )
                 plain.update({it.item_id: s.logprobs for it, s in zip(chunk_items, scores)})

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from harness.cache import PredictionCache, cached_compute, prompt_key
-from harness.engine import GenerationSettings, generate_batch, split_on_oom
+from harness.engine import GenerationSettings, StopRule, generate_batch, split_on_oom
 from harness.tasks.spider import SQL_END, sql_is_complete
 
 
@@ -92,7 +92,7 @@ def test_split_on_oom_halves_until_the_batch_fits():
         return [x * 10 for x in batch]
 
     assert split_on_oom(compute, list(range(10))) == [x * 10 for x in range(10)]  # order kept
-    assert max(s for s in sizes if s <= 3) <= 3 and sizes[0] == 10
+    assert sizes == [10, 5, 2, 3, 5, 2, 3]  # halves until a half fits, each half on its own
 
 
 def test_split_on_oom_gives_up_at_one_row():
@@ -103,6 +103,30 @@ def test_split_on_oom_gives_up_at_one_row():
 
     with pytest.raises(torch.cuda.OutOfMemoryError):
         split_on_oom(compute, [1, 2])
+
+
+def test_choice_scores_keep_their_token_counts_when_every_request_has_the_same_choices(
+    tmp_path, tiny_model_dir
+):
+    """One cloze question (or many with the same answer texts): the counts are the backend's."""
+    from harness.engine import Engine, LoglikSettings
+    from harness.loglik import ChoiceScores
+    from harness.model_pool import ModelPool
+
+    class ThreeTokensEach:
+        def score_choices(self, variant, requests, choices, settings, tick=None):
+            return [ChoiceScores((-1.0, -2.0), (3, 3), 0, 0) for _ in requests]
+
+    class Variant:
+        name, model, load, adapter = "base", str(tiny_model_dir), "fp32", ""
+
+    engine = Engine(ModelPool(), tmp_path, backend=ThreeTokensEach())
+    requests = [("Q1 ", "Answer:"), ("Q2 ", "Answer:")]
+    for run in ("computed", "cached"):
+        scores, _ = engine.score_choices(
+            Variant(), requests, [(" red", " blue")] * 2, LoglikSettings(), namespace="cloze"
+        )
+        assert [s.token_counts for s in scores] == [(3, 3), (3, 3)], run
 
 
 def test_different_fingerprints_do_not_share(tmp_path):
@@ -124,6 +148,11 @@ def test_batched_generation_stops_and_matches_single(tiny_model_dir):
     # Left padding leaves each row's greedy continuation unchanged up to the stop point.
     for b, s in zip(batched, singles):
         assert b.startswith(s) or s.startswith(b)
+    # The stop rule ends decoding: a rule met by any text stops both rows after one step.
+    steps = []
+    anything = GenerationSettings(max_new_tokens=12, batch_size=2, stop=StopRule("any", bool))
+    generate_batch(model, tok, prompts, anything, on_step=lambda step, flags: steps.append(step))
+    assert len(steps) < 12
 
 
 def test_a_torn_multibyte_line_and_a_line_without_its_payload_are_skipped(tmp_path, caplog):

@@ -29,15 +29,13 @@ class LetterScores(ChoiceScores):
         return LETTERS[self.best]
 
 
-def score_letters_loglik(model, tokenizer, requests, *, progress=False, **kwargs) -> list[LetterScores]:
+def score_letters_loglik(model, tokenizer, requests, **kwargs) -> list[LetterScores]:
     """The engine's choice scorer over " A" .. " D", as the MMLU task calls it."""
     scores = score_choices(model, tokenizer, requests, [CHOICES] * len(requests), **kwargs)
     return [LetterScores(*vars(s).values()) for s in scores]
 
 
-def generate_letters(
-    model, tokenizer, prompts, *, batch_size=8, max_new_tokens=2, progress=False
-) -> list[str]:
+def generate_letters(model, tokenizer, prompts, *, batch_size=8, max_new_tokens=2) -> list[str]:
     settings = GenerationSettings(
         max_new_tokens=max_new_tokens, batch_size=batch_size, add_special_tokens=True
     )
@@ -196,12 +194,8 @@ def requests_for(questions, k):
 def test_prefix_reuse_equals_full_prompt_scoring(tiny, k, batch_size):
     model, tokenizer = tiny
     requests = requests_for(QUESTIONS, k)
-    reused = score_letters_loglik(
-        model, tokenizer, requests, batch_size=batch_size, progress=False, min_shared_tokens=1
-    )
-    full = score_letters_loglik(
-        model, tokenizer, requests, batch_size=batch_size, progress=False, reuse_prefix=False
-    )
+    reused = score_letters_loglik(model, tokenizer, requests, batch_size=batch_size, min_shared_tokens=1)
+    full = score_letters_loglik(model, tokenizer, requests, batch_size=batch_size, reuse_prefix=False)
     assert all(s.reused_tokens > 0 for s in reused)  # the cache path really ran
     assert all(s.reused_tokens == 0 for s in full)
     for r, f, (prefix, suffix) in zip(reused, full, requests):
@@ -220,7 +214,7 @@ def test_split_inside_a_word_still_reads_the_full_prompts_tokens(tiny):
     cut = prompts[0].index("Shot 1 about") + len("Sh")  # inside a word of the second shot
     assert len({p[:cut] for p in prompts}) == 1
     odd = [(p[:cut], p[cut:]) for p in prompts]
-    scores = score_letters_loglik(model, tokenizer, odd, progress=False, min_shared_tokens=1)
+    scores = score_letters_loglik(model, tokenizer, odd, min_shared_tokens=1)
     for s, p in zip(scores, prompts):
         assert s.logprobs == pytest.approx(reference_scores(model, tokenizer, p), abs=1e-4)
         assert 0 < s.reused_tokens < len(tokenizer(p[:cut])["input_ids"])
@@ -229,10 +223,8 @@ def test_split_inside_a_word_still_reads_the_full_prompts_tokens(tiny):
 def test_results_come_back_in_request_order_across_groups(tiny):
     model, tokenizer = tiny
     mixed = requests_for(QUESTIONS[::-1], 2) + requests_for(QUESTIONS[:2], 0)
-    together = score_letters_loglik(
-        model, tokenizer, mixed, batch_size=3, progress=False, min_shared_tokens=1
-    )
-    alone = [score_letters_loglik(model, tokenizer, [r], progress=False)[0] for r in mixed]
+    together = score_letters_loglik(model, tokenizer, mixed, batch_size=3, min_shared_tokens=1)
+    alone = [score_letters_loglik(model, tokenizer, [r])[0] for r in mixed]
     for t, a in zip(together, alone):
         assert t.logprobs == pytest.approx(a.logprobs, abs=1e-4)
 
@@ -279,11 +271,10 @@ def test_token_capped_batches_score_the_same(tiny):
         requests,
         batch_size=8,
         max_batch_tokens=100_000,
-        progress=False,
         min_shared_tokens=1,
     )
     narrow = score_letters_loglik(
-        model, tokenizer, requests, batch_size=8, max_batch_tokens=1, progress=False, min_shared_tokens=1
+        model, tokenizer, requests, batch_size=8, max_batch_tokens=1, min_shared_tokens=1
     )
     for w, n in zip(wide, narrow):
         assert w.logprobs == pytest.approx(n.logprobs, abs=1e-4)
@@ -327,7 +318,7 @@ def test_multi_token_continuations_are_scored_as_sums(tiny):
 
 def test_batch_limits_below_one_are_refused():
     with pytest.raises(ValueError, match="max_batch_tokens"):
-        score_letters_loglik(None, None, [("x", "y")], max_batch_tokens=0, progress=False)
+        score_letters_loglik(None, None, [("x", "y")], max_batch_tokens=0)
 
 
 def test_ties_go_to_the_earlier_letter():
@@ -350,8 +341,8 @@ def test_a_continuation_that_is_not_one_token_takes_the_general_path():
 def test_generate_letters_batched_equals_one_by_one(tiny):
     model, tokenizer = tiny
     prompts = [mmlu_prompt(q, SHOTS[q.subject][: i % 3]) for i, q in enumerate(QUESTIONS)]
-    batched = generate_letters(model, tokenizer, prompts, batch_size=4, max_new_tokens=3, progress=False)
-    single = [generate_letters(model, tokenizer, [p], max_new_tokens=3, progress=False)[0] for p in prompts]
+    batched = generate_letters(model, tokenizer, prompts, batch_size=4, max_new_tokens=3)
+    single = [generate_letters(model, tokenizer, [p], max_new_tokens=3)[0] for p in prompts]
     assert batched == single
     assert all(isinstance(s, str) for s in batched)
 
@@ -366,7 +357,7 @@ def test_prefix_reuse_on_cuda_bf16_matches_full_prompt(tiny_model_dir):
     resolved = resolve_model(str(tiny_model_dir))
     model, tokenizer = load_base_model(resolved, "bf16", "cuda"), load_tokenizer(resolved)
     requests = requests_for(QUESTIONS, 2)
-    reused = score_letters_loglik(model, tokenizer, requests, progress=False, min_shared_tokens=1)
-    full = score_letters_loglik(model, tokenizer, requests, progress=False, reuse_prefix=False)
+    reused = score_letters_loglik(model, tokenizer, requests, min_shared_tokens=1)
+    full = score_letters_loglik(model, tokenizer, requests, reuse_prefix=False)
     for r, f in zip(reused, full):
         assert r.logprobs == pytest.approx(f.logprobs, abs=0.1)  # bf16: same math, coarser numbers

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -46,9 +49,21 @@ def test_plan_deals_every_distinct_prompt_once_by_position():
     for owner in range(3):
         lengths = [len(p) for b in plan if b.owner == owner for p in b.prompts]
         assert lengths == sorted(lengths), "each shard is sorted by sort_key, as cached_compute sorts"
-    assert plan == plan_batches(list(prompts), 3, batch_size=2, sort_key=len), (
-        "every worker makes the same plan"
+    # Every worker makes the same plan: another process, with another hash seed, too.
+    script = (
+        "import json, sys; from harness.sharding import plan_batches; "
+        "plan = plan_batches(json.loads(sys.argv[1]), 3, batch_size=2, sort_key=len); "
+        "print(json.dumps([[b.number, b.owner, list(b.keys)] for b in plan]))"
     )
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    done = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(prompts)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    assert json.loads(done.stdout) == [[b.number, b.owner, list(b.keys)] for b in plan]
 
 
 def test_shard_of_an_xdist_worker():

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import importlib
 
-from harness import noise as _noise
-
-_noise.install()  # before anything imports bitsandbytes (harness/noise.py says why)
+import harness  # noqa: F401  (installs harness/noise.py's filter before anything imports bitsandbytes)
 
 _EXPORTS = {
     "main": "training._cli",
