@@ -15,7 +15,6 @@ else here is a pure function of the run's numbers.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,10 +145,6 @@ class Frontier:
     max_cost: float | None  # the bound on the cost used (a fraction), if any
 
 
-def _xy(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
-    return [(x if math.isfinite(x) else math.nan, y if math.isfinite(y) else math.nan) for x, y in points]
-
-
 def build_frontier(
     tasks: Sequence[str],
     comparisons: Sequence[Comparison],
@@ -169,17 +164,18 @@ def build_frontier(
     gains = [by[(v, spec)].paired.delta for v in names]
     costs = [by[(v, gen)].paired.delta for v in names]
     logp = [cont.get((v, gen, "gold_logprob")) for v in names]
-    front = pareto_front(_xy(list(zip(gains, costs)))) if names else []
+    by_accuracy = list(zip(gains, costs))
+    front = pareto_front(by_accuracy)
     if names and all(p is not None for p in logp):
-        front_c = pareto_front(_xy([(g, p.delta) for g, p in zip(gains, logp)]))
         candidates, rule_axis = (
             [(g, p.delta) for g, p in zip(gains, logp)],
             "log-probability of the right answer",
         )
+        front_c = pareto_front(candidates)
     else:
+        candidates, rule_axis = by_accuracy, "accuracy"
         front_c = [False] * len(names)
-        candidates, rule_axis = list(zip(gains, costs)), "accuracy"
-    best_index = best_tradeoff(_xy(candidates), max_cost) if names else None
+    best_index = best_tradeoff(candidates, max_cost)
     bound = "" if max_cost is None else f" whose {gen} {rule_axis} change is no worse than -{max_cost:g}"
     points = tuple(
         FrontierPoint(

@@ -56,7 +56,7 @@ from harness.analysis import Analysis
 from harness.configfile import ConfigError, Problems, Strict, unknown
 from harness.formatting import interval, p_value, pct, points
 from harness.stats import Paired, paired
-from harness.summary import verdicts
+from harness.summary import compare, verdicts
 from harness.tasks import TASKS
 
 _EPS = 1e-9  # a floor of 0.2 holds for 40/200
@@ -227,17 +227,15 @@ def read_stored_cases(path: str | Path) -> list[SimpleNamespace]:
 # -- checking -------------------------------------------------------------------------------
 
 
-def check_gates(
-    gates: Gates, rows: Sequence, summary: Sequence, *, narrowed: str = "", analysis: Analysis | None = None
-) -> list[GateResult]:
-    """Check every gate against a run's case ``rows`` and its ``summary`` (harness.summary),
-    and, for the adapter and frontier gates, its ``analysis`` (harness.analysis).
+def check_gates(gates: Gates, rows: Sequence, analysis: Analysis, *, narrowed: str = "") -> list[GateResult]:
+    """Check every gate against a run's case ``rows`` and their ``analysis`` (harness.analysis:
+    the accuracies, the adapters' facts and the frontier).
 
     ``narrowed`` describes how the run's selection was narrowed ("" if it was not): a gate on
     a (variant, benchmark) that did not run is then skipped instead of failed. A floor or drop
     gate with ``min_n`` is skipped, with a notice, on fewer scored items than that.
     """
-    by_pair = {(s.variant, s.benchmark): s for s in summary}
+    by_pair = {(s.variant, s.benchmark): s for s in analysis.summary}
     results: list[GateResult] = []
 
     def absent(gate: str, what: str, pair: tuple[str, str]) -> GateResult:
@@ -263,14 +261,7 @@ def check_gates(
             results.append(absent(name, what, (g.variant, g.benchmark)))
             continue
         a = s.overall
-        figures = {
-            "accuracy": a.accuracy,
-            "n": a.n,
-            "correct": a.correct,
-            "ci_low": a.ci_low,
-            "ci_high": a.ci_high,
-            "min_accuracy": g.min_accuracy,
-        }
+        figures = {**dataclasses.asdict(a), "min_accuracy": g.min_accuracy}
         if 0 < a.n < g.min_n:
             results.append(
                 GateResult(
@@ -307,7 +298,7 @@ def check_gates(
         if missing:
             results.append(absent(name, what, missing))
             continue
-        p = paired(verdicts(rows, g.variant, g.benchmark), verdicts(rows, g.reference, g.benchmark))
+        p = compare(rows, g.variant, g.reference, g.benchmark).paired
         if 0 < p.n < g.min_n:
             results.append(
                 GateResult(
@@ -331,8 +322,8 @@ def check_gates(
     return results
 
 
-def _adapter_result(name: str, g: AdapterGate, analysis: Analysis | None, narrowed: str) -> GateResult:
-    facts = analysis.facts.get(g.variant) if analysis is not None else None
+def _adapter_result(name: str, g: AdapterGate, analysis: Analysis, narrowed: str) -> GateResult:
+    facts = analysis.facts.get(g.variant)
     if facts is None:
         status = "skipped" if narrowed else "failed"
         return GateResult(
@@ -363,8 +354,8 @@ def _adapter_result(name: str, g: AdapterGate, analysis: Analysis | None, narrow
     return GateResult(name, "passed", f"{name} {g.variant}: trained to the end ({steps})", figures)
 
 
-def _frontier_result(name: str, g: FrontierGate, analysis: Analysis | None) -> GateResult:
-    f = analysis.frontier if analysis is not None else None
+def _frontier_result(name: str, g: FrontierGate, analysis: Analysis) -> GateResult:
+    f = analysis.frontier
     what = f"a point gaining >= {g.min_gain_points:g} points while losing <= {g.max_cost_points:g}"
     if f is None or not f.points:
         return GateResult(

@@ -220,9 +220,7 @@ class ResultsCollector:
         )
         if gates is not None:
             self.gates_note = narrowed_by(self.config)
-            self.gate_results = check_gates(
-                gates, rows, self.analysis.summary, narrowed=self.gates_note, analysis=self.analysis
-            )
+            self.gate_results = check_gates(gates, rows, self.analysis, narrowed=self.gates_note)
         note = (
             "--gates none or no gates key"
             if not gates_file

@@ -144,10 +144,6 @@ def _finite(value):
     return value
 
 
-def _accuracy_json(a: Accuracy) -> dict:
-    return {"n": a.n, "correct": a.correct, "accuracy": a.accuracy, "ci_low": a.ci_low, "ci_high": a.ci_high}
-
-
 def _frontier_json(analysis: Analysis) -> dict | None:
     f = analysis.frontier
     if f is None:
@@ -187,7 +183,7 @@ def results_payload(
                 {
                     "variant": s.variant,
                     "benchmark": s.benchmark,
-                    **_accuracy_json(s.overall),
+                    **asdict(s.overall),
                     "errored": s.errored,
                     "same_predictions_as": analysis.same.get((s.variant, s.benchmark)),
                     "skipped": s.skipped,
@@ -196,8 +192,8 @@ def results_payload(
                     "error_reasons": s.error_reasons,
                     "why_wrong": dict(analysis.why_wrong.get((s.variant, s.benchmark), {})),
                     "answers": dict(analysis.predicted.get((s.variant, s.benchmark), {})),
-                    "by_group": {g: _accuracy_json(a) for g, a in s.by_group.items()},
-                    "by_subject": {g: _accuracy_json(a) for g, a in s.by_subject.items()},
+                    "by_group": {g: asdict(a) for g, a in s.by_group.items()},
+                    "by_subject": {g: asdict(a) for g, a in s.by_subject.items()},
                 }
                 for s in analysis.summary
             ],
@@ -266,9 +262,7 @@ def _num(x: float | None, digits: int = 3) -> str:
 
 
 def _mean_interval(m: PairedMean, digits: int = 3) -> str:
-    if not (math.isfinite(m.ci_low) and math.isfinite(m.ci_high)):
-        return "n/a"
-    return f"[{_num(m.ci_low, digits)}, {_num(m.ci_high, digits)}]"
+    return interval(m.ci_low, m.ci_high, lambda x: _num(x, digits))
 
 
 def _accuracy_cell(s: PairSummary, analysis: Analysis) -> tuple[str, str]:
@@ -489,8 +483,9 @@ def _frontier_section(analysis: Analysis) -> list[str]:
         "",
         f"One point per adapter or checkpoint: what it bought on {f.specialization} and what it cost on "
         f"{f.generalization}, against the baseline ({analysis.baseline}), paired on the same items. "
-        f"**front**: no other point is at least as good on both axes (by accuracy; **front (logp)**: by "
-        f"the log-probability of the right answer instead). The best trade-off is {f.best_rule}.",
+        f"**front**: no other point is at least as good on both axes and better on one (by accuracy; "
+        f"**front (logp)**: by the log-probability of the right answer instead). "
+        f"The best trade-off is {f.best_rule}.",
         "",
     ]
     if f.points:
@@ -722,9 +717,9 @@ def format_table(analysis: Analysis) -> str:
     lines = [head, "-" * len(head)]
     for s in summary:
         a = s.overall
-        acc, ci = _accuracy_cell(s, analysis)
+        _, ci = _accuracy_cell(s, analysis)
         same = analysis.same.get((s.variant, s.benchmark))
-        acc = "errored" if s.errored else pct(a.accuracy)
+        acc = "errored" if s.errored else pct(a.accuracy)  # the "(= v)" note goes at the line's end
         lines.append(
             f"{s.benchmark:<{tw}} {s.variant:<{width}} {a.n:>5} {a.correct:>7} {acc:>8}  {ci:<17} "
             f"{s.skipped:>7} {s.errors:>6}" + (f"  (same predictions as {same})" if same else "")

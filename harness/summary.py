@@ -117,6 +117,12 @@ def _errored_pairs(rows: Iterable) -> set[tuple[str, str]]:
     return {pair for pair, outcomes in scored.items() if outcomes and all(o == "error" for o in outcomes)}
 
 
+def _not_compared(rows: Iterable, baseline: str, same: Mapping[tuple[str, str], str] | None) -> set:
+    """(variant, task) pairs left out of comparisons with ``baseline``: every item errored, or
+    the predictions are the baseline's own."""
+    return _errored_pairs(rows) | {p for p, v in (same or {}).items() if v == baseline}
+
+
 def compare_to_baseline(
     rows: Sequence, baseline: str, same: Mapping[tuple[str, str], str] | None = None
 ) -> list[Comparison]:
@@ -124,7 +130,7 @@ def compare_to_baseline(
     measurement is the baseline's own (``same``: (variant, task) -> the variant it repeats), nor
     a pair whose every item errored."""
     pairs = {(r.variant, r.benchmark) for r in rows}
-    skip = _errored_pairs(rows) | {p for p, v in (same or {}).items() if v == baseline}
+    skip = _not_compared(rows, baseline, same)
     return [
         compare(rows, variant, baseline, benchmark)
         for benchmark, variant in sorted((b, v) for v, b in pairs)
@@ -175,7 +181,7 @@ def continuous_measures(
     """Every continuous measure that the rows carry, per non-baseline variant and task, against
     the baseline on the items both scored (paired t interval and test, harness/stats.py)."""
     pairs = sorted({(r.benchmark, r.variant) for r in rows})
-    skip = _errored_pairs(rows) | {p for p, v in (same or {}).items() if v == baseline}
+    skip = _not_compared(rows, baseline, same)
     out = []
     for task, variant in pairs:
         if variant == baseline or (variant, task) in skip:
@@ -192,7 +198,10 @@ def continuous_measures(
                     continue
                 if how == "kl":
                     shared = mine.keys() & theirs.keys()
-                    kl = {k: categorical_kl(list(theirs[k].values()), list(mine[k].values())) for k in shared}
+                    kl = {  # the answers in the baseline's order, matched by name
+                        k: categorical_kl(list(theirs[k].values()), [mine[k][a] for a in theirs[k]])
+                        for k in shared
+                    }
                     result = paired_mean_difference(kl, {k: 0.0 for k in kl})
                 else:
                     result = paired_mean_difference(mine, theirs)

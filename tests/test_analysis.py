@@ -181,11 +181,13 @@ def test_frontier_figure_and_labels_do_not_overprint(tmp_path):
     assert path.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_a_narrowed_run_draws_no_empty_panel(tmp_path):
+def test_a_narrowed_run_draws_no_empty_panel(tmp_path, monkeypatch):
+    from harness import figure
     from harness.figure import plot_tradeoff
 
     rows = [row("base", "mmlu", i, "passed") for i in range(5)]  # one task, one variant: no trade-off panel
     a = analyze(rows, baseline="base", tasks=("mmlu",), facts={})
+    monkeypatch.setattr(figure, "_tradeoff_panel", lambda *a, **k: pytest.fail("drew an empty panel"))
     path = plot_tradeoff(a, tmp_path / "t.png")
     assert path.read_bytes()[:4] == b"\x89PNG"
     assert math.isfinite(a.summary[0].overall.accuracy)

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from harness import summary as summary_mod
 from harness.analysis import analyze
 from harness.frontier import AdapterFacts
 from harness.gates import GatesError, check_gates, load_gates, parse_gates
@@ -29,7 +28,8 @@ def rows_of(table: dict[tuple[str, str], tuple[int, int]]) -> list[CaseResult]:
 
 def check(text: str, rows, narrowed: str = ""):
     gates = parse_gates(tomllib.loads(text), variants=VARIANTS, source="g.toml")
-    return check_gates(gates, rows, summary_mod.summarize(rows), narrowed=narrowed)
+    analysis = analyze(rows, baseline="base", tasks=("spider", "mmlu"), facts={})
+    return check_gates(gates, rows, analysis, narrowed=narrowed)
 
 
 # -- validation -------------------------------------------------------------------------------
@@ -55,7 +55,7 @@ def test_the_default_gates_pass_on_plausible_tiny_model_numbers_and_catch_a_brok
     )
     trained = {"ft": AdapterFacts("ft", "adapters/default", "succeeded", steps_done=20, steps_planned=20)}
     analysis = analyze(ok, baseline="base", tasks=("spider", "mmlu"), facts=trained)
-    results = check_gates(gates, ok, analysis.summary, analysis=analysis)
+    results = check_gates(gates, ok, analysis)
     assert [g.status for g in results] == ["passed"] * len(gates)
     broken = rows_of(
         {
@@ -71,7 +71,7 @@ def test_the_default_gates_pass_on_plausible_tiny_model_numbers_and_catch_a_brok
         )
     }
     analysis = analyze(broken, baseline="base", tasks=("spider", "mmlu"), facts=cut)
-    failed = [g.gate for g in check_gates(gates, broken, analysis.summary, analysis=analysis) if g.failed]
+    failed = [g.gate for g in check_gates(gates, broken, analysis) if g.failed]
     assert failed == ["floor[1]", "max_drop[0]", "adapter[0]"]
     # a run narrowed by --limit is too small for the floors: skipped, and said
     few = rows_of(
@@ -83,7 +83,7 @@ def test_the_default_gates_pass_on_plausible_tiny_model_numbers_and_catch_a_brok
         }
     )
     small = analyze(few, baseline="base", tasks=("spider", "mmlu"), facts=trained)
-    statuses = {g.gate: g.status for g in check_gates(gates, few, small.summary, analysis=small)}
+    statuses = {g.gate: g.status for g in check_gates(gates, few, small)}
     assert statuses == {
         "floor[0]": "skipped",
         "floor[1]": "skipped",
@@ -104,10 +104,10 @@ def test_the_frontier_gate_asks_for_a_point_that_gains_without_costing_too_much(
     )
     facts = {"ft": AdapterFacts("ft", "a", "succeeded")}
     analysis = analyze(rows, baseline="base", tasks=("spider", "mmlu"), facts=facts)
-    [result] = check_gates(gates, rows, analysis.summary, analysis=analysis)
+    [result] = check_gates(gates, rows, analysis)
     assert result.status == "passed" and "ft gains +10.0" in result.message
     strict = parse_gates({"frontier": [{"max_cost_points": 1.0}]}, variants=VARIANTS)
-    [result] = check_gates(strict, rows, analysis.summary, analysis=analysis)
+    [result] = check_gates(strict, rows, analysis)
     assert result.status == "failed" and "none of the 1 points" in result.message
 
 
