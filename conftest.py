@@ -3,8 +3,8 @@
 deepeval reads its settings from the environment when it is first imported. Rewriting its
 run file after every case makes ``deepeval test run`` quadratic in the number of cases, so the
 harness keeps deepeval's file system read-only and collects results itself (harness/plugin.py).
-The Makefile and the ``harness`` CLI set the same variables before deepeval starts (the .env
-file too); these defaults cover a bare ``pytest``.
+The ``harness`` CLI sets the same variables before deepeval starts, and ``.env`` holds two of them
+for a bare ``deepeval test run`` (deepeval reads it on import); these defaults cover a bare ``pytest``.
 
 The plugins: harness.session (options, experiment, run folder, xdist workers), harness.plugin
 (results, report, gates, exit status), harness.speedups (measured speed-ups of pytest's and

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from harness.deepeval_env import apply_deepeval_env
 from harness.files import write_json
+from harness.run_folder import COMMAND_RECORD, holds_a_run, new_run_id
 
 DESCRIPTION = """\
 Measure what fine-tuning buys (Spider execution accuracy) and what it costs (MMLU accuracy).
@@ -137,16 +137,16 @@ def _cmd_bench(args: argparse.Namespace, extra: list[str]) -> int:
     exp = load_experiment(args.experiment, Overrides(variants=tuple(args.variant)))
     run_id = _option(extra, "--run-id")
     if run_id is None:
-        run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+        run_id = new_run_id()
         extra = [*extra, "--run-id", run_id]
     run_dir = Path(_option(extra, "--report-dir") or exp.report_dir) / run_id
-    if (run_dir / "results.jsonl").exists() or (run_dir / "phases").is_dir():
+    if holds_a_run(run_dir):
         print(f"harness: error: {run_dir} already holds a run; give another --run-id", file=sys.stderr)
         return 2
     training: list[dict] = []
     rc = _train_missing(exp, _selected_variants(exp, args.mark), training)
     # The report tells the whole command's time and the training it ran (harness/plugin.py).
-    write_json(run_dir / "command.json", {"started": started, "argv": sys.argv, "training": training})
+    write_json(run_dir / COMMAND_RECORD, {"started": started, "argv": sys.argv, "training": training})
     if rc:
         return rc
     cmd = ["test", "run", "benchmarks/", "--experiment", args.experiment]

@@ -29,7 +29,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, create_model, model_validator
+from pydantic import Field, PrivateAttr, create_model, model_validator
 
 from harness import configfile
 from harness.configfile import ConfigError, Problems, Strict, unknown
@@ -156,6 +156,12 @@ class _ExperimentBase(Strict):
     sweeps: tuple[SweepConfig, ...] = ()  # type: ignore[valid-type]  # expanded into variants by the loader
     variants: Annotated[tuple[VariantConfig, ...], Field(min_length=1)] = ()  # type: ignore[valid-type]
     source: str = ""  # the file it was loaded from (set by the loader, not a key of the file)
+    _declared: tuple[str, ...] = PrivateAttr(default=())  # every variant of the file (before --variant)
+
+    @property
+    def declared_variants(self) -> tuple[str, ...]:
+        """Every variant the file declares, also those --variant left out (a gate may name them)."""
+        return self._declared or tuple(v.name for v in self.variants)
 
     @model_validator(mode="after")
     def _check(self):
@@ -321,6 +327,7 @@ def load_experiment(path: str | Path, overrides: Overrides | None = None):
         # A baseline left out by --variant falls back to the first chosen variant.
         baseline = cfg.baseline if cfg.baseline in ov.variants else ""
         cfg = cfg.model_copy(update={"variants": chosen, "baseline": baseline})
+        cfg._declared = tuple(names)
     return cfg
 
 
@@ -366,9 +373,25 @@ def _expand_sweeps(raw: dict, path) -> dict:
     return {**raw, "variants": variants}
 
 
+_TABLES = ("sweeps", "variants", *TASKS)  # the file's tables; the other keys go in [experiment]
+
+
 def json_schema() -> dict:
-    """The experiment file's JSON Schema (keys as a file writes them; [experiment] flattened)."""
-    return ExperimentConfig.model_json_schema()
+    """The experiment file's JSON Schema, keys as a file writes them: the top-level keys in an
+    ``[experiment]`` table (or bare, above the first table, as the loader also accepts), then
+    ``[[sweeps]]``, ``[[variants]]`` and a table per task; ``source`` is the loader's."""
+    schema = ExperimentConfig.model_json_schema()
+    props = schema["properties"]
+    props.pop("source")
+    head = {k: v for k, v in props.items() if k not in _TABLES}
+    props["experiment"] = {
+        "title": "Experiment",
+        "description": "name, seed, baseline, cache_dir, report_dir, gates and tasks",
+        "type": "object",
+        "properties": head,
+        "additionalProperties": False,
+    }
+    return schema
 
 
 if __name__ == "__main__":  # python -m harness.config > docs/experiment.schema.json

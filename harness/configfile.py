@@ -166,7 +166,7 @@ def _annotation_at(model: type[BaseModel], loc: tuple) -> Any:
     """The annotation of the field that ``loc`` points to (None if it cannot be followed)."""
     node: Any = model
     for part in loc:
-        node = _unwrap(node)
+        node = unwrap_annotation(node)
         if isinstance(part, int):
             args = typing.get_args(node)
             node = args[0] if args else None
@@ -180,7 +180,7 @@ def _annotation_at(model: type[BaseModel], loc: tuple) -> Any:
     return node
 
 
-def _unwrap(annotation: Any) -> Any:
+def unwrap_annotation(annotation: Any) -> Any:
     """``X | None`` -> ``X``; ``Annotated[X, ...]`` -> ``X``."""
     while True:
         origin = typing.get_origin(annotation)
@@ -196,7 +196,7 @@ def _unwrap(annotation: Any) -> Any:
 
 
 def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
-    node = _unwrap(_annotation_at(model, loc)) if loc else model
+    node = unwrap_annotation(_annotation_at(model, loc)) if loc else model
     if isinstance(node, type) and issubclass(node, BaseModel):
         return list(node.model_fields)
     return []
@@ -204,16 +204,16 @@ def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
 
 def _holds_tables(model: type[BaseModel], loc: tuple) -> bool:
     """Whether the field at ``loc`` is a list of tables (``[[name]]`` in TOML)."""
-    node = _unwrap(_annotation_at(model, loc))
+    node = unwrap_annotation(_annotation_at(model, loc))
     args = typing.get_args(node) if typing.get_origin(node) is tuple else ()
-    inner = _unwrap(args[0]) if args else None
+    inner = unwrap_annotation(args[0]) if args else None
     return isinstance(inner, type) and issubclass(inner, BaseModel)
 
 
 def _literal_choices(model: type[BaseModel], loc: tuple) -> list[str]:
-    node = _unwrap(_annotation_at(model, loc))
+    node = unwrap_annotation(_annotation_at(model, loc))
     if typing.get_origin(node) is tuple:  # a list of choices: the element's annotation
-        node = _unwrap(typing.get_args(node)[0])
+        node = unwrap_annotation(typing.get_args(node)[0])
     if typing.get_origin(node) is Literal:
         return [str(a) for a in typing.get_args(node)]
     return []

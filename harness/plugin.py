@@ -41,18 +41,19 @@ import pytest
 
 from harness import report
 from harness.analysis import analyze
-from harness.config import ConfigError, load_experiment
 from harness.frontier import adapter_facts
 from harness.gates import GatesError, check_gates, gates_json, load_gates
 from harness.results import (
     CASE_PROPERTY,
     VERDICT_PROPERTY,
-    CaseRef,
     CaseResult,
     CaseSpec,
+    case_ref,
     case_result,
+    marked_as_case,
     wrong_answer_reason,
 )
+from harness.run_folder import COMMAND_RECORD, holds_a_run
 from harness.session import experiment_of, gates_path_of, has_experiment, is_worker, run_dir_of, run_id_of
 
 COLLECTOR_KEY = pytest.StashKey["ResultsCollector"]()
@@ -69,17 +70,9 @@ def load_gates_of(config: pytest.Config):
     path = gates_path_of(config)
     if not path:
         return None
-    return load_gates(path, variants=_declared_variants(config))
-
-
-def _declared_variants(config: pytest.Config) -> list[str]:
-    """Every variant the experiment file declares, also those that --variant left out: a gate
-    may name them (and is then skipped as filtered), but not a name the file lacks."""
-    exp = experiment_of(config)
-    try:
-        return [v.name for v in load_experiment(exp.source).variants]
-    except (ConfigError, OSError):
-        return [v.name for v in exp.variants]
+    # A gate may name a variant that --variant left out (it is then skipped as filtered), but
+    # not one the file lacks.
+    return load_gates(path, variants=list(experiment_of(config).declared_variants))
 
 
 def narrowed_by(config: pytest.Config) -> str:
@@ -168,7 +161,7 @@ class ResultsCollector:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.outcome == "rerun":  # pytest-rerunfailures: only the last attempt counts
             return
-        if not any(name == CASE_PROPERTY for name, _ in report.user_properties):
+        if not marked_as_case(report.user_properties):
             if report.failed:
                 self.other_failures.append(f"{report.nodeid} ({report.when})")
             return
@@ -327,7 +320,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             load_gates_of(config)
         except GatesError as e:
             problem = str(e)
-        if not problem and not is_worker(config) and _holds_a_run(run_dir_of(config)):
+        if not problem and not is_worker(config) and holds_a_run(run_dir_of(config)):
             problem = (
                 f"{run_dir_of(config)} already holds a run; give another --run-id (or none, for a new "
                 "timestamped folder), or remove that folder"
@@ -335,9 +328,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         config.stash[GATES_CHECKED_KEY] = problem
     if config.stash[GATES_CHECKED_KEY]:
         raise pytest.Collector.CollectError(config.stash[GATES_CHECKED_KEY])  # shown without a traceback
-
-
-COMMAND_RECORD = "command.json"  # written by `harness bench` into the run folder before the benchmarks
 
 
 def _command_record(run_dir: Path) -> dict | None:
@@ -354,15 +344,11 @@ def _command_record(run_dir: Path) -> dict | None:
     return record
 
 
-def _holds_a_run(run_dir: Path) -> bool:
-    return (run_dir / "results.jsonl").exists() or (run_dir / "phases").is_dir()
-
-
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Decide whether this process writes samples (``--log-samples``; auto: small runs only)."""
     choice = config.getoption("log_samples", "off")
-    n_cases = sum(1 for item in items if _case_ref(item) is not None)
+    n_cases = sum(1 for item in items if case_ref(item) is not None)
     on = choice == "on" or (choice == "auto" and 0 < n_cases <= AUTO_SAMPLES_MAX)
     if on and n_cases:
         config.stash[SAMPLES_KEY] = {}
@@ -428,21 +414,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return  # another deepeval: its own warning stays
 
 
-def _case_ref(item: pytest.Item) -> CaseRef | None:
-    return next(
-        (
-            v
-            for v in getattr(getattr(item, "callspec", None), "params", {}).values()
-            if isinstance(v, CaseRef)
-        ),
-        None,
-    )
-
-
 def _write_sample(item: pytest.Item, spec: CaseSpec, verdict: dict, outcome: str) -> None:
     """One line of ``samples/<task>-<variant>[.gwK].jsonl``: what the model saw, said and scored."""
     files = item.config.stash.get(SAMPLES_KEY, None)
-    ref = _case_ref(item)
+    ref = case_ref(item)
     if files is None or ref is None or spec.test_case is None:
         return
     key = (ref.task, ref.variant)
@@ -475,12 +450,11 @@ def _write_sample(item: pytest.Item, spec: CaseSpec, verdict: dict, outcome: str
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Mark a benchmark case as one before its fixtures run: its ``CaseRef`` parameter gives its
     identity, which becomes the ``harness_case`` user property."""
-    if any(name == CASE_PROPERTY for name, _ in item.user_properties):
+    if marked_as_case(item.user_properties):
         return
-    for value in getattr(getattr(item, "callspec", None), "params", {}).values():
-        if isinstance(value, CaseRef):
-            item.user_properties.append((CASE_PROPERTY, value.identity()))
-            return
+    ref = case_ref(item)
+    if ref is not None:
+        item.user_properties.append((CASE_PROPERTY, ref.identity()))
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -490,7 +464,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
     Runs where the test ran (an xdist worker too); the verdict travels on the report."""
     outcome = yield
-    if call.when != "call" or not any(name == CASE_PROPERTY for name, _ in item.user_properties):
+    if call.when != "call" or not marked_as_case(item.user_properties):
         return
     report = outcome.get_result()
     spec = next((v for v in getattr(item, "funcargs", {}).values() if isinstance(v, CaseSpec)), None)

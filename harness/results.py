@@ -43,6 +43,17 @@ class CaseRef:
         return {"variant": self.variant, "benchmark": self.task, "item_id": self.item_id, **self.fields}
 
 
+def case_ref(item) -> CaseRef | None:
+    """The ``CaseRef`` parameter of a collected pytest item; None for a test that is no case."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return next((v for v in params.values() if isinstance(v, CaseRef)), None)
+
+
+def marked_as_case(user_properties) -> bool:
+    """Whether an item's (or its report's) user properties name it a benchmark case."""
+    return any(name == CASE_PROPERTY for name, _ in user_properties)
+
+
 @dataclass(frozen=True)
 class CaseSpec:
     """One item and its prediction, ready to score: ``assert_test(spec.test_case, [spec.metric])``.

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
-import time
 from pathlib import Path
 
 import pytest
 
 from harness.config import ConfigError, ExperimentConfig, Overrides, load_experiment
 from harness.models import LOAD_MODES
+from harness.run_folder import new_run_id
 from harness.sharding import Shard, pin_worker, visible_gpus, worker_gpu
 from harness.tasks import TASKS
+from harness.tasks.mmlu import SELECTIONS as MMLU_SELECTIONS
 
 EXPERIMENT_KEY = pytest.StashKey[ExperimentConfig]()
 RUN_ID_KEY = pytest.StashKey[str]()
@@ -116,7 +116,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--mmlu-selection",
         default=None,
-        choices=("paper", "full", "per_subject"),
+        choices=MMLU_SELECTIONS,
         help="which MMLU questions: paper (150), full (14,042) or per_subject",
     )
     group.addoption("--cache-dir", default=None, help="prediction cache folder (default: from the config)")
@@ -221,11 +221,6 @@ def is_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
-def _new_run_id() -> str:
-    """A timestamp and a random suffix: two runs started in the same second get two folders."""
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
-
-
 # -- hooks: wiring only ----------------------------------------------------------------------------
 
 
@@ -234,7 +229,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if worker is not None:  # an xdist worker: its GPU, before anything starts CUDA (harness/sharding.py)
         pin_worker(worker.get("harness_gpu"))
     config.stash[RUN_ID_KEY] = (
-        (worker or {}).get("harness_run_id") or config.getoption("run_id") or _new_run_id()
+        (worker or {}).get("harness_run_id") or config.getoption("run_id") or new_run_id()
     )
     for name, task in TASKS.items():
         config.addinivalue_line("markers", f"{name}: {task.description}")

@@ -26,7 +26,7 @@ from functools import partial
 
 import pytest
 
-from harness.results import CASE_PROPERTY, CaseRef, wrong_answer_reason
+from harness.results import case_ref, marked_as_case, wrong_answer_reason
 from harness.session import has_experiment, whole_number
 
 BENCHMARK_SESSION_KEY = pytest.StashKey[bool]()  # every collected item is a benchmark case
@@ -43,12 +43,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-def _is_case(item: pytest.Item) -> bool:
-    return any(
-        isinstance(v, CaseRef) for v in getattr(getattr(item, "callspec", None), "params", {}).values()
-    )
-
-
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """A session of benchmark cases only: no per-test log capture, and the cases frozen.
@@ -59,7 +53,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     reach stderr). The collected cases live to the end of the session, so the cyclic garbage
     collector's full passes need not walk them again and again.
     """
-    if not items or not all(_is_case(item) for item in items):
+    if not items or not all(case_ref(item) is not None for item in items):
         return
     gc.freeze()
     config.stash[BENCHMARK_SESSION_KEY] = True
@@ -149,7 +143,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     """
     if call.when != "call" or call.excinfo is None or not call.excinfo.errisinstance(AssertionError):
         return None
-    if not any(name == CASE_PROPERTY for name, _ in item.user_properties):
+    if not marked_as_case(item.user_properties):
         return None
     if item.config.getoption("tbstyle", "auto") not in ("auto", "no", "line"):
         return None

@@ -37,6 +37,7 @@ left behind, and :func:`config_fingerprint` says whether it was trained with the
 
 from __future__ import annotations
 
+import copy
 import decimal
 import hashlib
 import itertools
@@ -49,7 +50,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from harness.configfile import ConfigError, Problems, Strict, did_you_mean, read_toml, validate
+from harness.configfile import (
+    ConfigError,
+    Problems,
+    Strict,
+    did_you_mean,
+    read_toml,
+    unwrap_annotation,
+    validate,
+)
 from harness.models import DEFAULT_MODEL
 from harness.tasks.spider import TemplateName
 
@@ -253,9 +262,7 @@ _IDENTITY = ("name", "output", "source")  # where and under which name a run is 
 def _sections() -> dict[str, type[BaseModel]]:
     out = {}
     for name, field in TrainingConfig.model_fields.items():
-        annotation = field.annotation
-        args = [a for a in getattr(annotation, "__args__", ()) if a is not type(None)]
-        cls = args[0] if args else annotation
+        cls = unwrap_annotation(field.annotation)
         if isinstance(cls, type) and issubclass(cls, BaseModel):
             out[name] = cls
     return out
@@ -331,14 +338,6 @@ def _frozen(value):
     return tuple(_frozen(v) for v in value) if isinstance(value, list) else value
 
 
-def _deep_copy(raw):
-    if isinstance(raw, dict):
-        return {k: _deep_copy(v) for k, v in raw.items()}
-    if isinstance(raw, list):
-        return [_deep_copy(v) for v in raw]
-    return raw
-
-
 # --- loading -------------------------------------------------------------------------------------
 
 
@@ -385,7 +384,7 @@ def load_sweep(path: str | Path, **overrides) -> list[SweepPoint]:
         for dotted, value in resolved_overrides.items():
             _set(raw, dotted, value)
         for dotted, _ in axes:
-            _set(_deep_copy(raw), dotted, None)  # each swept key's table is a table
+            _set(copy.deepcopy(raw), dotted, None)  # each swept key's table is a table
     except ConfigError as e:
         raise ConfigError(f"{path}: invalid {KIND}:\n  {e}") from None
     base = validate(TrainingConfig, raw, source=str(path), kind=KIND)
@@ -394,7 +393,7 @@ def load_sweep(path: str | Path, **overrides) -> list[SweepPoint]:
         return [SweepPoint(base)]
     points, problems = [], []
     for combo in itertools.product(*(values for _, values in axes)):
-        point_raw = _deep_copy(raw)
+        point_raw = copy.deepcopy(raw)
         values = tuple((k, _frozen(v)) for (k, _), v in zip(axes, combo))
         for dotted, value in values:
             _set(point_raw, dotted, value)

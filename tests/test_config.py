@@ -141,6 +141,19 @@ def test_json_schema_in_docs_is_current():
     )
 
 
+def test_the_json_schema_admits_the_shipped_experiments_keys():
+    """Every key a shipped experiment writes, at the top and in [experiment], is one the schema has."""
+    import tomllib
+
+    schema = json_schema()
+    head = schema["properties"]["experiment"]["properties"]
+    assert "source" not in schema["properties"] and "source" not in head
+    for path in [*Path("experiments").glob("*.toml"), Path("examples/text2sql/experiment.toml")]:
+        raw = tomllib.loads(path.read_text())
+        assert set(raw) <= set(schema["properties"]), path
+        assert set(raw.get("experiment", {})) <= set(head), path
+
+
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="nope.toml: experiment config not found"):
         load_experiment(tmp_path / "nope.toml")

@@ -32,6 +32,7 @@ LAYERS: dict[str, int] = {
     "harness.stats": 0,
     "harness.progress": 0,
     "harness.noise": 0,
+    "harness.run_folder": 0,
     "harness.cache": 0,
     "harness.sql": 0,
     "harness.deepeval_env": 0,
@@ -77,16 +78,6 @@ PACKAGE_LAYERS = (
 # deepeval, torch or transformers, which these modules import.
 DEFERRED_OK = {
     "harness.cli": {"harness.config", "harness.models", "harness.score_spider", "harness.tasks.spider"},
-    "training": {
-        "training._cli",
-        "training._config",
-        "training._data",
-        "training._guard",
-        "training._progress",
-        "training._recipe",
-        "training._output",
-        "harness.training_config",
-    },
     "training._recipe": {"training._data", "training._guard", "training._progress"},
 }
 

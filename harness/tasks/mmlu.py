@@ -19,6 +19,7 @@ import csv
 import math
 import os
 import random
+import typing
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -55,6 +56,8 @@ MMLU_DIR_ENV = "HARNESS_MMLU_DIR"
 _DEFAULT_MMLU_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "mmlu"
 
 SPLITS = ("dev", "val", "test")
+Selection = Literal["paper", "full", "per_subject"]
+SELECTIONS = typing.get_args(Selection)
 _HUB_SPLITS = {"dev": "dev", "val": "validation", "test": "test"}
 LETTERS = ("A", "B", "C", "D")
 
@@ -385,7 +388,7 @@ def named_selection(
         return MMLUSelection(mode="full", seed=seed, subjects=subjects)
     if name == "per_subject":
         return MMLUSelection(mode="per_subject", per_subject=per_subject, seed=seed, subjects=subjects)
-    raise ValueError(unknown("MMLU selection", name, ("paper", "full", "per_subject")))
+    raise ValueError(unknown("MMLU selection", name, SELECTIONS))
 
 
 def _sample(pool: list[MMLUItem], n: int, seed: int, stratum: str) -> list[MMLUItem]:
@@ -694,7 +697,6 @@ def acc_norm_choice(logprobs: Sequence[float], choices: Sequence[str]) -> int:
 
 # -- the task ------------------------------------------------------------------------------------
 
-SELECTIONS = ("paper", "full", "per_subject")
 Scoring = Literal["loglik", "cloze", "generate"]
 _GENERATE_TOKENS = 5  # the paper read the first character; a few more help diagnosis
 _CHOICES = tuple(" " + letter for letter in LETTERS)  # lm-eval scores " A", not "A", after "Answer:"
@@ -707,7 +709,7 @@ class MMLUSettings(TaskSettings):
     source: Literal["disk", "hub"] = "disk"
     split: Literal["dev", "val", "test"] = "test"
     # "paper": 50 STEM + 50 humanities + 50 social sciences, seeded; "full"; "per_subject"
-    selection: Literal["paper", "full", "per_subject"] = "paper"
+    selection: Selection = "paper"
     per_subject: NonNegative = 0  # with selection = "per_subject": this many questions of every subject
     subjects: tuple[str, ...] = ()  # restrict to these subjects (any selection)
     shots: NonNegative = 4
