@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from harness.loglik import score_choices
 from harness.models import DEFAULT_MODEL, context_length, load_base_model, load_tokenizer, resolve_model
 from harness.tasks.mmlu import (
+    LETTER_CHOICES,
     LETTERS,
     MMLUSelection,
     find_mmlu_dir,
@@ -40,12 +41,10 @@ from harness.tasks.mmlu import (
 )
 from harness.token_counts import batch_token_counter
 
-_CHOICES = tuple(" " + letter for letter in LETTERS)
-
 
 def score_letters_loglik(model, tokenizer, requests, **kwargs):
     """Our scorer over the letters " A" .. " D", as the MMLU task asks the engine."""
-    return score_choices(model, tokenizer, requests, [_CHOICES] * len(requests), **kwargs)
+    return score_choices(model, tokenizer, requests, [LETTER_CHOICES] * len(requests), **kwargs)
 
 
 _COLUMNS = ["question", "A", "B", "C", "D", "answer"]

@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 
 from harness.loglik import score_choices
-from harness.tasks.mmlu import LETTERS, find_mmlu_dir, load_mmlu_split, mmlu_prompt_parts, mmlu_shots
+from harness.tasks.mmlu import (
+    LETTER_CHOICES,
+    LETTERS,
+    find_mmlu_dir,
+    load_mmlu_split,
+    mmlu_prompt_parts,
+    mmlu_shots,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "bench_mmlu_vs_lmeval.py"
@@ -63,7 +70,7 @@ def test_tiny_model_matches_lm_eval_hf_backend(tmp_path, tiny_model_dir):
         theirs = bench.lmeval_requests(items, tmp_path, "test", k)
         requests = [mmlu_prompt_parts(it, mmlu_shots(shots, it.subject, k)) for it in items]
         ours = score_choices(
-            model, tokenizer, requests, [tuple(" " + x for x in LETTERS)] * len(requests), min_shared_tokens=1
+            model, tokenizer, requests, [LETTER_CHOICES] * len(requests), min_shared_tokens=1
         )
         for it, (prefix, suffix), score in zip(items, requests, ours):
             insts = theirs[it.item_id]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -104,3 +106,71 @@ def test_every_prompt_ends_with_the_cue_and_shares_its_subject_prefix(subject, q
     assert prompt.endswith("\nAnswer:")
     assert prompt.startswith(mmlu_description(subject))
     assert mmlu_prompt_parts(q, shots)[0] == mmlu_prompt_parts(other, shots)[0]
+
+
+def test_the_cloze_prompt_is_lm_evals_mmlu_continuation_layout_exactly():
+    from harness.tasks.mmlu import cloze_choices, cloze_prompt_parts
+
+    prefix, question = cloze_prompt_parts(QUESTION, DEV[:2])
+    assert prefix == (
+        "The following are questions (with answers) about high school physics.\n\n"
+        "Question: First shot?\nAnswer: 2\n\n"
+        "Question: Second shot?\nAnswer: d\n\n"
+    )
+    assert question == "Question: What falls faster?\nAnswer:"
+    assert cloze_choices(QUESTION) == (" A feather", " A stone", " Both", " Neither")
+    with pytest.raises(ValueError, match="must come from subject 'high_school_physics'"):
+        cloze_prompt_parts(QUESTION, [DEV[3]])
+
+
+def test_cloze_picks_by_log_likelihood_per_character_and_scores_the_gold_per_token():
+    from harness.tasks.mmlu import MMLUPrediction, acc_norm_choice, gold_logprob
+
+    # -6 over 12 characters beats -3 over 4: acc_norm divides by the text's length
+    assert acc_norm_choice([-3.0, -6.0, -9.0, -9.0], ["abcd", "abcdefghijkl", "x", "y"]) == 1
+    assert acc_norm_choice([-2.0, -2.0, -5.0, -5.0], ["ab", "cd", "e", "f"]) == 0  # a tie: the earlier
+    cloze = MMLUPrediction("q", "B", (-3.0, -6.0, -9.0, -9.0), None, (2, 3, 1, 1), "p", 0, "cloze")
+    assert gold_logprob(cloze, 1) == -2.0  # the gold text's log-probability per token
+    letters = MMLUPrediction("q", "A", (-1.0, -2.0, -3.0, -4.0), None, None, "p", 0, "loglik")
+    expected = -1.0 - math.log(sum(math.exp(-x) for x in (1.0, 2.0, 3.0, 4.0)))
+    assert gold_logprob(letters, 0) == pytest.approx(expected)  # renormalised over the four letters
+
+
+def test_the_cloze_task_asks_for_each_choices_text_and_answers_by_acc_norm(tmp_path, tiny_model_dir):
+    from harness.engine import Engine
+    from harness.loglik import ChoiceScores
+    from harness.model_pool import ModelPool
+    from harness.tasks import TASKS
+    from harness.tasks.base import RunContext
+    from harness.tasks.mmlu import MMLUSettings, acc_norm_choice, cloze_choices
+    from tests.tiny_data import MMLU_ROWS, build_mmlu_dir
+
+    asked = []
+
+    class ByLength:  # log-likelihood -sqrt(length): the shortest text is likeliest, the longest per character
+        def score_choices(self, variant, requests, choices, settings, tick=None):
+            asked.extend(choices)
+            return [ChoiceScores(tuple(-(len(c) ** 0.5) for c in cs), (2, 2, 2, 2), 0, 0) for cs in choices]
+
+    class Variant:
+        name, model, load, adapter = "base", str(tiny_model_dir), "fp32", ""
+
+    task = TASKS["mmlu"]
+    settings = MMLUSettings(
+        data_dir=str(build_mmlu_dir(tmp_path / "mmlu")),
+        selection="per_subject",
+        per_subject=2,
+        subjects=tuple(MMLU_ROWS),
+        shots=0,
+    )
+    settings = settings.model_copy(update={"scoring": "cloze"})
+    data = task.load(settings, seed=0)
+    engine = Engine(ModelPool(), tmp_path / "cache", backend=ByLength())
+    predictions = task.predict(RunContext(engine, 0), data, Variant(), settings, None)
+    assert asked == [cloze_choices(item) for item in data.items]
+    for item in data.items:
+        p = predictions.by_item[item.item_id]
+        assert p.scoring == "cloze" and p.token_counts == (2, 2, 2, 2)
+        assert p.letter == "ABCD"[acc_norm_choice(p.logprobs, item.choices)]
+        longest = max(range(4), key=lambda i: (len(item.choices[i]), -i))
+        assert p.letter == "ABCD"[longest]

@@ -9,6 +9,7 @@ from harness.engine import GenerationSettings, generate_batch
 from harness.loglik import ChoiceScores, score_choices, single_token_ids
 from harness.models import context_length
 from harness.tasks.mmlu import (
+    LETTER_CHOICES,
     LETTERS,
     SUBJECT_CATEGORIES,
     MMLUItem,
@@ -20,7 +21,7 @@ from harness.tasks.mmlu import (
     mmlu_prompt_parts,
 )
 
-CHOICES = tuple(" " + letter for letter in LETTERS)
+CHOICES = LETTER_CHOICES
 
 
 class LetterScores(ChoiceScores):

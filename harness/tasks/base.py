@@ -9,6 +9,7 @@ lists the tasks.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,7 +79,6 @@ class Report:
     # it may cost (its y axis); "": neither
     role: str = ""
     closed_answers: bool = False  # the answers come from a fixed set (MMLU's letters): count them
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Task(Protocol):
@@ -123,8 +123,6 @@ def shots_of(settings: TaskSettings, options: VariantOptions | None) -> int:
 def seeded_sample(items: Sequence, limit: int, seed: int) -> list:
     """A seeded sample of ``limit`` items in their original order (all of them for 0 or more
     than there are). The same (items, limit, seed) gives the same sample for every variant."""
-    import random
-
     if not limit or limit >= len(items):
         return list(items)
     chosen = random.Random(seed).sample(range(len(items)), limit)
@@ -134,8 +132,6 @@ def seeded_sample(items: Sequence, limit: int, seed: int) -> list:
 def stratified_sample(items: Sequence, limit: int, seed: int, stratum) -> list:
     """A seeded sample of ``limit`` items spread over strata in proportion to their sizes
     (largest remainders), in the items' original order."""
-    import random
-
     if not limit or limit >= len(items):
         return list(items)
     groups: dict[Any, list[int]] = {}

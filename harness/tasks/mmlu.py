@@ -438,13 +438,24 @@ _MMLU_FEWSHOT_DELIMITER = "\n\n"  # lm-eval's fewshot_delimiter, after every sho
 _MMLU_TARGET_DELIMITER = " "  # lm-eval's target_delimiter, between "Answer:" and the letter
 
 
+def _subject_words(subject: str) -> str:
+    return " ".join(subject.split("_"))  # high_school_physics -> high school physics
+
+
+def _require_same_subject(item: MMLUItem, shots: Sequence[MMLUItem]) -> None:
+    strangers = [s.item_id for s in shots if s.subject != item.subject]
+    if strangers:
+        # deepeval's MMLU benchmark reuses the first subject's shots for every subject; a shot
+        # from another subject is that bug, not a choice.
+        raise ValueError(
+            f"{item.item_id}: MMLU shots must come from subject {item.subject!r}, got {', '.join(strangers)}"
+        )
+
+
 def mmlu_description(subject: str) -> str:
     """``The following are multiple choice questions (with answers) about high school physics.``
     + blank line."""
-    return (
-        "The following are multiple choice questions (with answers) about "
-        f"{' '.join(subject.split('_'))}.\n\n"
-    )
+    return f"The following are multiple choice questions (with answers) about {_subject_words(subject)}.\n\n"
 
 
 def mmlu_question(item: MMLUItem) -> str:
@@ -465,13 +476,7 @@ def mmlu_prompt_parts(item: MMLUItem, shots: Sequence[MMLUItem]) -> tuple[str, s
     The prefix (description and shots, ending with the blank line before the question) is the
     same for every question of a subject, so a scorer can compute it once and reuse it.
     """
-    strangers = [s.item_id for s in shots if s.subject != item.subject]
-    if strangers:
-        # deepeval's MMLU benchmark reuses the first subject's shots for every subject; a shot
-        # from another subject is that bug, not a choice.
-        raise ValueError(
-            f"{item.item_id}: MMLU shots must come from subject {item.subject!r}, got {', '.join(strangers)}"
-        )
+    _require_same_subject(item, shots)
     prefix = mmlu_description(item.subject) + "".join(mmlu_shot(s) + _MMLU_FEWSHOT_DELIMITER for s in shots)
     return prefix, mmlu_question(item)
 
@@ -518,12 +523,8 @@ def cloze_choices(item: MMLUItem) -> tuple[str, ...]:
 def cloze_prompt_parts(item: MMLUItem, shots: Sequence[MMLUItem]) -> tuple[str, str]:
     """lm-eval's ``mmlu_continuation`` layout: a description, shots answered with their gold
     choice's text, then the question; split into (shared prefix, question) like the letter form."""
-    strangers = [s.item_id for s in shots if s.subject != item.subject]
-    if strangers:
-        raise ValueError(
-            f"{item.item_id}: MMLU shots must come from subject {item.subject!r}, got {', '.join(strangers)}"
-        )
-    description = f"The following are questions (with answers) about {' '.join(item.subject.split('_'))}.\n\n"
+    _require_same_subject(item, shots)
+    description = f"The following are questions (with answers) about {_subject_words(item.subject)}.\n\n"
     solved = "".join(
         cloze_question(s) + cloze_choices(s)[LETTERS.index(s.answer)] + _MMLU_FEWSHOT_DELIMITER for s in shots
     )
@@ -699,7 +700,9 @@ def acc_norm_choice(logprobs: Sequence[float], choices: Sequence[str]) -> int:
 
 Scoring = Literal["loglik", "cloze", "generate"]
 _GENERATE_TOKENS = 5  # the paper read the first character; a few more help diagnosis
-_CHOICES = tuple(" " + letter for letter in LETTERS)  # lm-eval scores " A", not "A", after "Answer:"
+LETTER_CHOICES = tuple(
+    _MMLU_TARGET_DELIMITER + letter for letter in LETTERS
+)  # lm-eval scores " A" after "Answer:"
 
 
 class MMLUSettings(TaskSettings):
@@ -747,7 +750,6 @@ class MMLUOptions(VariantOptions):
 
 @dataclass(frozen=True)
 class MMLUContext:
-    mmlu_dir: Path | None
     dev: tuple[MMLUItem, ...]  # the shot pool
 
 
@@ -760,7 +762,6 @@ class MMLUPrediction:
     token_counts: tuple[int, ...] | None  # cloze: tokens of each choice's text
     prompt: str
     shots_used: int
-    shots_requested: int
     scoring: str
 
 
@@ -769,7 +770,7 @@ def load_mmlu_data(settings: MMLUSettings, seed: int) -> TaskData:
         settings.selection, seed=seed, per_subject=settings.per_subject, subjects=settings.subjects
     )
     if settings.source == "hub":
-        items, dev, mmlu_dir = load_mmlu_hub(settings.split), load_mmlu_hub("dev"), None
+        items, dev = load_mmlu_hub(settings.split), load_mmlu_hub("dev")
     else:
         mmlu_dir = find_mmlu_dir(settings.data_dir or None)
         subjects = settings.subjects or None
@@ -780,7 +781,7 @@ def load_mmlu_data(settings: MMLUSettings, seed: int) -> TaskData:
     selected = select_mmlu(items, selection)
     # --limit: a seeded sample of the selection, spread over subjects in proportion to their sizes.
     selected = stratified_sample(selected, settings.limit, seed, stratum=lambda item: item.subject)
-    return TaskData(tuple(selected), MMLUContext(mmlu_dir, tuple(dev)))
+    return TaskData(tuple(selected), MMLUContext(tuple(dev)))
 
 
 def scoring_of(settings: MMLUSettings, options: MMLUOptions | None) -> str:
@@ -822,10 +823,13 @@ class MMLUTask:
         }
         count = batch_token_counter(tokenizer, engine.cache_root)
         cloze = scoring == "cloze"
-        # Room for the answer: a letter, a choice's text (the longest, counted), or the generation.
-        reserve = {"loglik": 1, "generate": _GENERATE_TOKENS}.get(scoring) or 1 + max(
-            count([c for item in data.items for c in cloze_choices(item)]) or [1]
-        )
+        # Room for the answer: a letter, the generation, or a choice's text (the longest, counted).
+        if scoring == "loglik":
+            reserve = 1
+        elif scoring == "generate":
+            reserve = _GENERATE_TOKENS
+        else:
+            reserve = 1 + max(count([c for item in data.items for c in cloze_choices(item)]) or [1])
         fitted = fit_prompts(
             [(item, shots[item.subject]) for item in data.items],
             count,
@@ -836,37 +840,29 @@ class MMLUTask:
         version = MMLU_CLOZE_TEMPLATE_VERSION if cloze else MMLU_TEMPLATE_VERSION
         fingerprint = {"scoring": scoring, "template_version": version}
         desc = f"mmlu {variant.name} ({scoring})"
-        if scoring == "loglik":
+        if scoring in ("loglik", "cloze"):
+            # cloze: the choices' texts differ per question, so no prefix is shared between them
             loglik = LoglikSettings(
                 batch_size=settings.batch_size,
                 max_batch_tokens=settings.max_batch_tokens,
-                reuse_prefix=settings.reuse_prefix,
+                reuse_prefix="off" if cloze else settings.reuse_prefix,
             )
             scores, phase = engine.score_choices(
                 variant,
                 [(f.prefix, f.suffix) for f in fitted],
-                [_CHOICES] * len(fitted),
-                loglik,
-                namespace=self.name,
-                fingerprint=fingerprint,
-                desc=desc,
-            )
-            answers = [(LETTERS[s.best], s.logprobs, None, None) for s in scores]
-        elif cloze:
-            loglik = LoglikSettings(
-                batch_size=settings.batch_size, max_batch_tokens=settings.max_batch_tokens, reuse_prefix="off"
-            )
-            scores, phase = engine.score_choices(
-                variant,
-                [(f.prefix, f.suffix) for f in fitted],
-                [cloze_choices(item) for item in data.items],
+                [cloze_choices(item) for item in data.items] if cloze else [LETTER_CHOICES] * len(fitted),
                 loglik,
                 namespace=self.name,
                 fingerprint=fingerprint,
                 desc=desc,
             )
             answers = [
-                (LETTERS[acc_norm_choice(s.logprobs, item.choices)], s.logprobs, None, s.token_counts)
+                (
+                    LETTERS[acc_norm_choice(s.logprobs, item.choices) if cloze else s.best],
+                    s.logprobs,
+                    None,
+                    s.token_counts if cloze else None,
+                )
                 for s, item in zip(scores, data.items)
             ]
         else:
@@ -884,15 +880,14 @@ class MMLUTask:
             answers = [(first_letter(raw), None, raw, None) for raw in raws]
         by_item = {
             item.item_id: MMLUPrediction(
-                item.item_id,
-                letter,
-                logprobs,
-                raw,
-                tokens,
-                f.prompt,
-                f.shots_used,
-                f.shots_requested,
-                scoring,
+                item_id=item.item_id,
+                letter=letter,
+                logprobs=logprobs,
+                raw=raw,
+                token_counts=tokens,
+                prompt=f.prompt,
+                shots_used=f.shots_used,
+                scoring=scoring,
             )
             for item, f, (letter, logprobs, raw, tokens) in zip(data.items, fitted, answers)
         }
@@ -921,8 +916,9 @@ class MMLUTask:
         metric: MultipleChoice,
     ) -> CaseSpec:
         extra = {"shots_used": prediction.shots_used, "scoring": prediction.scoring}
-        if prediction.logprobs is not None:
-            extra["letter_scores"] = dict(zip(LETTERS, prediction.logprobs))
+        logprobs = list(prediction.logprobs) if prediction.logprobs is not None else None
+        if logprobs is not None:
+            extra["letter_scores"] = dict(zip(LETTERS, logprobs))
             extra["gold_logprob"] = gold_logprob(prediction, LETTERS.index(item.answer))
         test_case = LLMTestCase(
             name=f"{variant.name}/{item.item_id}",
@@ -935,7 +931,7 @@ class MMLUTask:
                 "variant": variant.name,
                 "predicted_letter": prediction.letter,
                 "letter_scores": extra.get("letter_scores"),
-                "choice_logprobs": list(prediction.logprobs) if prediction.logprobs is not None else None,
+                "choice_logprobs": logprobs,
                 "raw_output": prediction.raw,
                 "shots_used": prediction.shots_used,
             },
@@ -943,7 +939,7 @@ class MMLUTask:
         sample = {
             "prompt": prediction.prompt,
             "raw_output": prediction.raw,
-            "choice_logprobs": list(prediction.logprobs) if prediction.logprobs is not None else None,
+            "choice_logprobs": logprobs,
         }
         return CaseSpec(test_case, metric, prediction=prediction.letter, extra=extra, sample=sample)
 

@@ -636,10 +636,10 @@ def with_kl_to_base(
     namespace: str,
 ) -> Predictions:
     """``predictions`` with each item's KL(base || adapted) on its gold answer after its prompt."""
-    answer_of = {item.item_id: spider_answer(item) for item in items}
-    ids = [i for i in prompts if i in answer_of]
+    ids = list(prompts)  # built from ``items``: every prompt has its item
     if settings.kl_limit:
         ids = ids[: settings.kl_limit]
+    answer_of = {item.item_id: spider_answer(item) for item in items if item.item_id in prompts}
     loglik = LoglikSettings(batch_size=settings.batch_size, max_batch_tokens=settings.kl_max_batch_tokens)
     divergences, phase = run.engine.kl_to_base(
         variant,
