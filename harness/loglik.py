@@ -282,29 +282,40 @@ def _continuation_logprobs(logits, batch, device):
     return logprobs[torch.arange(len(targets), device=device), targets], rows
 
 
+def _continuation_row(tokenizer, request: int, choice: int, context: str, continuation: str, what: str):
+    """The model's input for scoring ``continuation`` after ``context`` (teacher-forced)."""
+    context_enc, cont_enc = _split_pair(tokenizer, context, continuation)
+    if not cont_enc:
+        raise ContinuationTokenError(f"{what}: continuation {continuation!r} adds no token to its context")
+    whole = context_enc + cont_enc
+    return _Row(request, choice, whole[:-1], len(cont_enc), cont_enc)
+
+
+def _input_ids(batch, device):
+    """The rows of ``batch`` right-padded into one tensor (padding is never read: every position
+    scored lies inside its row, and attention is causal)."""
+    import torch
+
+    width = max(len(r.tokens) for r in batch)
+    return torch.tensor([r.tokens + [0] * (width - len(r.tokens)) for r in batch], device=device)
+
+
 def _score_general(model, tokenizer, requests, continuations, indices, batch_size, max_batch_tokens, done):
     """One row per (request, continuation): the sum of the continuation tokens' log-probabilities."""
     import torch
 
     device = _model_device(model)
-    rows: list[_Row] = []
-    for i in indices:
-        prefix, suffix = requests[i]
-        for j, cont in enumerate(continuations[i]):
-            context_enc, cont_enc = _split_pair(tokenizer, prefix + suffix, cont)
-            if not cont_enc:
-                raise ContinuationTokenError(
-                    f"request {i}: continuation {cont!r} adds no token to its context"
-                )
-            whole = context_enc + cont_enc
-            rows.append(_Row(i, j, whole[:-1], len(cont_enc), cont_enc))
+    rows = [
+        _continuation_row(tokenizer, i, j, requests[i][0] + requests[i][1], cont, f"request {i}")
+        for i in indices
+        for j, cont in enumerate(continuations[i])
+    ]
     sums: dict[int, list[float]] = {i: [math.nan] * len(continuations[i]) for i in indices}
     counts: dict[int, list[int]] = {i: [0] * len(continuations[i]) for i in indices}
     longest: dict[int, int] = {i: 0 for i in indices}
     remaining = {i: len(continuations[i]) for i in indices}
     for batch in _batches(rows, batch_size, max_batch_tokens, length=lambda r: len(r.tokens)):
-        width = max(len(r.tokens) for r in batch)
-        ids = torch.tensor([r.tokens + [0] * (width - len(r.tokens)) for r in batch], device=device)
+        ids = _input_ids(batch, device)
         logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False).logits
         # Every row's continuation positions at once, then one transfer: a row at a time made a
         # device sync per row (thousands a phase). Only those positions go to float.
@@ -352,30 +363,21 @@ def kl_to_base(
     import torch
 
     device = _model_device(model)
-    rows = []
-    for i, (context, continuation) in enumerate(pairs):
-        context_enc, cont_enc = _split_pair(tokenizer, context, continuation)
-        if not cont_enc:
-            raise ContinuationTokenError(
-                f"pair {i}: continuation {continuation!r} adds no token to its context"
-            )
-        whole = context_enc + cont_enc
-        rows.append(_Row(i, 0, whole[:-1], len(cont_enc), cont_enc))
+    rows = [_continuation_row(tokenizer, i, 0, c, cont, f"pair {i}") for i, (c, cont) in enumerate(pairs)]
     out: list[Divergence | None] = [None] * len(pairs)
     done = on_batch or (lambda n: None)
     with torch.inference_mode():
         for batch in _batches(rows, batch_size, max_batch_tokens, length=lambda r: len(r.tokens)):
-            width = max(len(r.tokens) for r in batch)
-            ids = torch.tensor([r.tokens + [0] * (width - len(r.tokens)) for r in batch], device=device)
+            ids = _input_ids(batch, device)
             mask = torch.ones_like(ids)
             with model.disable_adapter():
                 base = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
             adapted = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
-            rows, positions, _ = _positions(batch, device)
-            log_p = torch.log_softmax(base[rows, positions].float(), dim=-1)
-            log_q = torch.log_softmax(adapted[rows, positions].float(), dim=-1)
+            row_of, positions, _ = _positions(batch, device)
+            log_p = torch.log_softmax(base[row_of, positions].float(), dim=-1)
+            log_q = torch.log_softmax(adapted[row_of, positions].float(), dim=-1)
             kl = (log_p.exp() * (log_p - log_q)).sum(-1)
-            per_row = torch.zeros(len(batch), device=device).index_add_(0, rows, kl).tolist()
+            per_row = torch.zeros(len(batch), device=device).index_add_(0, row_of, kl).tolist()
             for r, total in zip(batch, per_row):
                 out[r.request] = Divergence(total / r.n_continuation, r.n_continuation)
             done(len(batch))
