@@ -45,19 +45,22 @@ class Problems(ValueError):
         super().__init__("\n".join(self.lines))
 
 
+def suggestion(name: str, choices: Iterable[str]) -> str:
+    """ "; did you mean 'x'?" for the choice closest to ``name`` (difflib), else ""."""
+    close = difflib.get_close_matches(str(name), list(choices), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """ "; did you mean 'x'?" for the closest choice, else the list of choices."""
     choices = list(choices)
-    close = difflib.get_close_matches(str(name), choices, n=1)
-    return f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(choices) or 'none'})"
+    return suggestion(name, choices) or f" (known: {', '.join(choices) or 'none'})"
 
 
 def unknown(kind: str, name: str, choices: Iterable[str]) -> str:
     """ "unknown variant 'bse'; did you mean 'base'? (available: ...)"."""
     choices = list(choices)
-    close = difflib.get_close_matches(str(name), choices, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"unknown {kind} {name!r}{hint} (available: {', '.join(choices) or 'none'})"
+    return f"unknown {kind} {name!r}{suggestion(name, choices)} (available: {', '.join(choices) or 'none'})"
 
 
 def read_toml(path: str | Path, kind: str) -> dict:
@@ -141,10 +144,7 @@ def describe_errors(error: ValidationError, model: type[BaseModel]) -> list[str]
             lines.append(f"{key}: required")
         elif kind == "literal_error":
             choices = _literal_choices(model, loc)
-            lines.append(
-                f"{key}: {value!r} is not one of {', '.join(choices)}"
-                + (did_you_mean(value, choices) if "did you mean" in did_you_mean(value, choices) else "")
-            )
+            lines.append(f"{key}: {value!r} is not one of {', '.join(choices)}" + suggestion(value, choices))
         elif kind == "tuple_type" and _holds_tables(model, loc):
             lines.append(f"{key}: expected [[{loc[-1]}]] tables, got {type(value).__name__} {value!r}")
         elif kind in _TYPE_WORDS:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from harness.config import ConfigError, ExperimentConfig, Overrides, load_experiment
+from harness.configfile import suggestion
 from harness.models import LOAD_MODES
 from harness.run_folder import new_run_id
 from harness.sharding import Shard, pin_worker, visible_gpus, worker_gpu
@@ -52,11 +53,8 @@ def _per_task(option: str):
         if not sep:
             return "*", whole_number(f"{option} {text}", text)
         if task not in TASKS:
-            close = [t for t in TASKS if t.startswith(task[:2])]
             raise pytest.UsageError(
-                f"{option} {text}: unknown task {task!r}"
-                + (f"; did you mean {close[0]!r}?" if close else "")
-                + f" (tasks: {', '.join(TASKS)})"
+                f"{option} {text}: unknown task {task!r}{suggestion(task, TASKS)} (tasks: {', '.join(TASKS)})"
             )
         return task, whole_number(f"{option} {text}", number)
 
@@ -65,13 +63,8 @@ def _per_task(option: str):
 
 def _load_mode(text: str) -> str:
     if text not in LOAD_MODES:
-        import difflib
-
-        close = difflib.get_close_matches(text, LOAD_MODES, n=1)
-        raise pytest.UsageError(
-            f"--load {text}: not one of {', '.join(LOAD_MODES)}"
-            + (f"; did you mean {close[0]!r}?" if close else "")
-        )
+        hint = suggestion(text, LOAD_MODES)
+        raise pytest.UsageError(f"--load {text}: not one of {', '.join(LOAD_MODES)}{hint}")
     return text
 
 

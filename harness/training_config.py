@@ -54,8 +54,8 @@ from harness.configfile import (
     ConfigError,
     Problems,
     Strict,
-    did_you_mean,
     read_toml,
+    suggestion,
     unwrap_annotation,
     validate,
 )
@@ -292,10 +292,8 @@ def resolve_key(key: str) -> str:
     if len(owners) > 1:
         raise ConfigError(f"{key}: ambiguous; write one of {', '.join(owners)}")
     bare = sorted({k.rsplit(".", 1)[-1] for k in keys})
-    hint = did_you_mean(key, keys + bare)
-    raise ConfigError(
-        f"{key}: unknown key" + (hint if "did you mean" in hint else f" (known: {', '.join(keys)})")
-    )
+    hint = suggestion(key, keys + bare) or f" (known: {', '.join(keys)})"
+    raise ConfigError(f"{key}: unknown key{hint}")
 
 
 def parse_override(text: str) -> tuple[str, object]:
