@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tiny_data import write_tiny_experiment
+from tests.tiny_data import harness_options, write_tiny_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,20 +22,7 @@ def setup(tmp_path_factory, tiny_model_dir):
 
 
 def run(cmd, tmp, run_id):
-    args = [
-        *cmd,
-        "benchmarks/",
-        "--experiment",
-        str(tmp / "exp.toml"),
-        "--cache-dir",
-        str(tmp / "cache"),
-        "--report-dir",
-        str(tmp / "reports"),
-        "--run-id",
-        run_id,
-        "-p",
-        "no:cacheprovider",
-    ]
+    args = [*cmd, "benchmarks/", *harness_options(tmp, tmp / "exp.toml", run_id)]
     env = {**os.environ, "HARNESS_CACHE_DIR": str(tmp / "hcache")}
     return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
 
@@ -133,20 +120,7 @@ train_config = "training/configs/default.toml"
 """
     )
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "benchmarks/",
-            "--experiment",
-            str(exp),
-            "--cache-dir",
-            str(tmp / "cache"),
-            "--report-dir",
-            str(tmp / "reports"),
-            "-p",
-            "no:cacheprovider",
-        ],
+        [sys.executable, "-m", "pytest", "benchmarks/", *harness_options(tmp, exp)],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tiny_data import build_mmlu_dir, build_spider_dir
+from tests.tiny_data import build_mmlu_dir, build_spider_dir, harness_options
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,22 +89,7 @@ train_config = "{train}"
 
 
 def bench_command(tmp: Path, exp: Path, run_id: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "harness.cli",
-        "bench",
-        "--experiment",
-        str(exp),
-        "--cache-dir",
-        str(tmp / "cache"),
-        "--report-dir",
-        str(tmp / "reports"),
-        "--run-id",
-        run_id,
-        "-p",
-        "no:cacheprovider",
-    ]
+    return [sys.executable, "-m", "harness.cli", "bench", *harness_options(tmp, exp, run_id)]
 
 
 def bench_env(tmp: Path) -> dict:

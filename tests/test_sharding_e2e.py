@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tiny_data import write_tiny_experiment
+from tests.tiny_data import harness_options, write_tiny_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,23 +26,8 @@ def _experiment(tmp: Path, model: Path) -> Path:
 
 
 def _run(tmp: Path, run_id: str, *extra: str) -> subprocess.CompletedProcess:
-    args = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "benchmarks/",
-        *extra,
-        "--experiment",
-        str(tmp / "exp.toml"),
-        "--cache-dir",
-        str(tmp / "cache"),
-        "--report-dir",
-        str(tmp / "reports"),
-        "--run-id",
-        run_id,
-        "-p",
-        "no:cacheprovider",
-    ]
+    options = harness_options(tmp, tmp / "exp.toml", run_id)
+    args = [sys.executable, "-m", "pytest", "benchmarks/", *extra, *options]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
     env.update(HARNESS_CACHE_DIR=str(tmp / "hcache"), OMP_NUM_THREADS="1")
     return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)

@@ -17,6 +17,7 @@ from harness.model_pool import ModelPool
 from harness.tasks import TASKS
 from harness.tasks.base import RunContext
 from harness.tasks.text2sql import Text2SQLDataError, Text2SQLSettings, load_items, read_schema
+from tests.tiny_data import harness_options
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -188,22 +189,7 @@ model = "{tiny_model_dir}"
 """)
     env = {**os.environ, "HARNESS_CACHE_DIR": str(tmp_path / "hcache")}
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "benchmarks/",
-            "--experiment",
-            str(exp),
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            "--report-dir",
-            str(tmp_path / "reports"),
-            "--run-id",
-            "own",
-            "-p",
-            "no:cacheprovider",
-        ],
+        [sys.executable, "-m", "pytest", "benchmarks/", *harness_options(tmp_path, exp, "own")],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -122,3 +122,13 @@ mmlu = {{ scoring = "generate" }}
 """
     )
     return exp
+
+
+def harness_options(tmp: Path, experiment: Path, run_id: str | None = None) -> list[str]:
+    """What an end-to-end test passes to pytest or ``harness bench``: its experiment, its cache
+    and report folders under ``tmp``, a run id if given, and no pytest cache in the repository."""
+    options = ["--experiment", str(experiment), "--cache-dir", str(tmp / "cache")]
+    options += ["--report-dir", str(tmp / "reports")]
+    if run_id is not None:
+        options += ["--run-id", run_id]
+    return [*options, "-p", "no:cacheprovider"]
