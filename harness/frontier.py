@@ -175,8 +175,9 @@ def build_frontier(
     else:
         candidates, rule_axis = by_accuracy, "accuracy"
         front_c = [False] * len(names)
-    best_index = best_tradeoff(candidates, max_cost)
-    bound = "" if max_cost is None else f" whose {gen} {rule_axis} change is no worse than -{max_cost:g}"
+    # The bound is on accuracy (the frontier gates' max_cost_points), whichever axis draws the front.
+    best_index = best_tradeoff(candidates, max_cost, changes=costs)
+    bound = "" if max_cost is None else f" whose {gen} accuracy change is no worse than -{max_cost:g}"
     points = tuple(
         FrontierPoint(
             v,

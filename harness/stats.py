@@ -427,21 +427,27 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
     ]
 
 
-def best_tradeoff(points: Sequence[tuple[float, float]], max_cost: float | None = None) -> int | None:
+def best_tradeoff(
+    points: Sequence[tuple[float, float]],
+    max_cost: float | None = None,
+    changes: Sequence[float] | None = None,
+) -> int | None:
     """Index of the front point with the largest gain x whose change y is >= -``max_cost``.
 
     ``max_cost`` is the largest generalisation loss accepted (e.g. 0.02 for two MMLU points; a
-    negative value demands a gain); None accepts any front point. Identical best points give the
-    first index. None when no front point qualifies.
+    negative value demands a gain); None accepts any front point. ``changes``: what the bound
+    applies to when it is not y (the front drawn by log-probability, the bound on accuracy).
+    Identical best points give the first index. None when no front point qualifies.
     """
     if max_cost is not None and (
         isinstance(max_cost, bool) or not isinstance(max_cost, numbers.Real) or math.isnan(max_cost)
     ):
         raise ValueError(f"max_cost must be a number or None, got {max_cost!r}")
     pts = _as_points(points)
+    bounded = [y for _, y in pts] if changes is None else [float(c) for c in changes]
     best = None
     for i, on_front in enumerate(pareto_front(pts)):
-        if not on_front or (max_cost is not None and pts[i][1] < -max_cost):
+        if not on_front or (max_cost is not None and bounded[i] < -max_cost):
             continue
         if best is None or pts[i][0] > pts[best][0]:
             best = i

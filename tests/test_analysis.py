@@ -191,3 +191,18 @@ def test_a_narrowed_run_draws_no_empty_panel(tmp_path, monkeypatch):
     path = plot_tradeoff(a, tmp_path / "t.png")
     assert path.read_bytes()[:4] == b"\x89PNG"
     assert math.isfinite(a.summary[0].overall.accuracy)
+
+
+def test_the_frontiers_cost_bound_is_on_accuracy_when_the_front_is_drawn_by_log_probability():
+    rows = []
+    for variant, spider, mmlu, logp in (("base", 10, 25, -1.0), ("v1", 12, 22, -0.9), ("v2", 11, 25, -1.1)):
+        rows += [row(variant, "spider", i, "passed" if i < spider else "failed") for i in range(20)]
+        rows += [
+            row(variant, "mmlu", i, "passed" if i < mmlu else "failed", gold_logprob=logp) for i in range(50)
+        ]
+    facts = {v: AdapterFacts(v, "a", "succeeded") for v in ("v1", "v2")}
+    # v1 dominates v2 by log-probability, but costs 6 accuracy points
+    strict = analyze(rows, baseline="base", tasks=("spider", "mmlu"), facts=facts, max_cost=0.05)
+    assert strict.frontier.best is None and "mmlu accuracy change" in strict.frontier.best_rule
+    loose = analyze(rows, baseline="base", tasks=("spider", "mmlu"), facts=facts, max_cost=0.07)
+    assert loose.frontier.best == "v1"

@@ -400,6 +400,10 @@ def test_pareto_front_hand_made():
     assert stats.best_tradeoff(points, max_cost=-0.5) is None
     assert stats.best_tradeoff([]) is None and stats.pareto_front([]) == []
     assert stats.pareto_front([(math.nan, math.nan)]) == [False]
+    # The front by y (log-probability), the bound on another change (accuracy): point 4 loses
+    # 0.08 on y but nothing on accuracy, so a 0.05 bound keeps it.
+    accuracy = [-0.06, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    assert stats.best_tradeoff(points, max_cost=0.05, changes=accuracy) == 4
 
 
 def test_pareto_front_rejects_bad_input():
