@@ -8,12 +8,16 @@ learning-forgetting frontier (harness/frontier.py), and why answers were wrong. 
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from harness.frontier import AdapterFacts, Frontier, build_frontier
+from harness.formatting import interval, p_value, points
+from harness.frontier import DEFAULT_MARGIN, AdapterFacts, Frontier, FrontierPoint, build_frontier
+from harness.stats import adjust_pvalues, minimum_detectable_difference
 from harness.summary import (
+    MEASURES,
     Comparison,
     Continuous,
     PairSummary,
@@ -63,6 +67,27 @@ def predicted_answers(rows: Sequence) -> dict[tuple[str, str], Counter]:
     return dict(out)
 
 
+def corrected(
+    comparisons: Sequence[Comparison], continuous: Sequence[Continuous]
+) -> tuple[list[Comparison], list[Continuous]]:
+    """The run's tests with their p-values corrected across all of them: every accuracy
+    comparison (exact McNemar) and every paired continuous change (t-test) is one member of the
+    family; a KL is a size, not a test, and is not a member. Holm's adjustment decides what the
+    report calls significant; Benjamini-Hochberg's q-value is shown beside it."""
+    tests = [c.paired.mcnemar_p for c in comparisons]
+    tested = [c for c in continuous if not MEASURES[c.measure].is_size]
+    tests += [c.result.p_value for c in tested]
+    holm, bh = adjust_pvalues(tests)
+    n = len(comparisons)
+    out_comparisons = [replace(c, p_holm=h, q_bh=q) for c, h, q in zip(comparisons, holm[:n], bh[:n])]
+    adjusted = {id(c): (h, q) for c, h, q in zip(tested, holm[n:], bh[n:])}
+    out_continuous = [
+        replace(c, p_holm=adjusted[id(c)][0], q_bh=adjusted[id(c)][1]) if id(c) in adjusted else c
+        for c in continuous
+    ]
+    return out_comparisons, out_continuous
+
+
 def analyze(
     rows: Sequence,
     *,
@@ -70,13 +95,15 @@ def analyze(
     tasks: Sequence[str],
     facts: Mapping[str, AdapterFacts],
     same: Mapping[tuple[str, str], str] | None = None,
-    max_cost: float | None = None,
+    margin: float = DEFAULT_MARGIN,
 ) -> Analysis:
     """``same``: (variant, task) -> an earlier variant whose measurement it repeats (the
-    experiment's ``same_measurements``), not compared with it."""
+    experiment's ``same_measurements``), not compared with it. ``margin``: the generalization
+    accuracy loss (a fraction) a trade-off may reach and still be non-inferior."""
     same = dict(same or {})
-    comparisons = compare_to_baseline(rows, baseline, same)
-    continuous = continuous_measures(rows, baseline, same)
+    comparisons, continuous = corrected(
+        compare_to_baseline(rows, baseline, same), continuous_measures(rows, baseline, same)
+    )
     ran = {r.variant for r in rows}
     shown = {v: f for v, f in facts.items() if v in ran or not f.benchmarkable}
     return Analysis(
@@ -86,7 +113,116 @@ def analyze(
         continuous=continuous,
         same=same,
         facts=shown,
-        frontier=build_frontier(tasks, comparisons, continuous, shown, max_cost=max_cost),
+        frontier=build_frontier(tasks, comparisons, continuous, shown, margin=margin),
         why_wrong=why_wrong(rows),
         predicted=predicted_answers(rows),
     )
+
+
+# -- the conclusion -------------------------------------------------------------------------------
+
+
+def _significance(c: Comparison) -> str:
+    word = "significant" if c.significant else "not significant"
+    return f"{word}: Holm-adjusted p {p_value(c.p_holm)}"
+
+
+def _title(task: str) -> str:
+    return TASKS[task].report.title if task in TASKS else f"{task} accuracy"
+
+
+def _name(task: str) -> str:
+    """The task's name as a reader knows it: "Spider", "MMLU"."""
+    return _title(task).split()[0]
+
+
+def _change(c: Comparison, task: str, unit: str) -> str:
+    p = c.paired
+    return (
+        f"{_title(task)} by {points(p.delta)} points {interval(p.delta_ci_low, p.delta_ci_high, points)} "
+        f"on {p.n} {unit} ({_significance(c)})"
+    )
+
+
+def _unseen(c: Comparison, task: str) -> str:
+    """What the paired test on this many items cannot see."""
+    p = c.paired
+    mde = minimum_detectable_difference(p.n, p.only_reference + p.only_variant)
+    if math.isnan(mde):
+        return f"{_name(task)} had no shared items"
+    if math.isinf(mde):
+        return f"at n = {p.n} no {_name(task)} difference could be significant (6 items must move one way)"
+    return (
+        f"at n = {p.n} only {_article(_name(task))} change of about {100 * mde:.1f} points or more would be "
+        "detected (80% power)"
+    )
+
+
+def _featured(f: Frontier) -> FrontierPoint | None:
+    """The point the conclusion speaks of: the best trade-off, else the largest measured gain."""
+    measured = [p for p in f.points if not math.isnan(p.gain.paired.delta)]
+    if f.best is not None:
+        return next(p for p in f.points if p.variant == f.best)
+    return max(measured, key=lambda p: p.gain.paired.delta, default=None)
+
+
+def conclusion(analysis: Analysis) -> str:
+    """The run's answer in one paragraph: what fine-tuning bought on the specialization task,
+    what it cost on the generalization task (each with its interval and Holm-corrected
+    significance), which point is the best trade-off or why none is, how sure the numbers are,
+    and what the sample size cannot see. The report opens with it; the terminal prints it."""
+    f = analysis.frontier
+    base = analysis.baseline
+    point = _featured(f) if f is not None else None
+    if f is None or point is None:
+        return (
+            "No fine-tuned variant was measured on both a specialization and a generalization task, "
+            f"so there is no trade-off to state; the tables compare each variant with {base}."
+        )
+    spec, gen = f.specialization, f.generalization
+    spec_name, gen_name = _name(spec), _name(gen)
+    out = [
+        f"Fine-tuning ({point.variant}, against {base}) changed {_change(point.gain, spec, 'items')} "
+        f"and {_change(point.cost, gen, 'questions')}."
+    ]
+    if point.continuous is not None:
+        m = point.continuous
+        out.append(
+            f"The probability of the right {gen_name} answer among the choices moved by "
+            f"{100 * m.delta:+.2f} points {interval(m.ci_low, m.ci_high, lambda x: f'{100 * x:+.2f}')}."
+        )
+    low = point.cost.paired.delta_ci_low
+    margin = points(f.margin)[1:]
+    if point.non_inferior:
+        out.append(f"{_article(gen_name, capital=True)} loss of {margin} points or more is excluded (95%).")
+    elif not math.isnan(low):
+        out.append(
+            f"{_article(gen_name, capital=True)} loss of up to {-100 * low:.1f} points is not excluded."
+        )
+    if f.best is not None:
+        out.append(
+            f"Best trade-off: {f.best}, the largest {spec_name} gain among the points whose gain is "
+            f"significant and whose {gen_name} change is non-inferior at {margin} points."
+        )
+    else:
+        out.append(f"No point is called the best trade-off: {f.why_none}.")
+    out.append(
+        "How sure: 95% intervals over the sampling of the items, from one training run per point "
+        "(run-to-run variance is not in them); p-values corrected across the run's "
+        f"{_family_size(analysis)} tests (Holm)."
+    )
+    out.append(f"What n cannot see: {_unseen(point.cost, gen)}; {_unseen(point.gain, spec)}.")
+    return " ".join(out)
+
+
+def _family_size(analysis: Analysis) -> int:
+    return sum(math.isfinite(c.p_holm) for c in analysis.comparisons) + sum(
+        math.isfinite(c.p_holm) for c in analysis.continuous
+    )
+
+
+def _article(word: str, capital: bool = False) -> str:
+    """ "a Spider", "an MMLU": by the sound of the first letter (an acronym's is spelt out)."""
+    vowel = word[:1].upper() in ("AEFHILMNORSX" if word.isupper() else "AEIOU")
+    article = "an" if vowel else "a"
+    return f"{article.capitalize() if capital else article} {word}"

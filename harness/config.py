@@ -153,6 +153,11 @@ class _ExperimentBase(Strict):
     report_dir: str = "reports"
     gates: str = ""  # a gates TOML file; empty: no gates
     tasks: tuple[TaskName, ...] = DEFAULT_TASKS
+    # The best trade-off's non-inferiority margin: the generalization accuracy loss (percentage
+    # points) that the lower end of a point's 95% interval may not reach.
+    margin_points: Annotated[float, Field(ge=0, le=100)] = 1.0
+    # Where this experiment departs from a protocol it reproduces (a paper's): listed in the report.
+    departures: tuple[str, ...] = ()
     sweeps: tuple[SweepConfig, ...] = ()  # type: ignore[valid-type]  # expanded into variants by the loader
     variants: Annotated[tuple[VariantConfig, ...], Field(min_length=1)] = ()  # type: ignore[valid-type]
     source: str = ""  # the file it was loaded from (set by the loader, not a key of the file)
