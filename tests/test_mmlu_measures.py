@@ -89,3 +89,33 @@ def test_gold_prob_equals_an_independent_computation_on_10_questions(tmp_path, t
         assert ("gold_token_loglik" in spec.extra) == (scoring == "cloze")
         assert "gold_logprob" not in spec.extra
     assert set(SUBJECTS) <= set(SUBJECT_CATEGORIES)
+
+
+def test_a_small_limit_spreads_over_subjects_seeded():
+    from harness.tasks.base import stratified_sample
+
+    subjects = sorted(SUBJECT_CATEGORIES)  # 57 subjects of 4 items each: every quota is equal
+    items = [(s, i) for s in subjects for i in range(4)]
+    picked = stratified_sample(items, 5, seed=0, stratum=lambda it: it[0])
+    chosen = [s for s, _ in picked]
+    assert len(chosen) == 5 and len(set(chosen)) == 5  # five subjects, one question each
+    assert chosen != subjects[:5]  # not the alphabetically first five
+    assert picked == stratified_sample(items, 5, seed=0, stratum=lambda it: it[0])  # seeded
+    others = {
+        tuple(s for s, _ in stratified_sample(items, 5, seed=k, stratum=lambda it: it[0])) for k in range(5)
+    }
+    assert len(others) > 1  # another seed, another spread
+    # proportional quotas are kept: 114 of 228 is 2 of every subject
+    half = stratified_sample(items, 114, seed=0, stratum=lambda it: it[0])
+    assert all(sum(s == subject for s, _ in half) == 2 for subject in subjects)
+
+
+def test_mmlu_limit_reaches_the_stratified_sample(tmp_path):
+    from harness.tasks import TASKS
+    from harness.tasks.mmlu import MMLUSettings
+
+    settings = MMLUSettings(
+        data_dir=str(_mmlu_dir(tmp_path / "mmlu")), selection="full", subjects=SUBJECTS, limit=2
+    )
+    data = TASKS["mmlu"].load(settings, seed=0)
+    assert sorted(item.subject for item in data.items) == sorted(SUBJECTS)  # one of each, not two of anatomy
