@@ -536,6 +536,9 @@ class SpiderSettings(TaskSettings):
     source: Literal["disk", "hub"] = "disk"  # "hub": rows from xlangai/spider, databases still from data_dir
     split: Literal["dev", "train"] = "dev"
     template: TemplateName = "schema"
+    # How ``limit`` picks its items: "seeded", a seeded random sample; "first", the split's first
+    # ``limit`` items in file order (the paper's 200: dev 0-199, docs/paper_protocol.md).
+    sample: Literal["seeded", "first"] = "seeded"
     timeout_s: Annotated[float, Field(gt=0)] = 5.0  # per query, gold and predicted
     max_new_tokens: Positive = 128
     batch_size: Positive = 8
@@ -581,7 +584,10 @@ def load_spider_data(settings: SpiderSettings, seed: int) -> TaskData:
         items, train = load_spider_split(spider_dir, settings.split), load_spider_split(spider_dir, "train")
     # Resolved once per database; a db_id that would leave database/ is refused here.
     databases = {db_id: database_path(spider_dir, db_id) for db_id in dict.fromkeys(i.db_id for i in items)}
-    selected = sample_items(items, settings.limit, seed)
+    if settings.sample == "first" and settings.limit:
+        selected = items[: settings.limit]
+    else:
+        selected = sample_items(items, settings.limit, seed)
     context = SpiderContext(spider_dir, load_schemas(spider_dir), tuple(train), databases)
     return TaskData(tuple(selected), context)
 
