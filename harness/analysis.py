@@ -14,7 +14,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from harness.formatting import interval, p_value, points
-from harness.frontier import DEFAULT_MARGIN, AdapterFacts, Frontier, FrontierPoint, build_frontier
+from harness.frontier import (
+    DEFAULT_MARGIN,
+    AdapterFacts,
+    Frontier,
+    FrontierPoint,
+    build_frontier,
+    seed_groups,
+)
 from harness.stats import adjust_pvalues, minimum_detectable_difference
 from harness.summary import (
     MEASURES,
@@ -41,6 +48,13 @@ class Analysis:
     frontier: Frontier | None = None
     why_wrong: Mapping[tuple[str, str], Counter] = field(default_factory=dict)  # (variant, task) -> kinds
     predicted: Mapping[tuple[str, str], Counter] = field(default_factory=dict)  # (variant, task) -> answers
+    # the null variants (the baseline re-scored another way) and what their "changes" were
+    null_variants: tuple[str, ...] = ()
+    noise: Mapping[tuple[str, str], float] = field(default_factory=dict)  # (task, measure) -> floor
+    within_noise: frozenset = frozenset()  # (variant, task, measure): a change below the floor
+
+    def is_null(self, variant: str) -> bool:
+        return variant in self.null_variants
 
 
 def why_wrong(rows: Sequence) -> dict[tuple[str, str], Counter]:
@@ -68,18 +82,23 @@ def predicted_answers(rows: Sequence) -> dict[tuple[str, str], Counter]:
 
 
 def corrected(
-    comparisons: Sequence[Comparison], continuous: Sequence[Continuous]
+    comparisons: Sequence[Comparison], continuous: Sequence[Continuous], nulls: Sequence[str] = ()
 ) -> tuple[list[Comparison], list[Continuous]]:
     """The run's tests with their p-values corrected across all of them: every accuracy
     comparison (exact McNemar) and every paired continuous change (t-test) is one member of the
     family; a KL is a size, not a test, and is not a member. Holm's adjustment decides what the
-    report calls significant; Benjamini-Hochberg's q-value is shown beside it."""
-    tests = [c.paired.mcnemar_p for c in comparisons]
-    tested = [c for c in continuous if not MEASURES[c.measure].is_size]
-    tests += [c.result.p_value for c in tested]
+    report calls significant; Benjamini-Hochberg's q-value is shown beside it. A null variant's
+    tests (``nulls``: the baseline re-scored) calibrate the noise floor and are not members."""
+    claims = [c for c in comparisons if c.variant not in nulls]
+    tested = [c for c in continuous if not MEASURES[c.measure].is_size and c.variant not in nulls]
+    tests = [c.paired.mcnemar_p for c in claims] + [c.result.p_value for c in tested]
     holm, bh = adjust_pvalues(tests)
-    n = len(comparisons)
-    out_comparisons = [replace(c, p_holm=h, q_bh=q) for c, h, q in zip(comparisons, holm[:n], bh[:n])]
+    n = len(claims)
+    by_claim = {id(c): (h, q) for c, h, q in zip(claims, holm[:n], bh[:n])}
+    out_comparisons = [
+        replace(c, p_holm=by_claim[id(c)][0], q_bh=by_claim[id(c)][1]) if id(c) in by_claim else c
+        for c in comparisons
+    ]
     adjusted = {id(c): (h, q) for c, h, q in zip(tested, holm[n:], bh[n:])}
     out_continuous = [
         replace(c, p_holm=adjusted[id(c)][0], q_bh=adjusted[id(c)][1]) if id(c) in adjusted else c
@@ -96,16 +115,21 @@ def analyze(
     facts: Mapping[str, AdapterFacts],
     same: Mapping[tuple[str, str], str] | None = None,
     margin: float = DEFAULT_MARGIN,
+    null_variants: Sequence[str] = (),
 ) -> Analysis:
     """``same``: (variant, task) -> an earlier variant whose measurement it repeats (the
     experiment's ``same_measurements``), not compared with it. ``margin``: the generalization
-    accuracy loss (a fraction) a trade-off may reach and still be non-inferior."""
+    accuracy loss (a fraction) a trade-off may reach and still be non-inferior.
+    ``null_variants``: the baseline re-scored another way (the experiment's ``noise_floor``
+    variants): their changes are the noise floor, outside the family of tests."""
     same = dict(same or {})
+    nulls = tuple(v for v in null_variants if v != baseline)
     comparisons, continuous = corrected(
-        compare_to_baseline(rows, baseline, same), continuous_measures(rows, baseline, same)
+        compare_to_baseline(rows, baseline, same), continuous_measures(rows, baseline, same), nulls
     )
     ran = {r.variant for r in rows}
     shown = {v: f for v, f in facts.items() if v in ran or not f.benchmarkable}
+    noise = noise_floor(continuous, nulls)
     return Analysis(
         baseline=baseline,
         summary=summarize(rows),
@@ -113,10 +137,50 @@ def analyze(
         continuous=continuous,
         same=same,
         facts=shown,
-        frontier=build_frontier(tasks, comparisons, continuous, shown, margin=margin),
+        frontier=build_frontier(
+            tasks,
+            comparisons,
+            continuous,
+            shown,
+            margin=margin,
+            groups=seed_groups(rows, baseline, tasks, shown),
+        ),
         why_wrong=why_wrong(rows),
         predicted=predicted_answers(rows),
+        null_variants=nulls,
+        noise=noise,
+        within_noise=frozenset(
+            (c.variant, c.benchmark, c.measure)
+            for c in continuous
+            if c.variant not in nulls
+            and (c.benchmark, c.measure) in noise
+            and _size_of(c) <= noise[(c.benchmark, c.measure)]
+        ),
     )
+
+
+def _size_of(c: Continuous) -> float:
+    """How far a measure moved: a change's absolute value, a divergence itself."""
+    return c.result.delta if MEASURES[c.measure].is_size else abs(c.result.delta)
+
+
+def noise_floor(continuous: Sequence[Continuous], nulls: Sequence[str]) -> dict[tuple[str, str], float]:
+    """(task, measure) -> the noise floor: the largest "change" a null variant's 95% interval
+    admits (the farther bound from 0; for a divergence, its upper bound), the largest over the
+    null variants. A real change no larger is within noise: scoring the same model again would
+    move it as much."""
+    out: dict[tuple[str, str], float] = {}
+    for c in continuous:
+        if c.variant not in nulls:
+            continue
+        m = c.result
+        bounds = [x for x in (m.ci_low, m.ci_high, m.delta) if math.isfinite(x)]
+        if not bounds:
+            continue
+        floor = max(bounds) if MEASURES[c.measure].is_size else max(abs(x) for x in bounds)
+        key = (c.benchmark, c.measure)
+        out[key] = max(out.get(key, 0.0), floor)
+    return out
 
 
 # -- the conclusion -------------------------------------------------------------------------------
@@ -173,6 +237,8 @@ def conclusion(analysis: Analysis) -> str:
     and what the sample size cannot see. The report opens with it; the terminal prints it."""
     f = analysis.frontier
     base = analysis.baseline
+    if f is not None and f.groups:
+        return _seeds_conclusion(analysis, f, f.specialization, f.generalization)
     point = _featured(f) if f is not None else None
     if f is None or point is None:
         return (
@@ -212,6 +278,60 @@ def conclusion(analysis: Analysis) -> str:
         f"{_family_size(analysis)} tests (Holm)."
     )
     out.append(f"What n cannot see: {_unseen(point.cost, gen)}; {_unseen(point.gain, spec)}.")
+    out += _noise_sentence(analysis)
+    return " ".join(out)
+
+
+def _noise_sentence(analysis: Analysis) -> list[str]:
+    if not analysis.null_variants:
+        return []
+    flagged = len(analysis.within_noise)
+    return [
+        f"Noise floor: {', '.join(analysis.null_variants)} re-scored the baseline; "
+        f"{flagged} continuous change(s) no larger than its are flagged as within noise."
+    ]
+
+
+def _seed_change(c, title: str, unit: str) -> str:
+    return (
+        f"{title} by {points(c.mean)} points {interval(c.ci_low, c.ci_high, points)} "
+        f"(seed mean of {c.seeds}; seeds' SD {100 * c.spread:.1f} points; {c.n} {unit})"
+    )
+
+
+def _seeds_conclusion(analysis: Analysis, f: Frontier, spec: str, gen: str) -> str:
+    """The conclusion of a sweep trained with several seeds per setting: seed means, with
+    intervals over seeds and items."""
+    spec_name, gen_name = _name(spec), _name(gen)
+    group = next((g for g in f.groups if g.setting == f.best), None) or max(
+        f.groups, key=lambda g: g.gain.mean if math.isfinite(g.gain.mean) else -math.inf
+    )
+    out = [
+        f"Fine-tuning ({group.setting}, against {analysis.baseline}) changed "
+        f"{_seed_change(group.gain, _title(spec), 'items')}, "
+        f"{'significant' if group.gain_p_holm < 0.05 else 'not significant'} (Holm-adjusted p "
+        f"{p_value(group.gain_p_holm)}), and {_seed_change(group.cost, _title(gen), 'questions')}."
+    ]
+    margin = points(f.margin)[1:]
+    if group.non_inferior:
+        out.append(f"{_article(gen_name, capital=True)} loss of {margin} points or more is excluded (95%).")
+    elif math.isfinite(group.cost.ci_low):
+        out.append(
+            f"{_article(gen_name, capital=True)} loss of up to {-100 * group.cost.ci_low:.1f} points "
+            "is not excluded."
+        )
+    if f.best is not None:
+        out.append(
+            f"Best trade-off: {f.best}, the largest {spec_name} seed-mean gain among the settings whose "
+            f"gain is significant and whose {gen_name} change is non-inferior at {margin} points."
+        )
+    else:
+        out.append(f"No setting is called the best trade-off: {f.why_none}.")
+    out.append(
+        "How sure: 95% intervals from a bootstrap over both the training seeds and the items, so "
+        f"run-to-run variance is in them; {len(f.groups)} settings' tests corrected together (Holm)."
+    )
+    out += _noise_sentence(analysis)
     return " ".join(out)
 
 

@@ -75,6 +75,10 @@ class _VariantBase(Strict):
     train_config: str = ""  # training config that produces ``adapter`` when it is absent
     tasks: tuple[TaskName, ...] = ()  # empty: every task of the experiment
     origin: Origin | None = None  # set by the loader for a sweep's variants
+    # The baseline scored a second time another way (another batch size, ``mmlu = {batch_size =
+    # 1}``, or load mode): a null variant. Its "changes" are the run's noise floor, reported beside
+    # the real ones; a continuous change below them is flagged as within noise.
+    noise_floor: bool = False
 
     @model_validator(mode="before")
     @classmethod
@@ -187,6 +191,10 @@ class _ExperimentBase(Strict):
                     problems.append(
                         f"{key}.tasks: {t!r} is not one of the experiment's tasks ({', '.join(self.tasks)})"
                     )
+            if v.noise_floor and v.adapter:
+                problems.append(
+                    f"{key}.noise_floor: a null variant re-scores the baseline: it has no adapter"
+                )
             if v.train_config and not Path(v.train_config).is_file():
                 problems.append(f"{key}.train_config: no such file {v.train_config!r}")
             if v.adapter and not v.train_config and not (Path(v.adapter) / "adapter_config.json").is_file():
@@ -205,6 +213,10 @@ class _ExperimentBase(Strict):
             if v.name == name:
                 return v
         raise ConfigError(f"{self.source}: " + unknown("variant", name, [v.name for v in self.variants]))
+
+    @property
+    def noise_floor_variants(self) -> tuple[str, ...]:
+        return tuple(v.name for v in self.variants if v.noise_floor)
 
     @property
     def baseline_variant(self) -> str:

@@ -20,13 +20,23 @@ else here is a pure function of the run's numbers.
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.formatting import points as fmt_points
-from harness.stats import PairedMean, best_tradeoff, pareto_front
-from harness.summary import Comparison, Continuous
+from harness.stats import (
+    ALPHA,
+    PairedMean,
+    SeedsChange,
+    adjust_pvalues,
+    best_tradeoff,
+    pareto_front,
+    seeds_and_items_bootstrap,
+)
+from harness.summary import Comparison, Continuous, field_values, verdicts
 from harness.tasks import TASKS
 from harness.training_config import run_status
 
@@ -143,6 +153,25 @@ class FrontierPoint:
 
 
 @dataclass(frozen=True)
+class SeedGroup:
+    """One training setting (sweep point and checkpoint) trained with several seeds: its changes
+    as seed means with the seeds' spread and an interval over seeds and items
+    (:func:`harness.stats.seeds_and_items_bootstrap`), p-values Holm-corrected across the
+    groups' tests."""
+
+    setting: str  # the variants' name without the seed: "lr=2e-4@1ep"
+    variants: tuple[str, ...]  # one per seed
+    epochs_at: float | None
+    gain: SeedsChange  # specialization accuracy change
+    cost: SeedsChange  # generalization accuracy change
+    prob: SeedsChange | None  # probability of the right generalization answer, change
+    gain_p_holm: float = math.nan
+    cost_p_holm: float = math.nan
+    non_inferior: bool = False
+    qualifies: bool = False
+
+
+@dataclass(frozen=True)
 class Frontier:
     specialization: str
     generalization: str
@@ -153,9 +182,83 @@ class Frontier:
     margin: float  # the non-inferiority margin on the generalization accuracy (a fraction)
     why_none: str = ""  # when best is None: "no point gains significantly" or "no point qualifies"
     drawn: bool = False  # a sweep or checkpoints: a frontier to draw (one adapter is not one)
+    groups: tuple[SeedGroup, ...] = ()  # settings trained with several seeds; best is chosen among them
 
 
 DEFAULT_MARGIN = 0.01
+_SEED = re.compile(r"seed=[^,@]+,?")
+
+
+def setting_of(variant: str) -> str:
+    """A sweep variant's name without its seed: "lr=2e-4,seed=1@1ep" -> "lr=2e-4@1ep"."""
+    return _SEED.sub("", variant).replace(",@", "@")
+
+
+def _is_seed_key(key: str) -> bool:
+    return key.rsplit(".", 1)[-1] == "seed"
+
+
+def seed_groups(
+    rows: Sequence, baseline: str, tasks: Sequence[str], facts: Mapping[str, AdapterFacts]
+) -> list[SeedGroup]:
+    """The settings of a sweep whose seed is one of its axes, each with its changes over seeds
+    and items against ``baseline``, on the items every seed and the baseline scored."""
+    spec, gen = roles(tasks)
+    if spec is None or gen is None:
+        return []
+    by_setting: dict[str, list[str]] = {}
+    for v, f in facts.items():
+        if f.benchmarkable and any(_is_seed_key(k) for k, _ in f.values):
+            by_setting.setdefault(setting_of(v), []).append(v)
+    out = []
+    for setting, variants in by_setting.items():
+        if len(variants) < 2:
+            continue
+        gain = _accuracy_changes(rows, variants, baseline, spec)
+        cost = _accuracy_changes(rows, variants, baseline, gen)
+        if gain is None or cost is None:
+            continue
+        prob = _value_changes(rows, variants, baseline, gen, "gold_prob")
+        out.append(SeedGroup(setting, tuple(variants), facts[variants[0]].epochs_at, gain, cost, prob))
+    return out
+
+
+def _accuracy_changes(rows, variants, baseline, task) -> SeedsChange | None:
+    ref = verdicts(rows, baseline, task)
+    mine = [verdicts(rows, v, task) for v in variants]
+    shared = sorted(set(ref).intersection(*mine))
+    if not shared:
+        return None
+    return seeds_and_items_bootstrap([[int(m[k]) - int(ref[k]) for k in shared] for m in mine])
+
+
+def _value_changes(rows, variants, baseline, task, field) -> SeedsChange | None:
+    ref = field_values(rows, baseline, task, field)
+    mine = [field_values(rows, v, task, field) for v in variants]
+    shared = sorted(set(ref).intersection(*mine))
+    if not shared:
+        return None
+    return seeds_and_items_bootstrap([[float(m[k]) - float(ref[k]) for k in shared] for m in mine])
+
+
+def _judge_groups(groups: Sequence[SeedGroup], margin: float) -> list[SeedGroup]:
+    """Holm across the groups' gain and cost tests; non-inferiority and qualification."""
+    holm, _ = adjust_pvalues([g.gain.p_value for g in groups] + [g.cost.p_value for g in groups])
+    k = len(groups)
+    out = []
+    for i, g in enumerate(groups):
+        non_inferior = g.cost.ci_low > -margin
+        qualifies = holm[i] < ALPHA and g.gain.mean > 0 and non_inferior
+        out.append(
+            replace(
+                g,
+                gain_p_holm=holm[i],
+                cost_p_holm=holm[k + i],
+                non_inferior=non_inferior,
+                qualifies=qualifies,
+            )
+        )
+    return out
 
 
 def _credible(c: Comparison | None, estimate: float) -> float:
@@ -170,6 +273,7 @@ def build_frontier(
     facts: Mapping[str, AdapterFacts],
     *,
     margin: float = DEFAULT_MARGIN,
+    groups: Sequence[SeedGroup] = (),
 ) -> Frontier | None:
     """The frontier of the variants with adapters, or None when the run has no specialization
     or no generalization task, or no adapter variant. ``margin``: the generalization accuracy
@@ -223,16 +327,33 @@ def build_frontier(
     )
     drawn = any(f.sweep or f.point or f.epochs_at is not None for f in facts.values())
     m = fmt_points(margin)[1:]
+    best = names[best_index] if best_index is not None else None
+    what = "points"
+    judged = _judge_groups(groups, margin) if groups else []
+    if judged:  # several seeds per setting: the choice is among settings, on seed-aware intervals
+        what = "settings (seed means, intervals over seeds and items)"
+        ok = [g for g in judged if g.qualifies]
+        best = max(ok, key=lambda g: g.gain.mean).setting if ok else None
+        if best is not None:
+            why_none = ""
+        elif not any(g.gain_p_holm < ALPHA and g.gain.mean > 0 for g in judged):
+            why_none = f"no setting gains significantly on {spec} over its seeds"
+        else:
+            why_none = (
+                f"no setting qualifies: every significant {spec} gain comes with a {gen} interval "
+                f"reaching past -{m} points"
+            )
     return Frontier(
         spec,
         gen,
         points,
         tuple(f for f in facts.values() if not f.benchmarkable),
-        names[best_index] if best_index is not None else None,
-        f"the largest {spec} gain among the points whose gain is significant (Holm-adjusted "
+        best,
+        f"the largest {spec} gain among the {what} whose gain is significant (Holm-adjusted "
         f"p < 0.05) and whose {gen} accuracy change is non-inferior at a margin of "
         f"{m} points (the lower end of its 95% interval above -{m})",
         margin,
         why_none,
         drawn,
+        tuple(judged),
     )

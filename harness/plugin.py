@@ -209,6 +209,7 @@ class ResultsCollector:
             facts=adapter_facts(exp.variants),
             same=exp.same_measurements(),
             margin=exp.margin_points / 100,
+            null_variants=exp.noise_floor_variants,
         )
         if gates is not None:
             self.gates_note = narrowed_by(self.config)

@@ -171,6 +171,20 @@ def _frontier_json(analysis: Analysis) -> dict | None:
             for p in f.points
         ],
         "not_benchmarked": [asdict(x) for x in f.not_benchmarked],
+        "seed_groups": [
+            {
+                "setting": g.setting,
+                "variants": list(g.variants),
+                "epochs_at": g.epochs_at,
+                "interval": "two-way bootstrap over seeds and items (percentile)",
+                "gain": {**asdict(g.gain), "p_holm": g.gain_p_holm},
+                "cost": {**asdict(g.cost), "p_holm": g.cost_p_holm},
+                "gold_prob": asdict(g.prob) if g.prob else None,
+                "non_inferior": g.non_inferior,
+                "qualifies": g.qualifies,
+            }
+            for g in f.groups
+        ],
     }
 
 
@@ -220,6 +234,15 @@ def results_payload(
                 "continuous change of the run; a KL is a size, not a test",
                 "family_size": sum(math.isfinite(c.p_holm) for c in analysis.comparisons)
                 + sum(math.isfinite(c.p_holm) for c in analysis.continuous),
+            },
+            "noise_floor": {
+                "null_variants": list(analysis.null_variants),
+                "floors": [
+                    {"benchmark": t, "measure": m, "floor": v} for (t, m), v in sorted(analysis.noise.items())
+                ],
+                "within_noise": [
+                    {"variant": v, "benchmark": t, "measure": m} for v, t, m in sorted(analysis.within_noise)
+                ],
             },
             "comparisons": [
                 {
@@ -392,7 +415,7 @@ def render_markdown(payload: Mapping, analysis: Analysis) -> str:
             [
                 [
                     c.benchmark,
-                    c.variant,
+                    c.variant + (" (*null*)" if analysis.is_null(c.variant) else ""),
                     c.paired.n,
                     pct(c.paired.accuracy),
                     pct(c.paired.reference_accuracy),
@@ -472,7 +495,7 @@ def _continuous_section(analysis: Analysis) -> list[str]:
             [
                 [
                     c.benchmark,
-                    c.variant,
+                    _variant_cell(c, analysis),
                     _md_escape(MEASURES[c.measure].title),
                     c.result.n,
                     _num(c.result.mean_variant).lstrip("+"),
@@ -495,7 +518,7 @@ def _continuous_section(analysis: Analysis) -> list[str]:
             [
                 [
                     c.benchmark,
-                    c.variant,
+                    _variant_cell(c, analysis),
                     _md_escape(MEASURES[c.measure].title),
                     c.result.n,
                     _size(c.result.delta),
@@ -505,7 +528,23 @@ def _continuous_section(analysis: Analysis) -> list[str]:
             ],
             align="lllrrr",
         )
+    if analysis.null_variants:
+        out += [
+            "",
+            f"**Noise floor**: {', '.join(analysis.null_variants)} (*null*) re-scored the baseline another "
+            'way (batch size or load mode); its "changes" are what scoring alone moves. A change no '
+            "larger than the farther bound of the null's interval (for a KL, its upper bound) is marked "
+            "*within noise*.",
+        ]
     return out
+
+
+def _variant_cell(c, analysis: Analysis) -> str:
+    if analysis.is_null(c.variant):
+        return f"{c.variant} (*null*)"
+    if (c.variant, c.benchmark, c.measure) in analysis.within_noise:
+        return f"{c.variant} (*within noise*)"
+    return c.variant
 
 
 def _size(x: float | None) -> str:
@@ -614,6 +653,7 @@ def _frontier_section(analysis: Analysis) -> list[str]:
         ]
     else:
         out.append("No adapter variant ran both tasks.")
+    out += _seeds_table(f)
     if f.not_benchmarked:
         out += ["", "Not benchmarked (their training did not succeed; they count as run and lost):", ""]
         out += [
@@ -622,6 +662,56 @@ def _frontier_section(analysis: Analysis) -> list[str]:
             + f": {_md_escape(x.reason or 'no reason recorded')}"
             for x in f.not_benchmarked
         ]
+    return out
+
+
+def _seed_cell(c) -> str:
+    return f"{points(c.mean)} {interval(c.ci_low, c.ci_high, points)}"
+
+
+def _seeds_table(f) -> list[str]:
+    if not f.groups:
+        return []
+    out = [
+        "",
+        "### Over seeds",
+        "",
+        "Each setting trained with several seeds: the seed mean of its changes, the seeds' spread "
+        "(standard deviation of the per-seed changes, and each seed's), and a 95% interval from a "
+        "two-way bootstrap that resamples seeds and items, so seed-to-seed variance is in it. The "
+        "best trade-off is chosen here, among the settings.",
+        "",
+    ]
+    rows = []
+    for g in f.groups:
+        rows.append(
+            [
+                ("**" + g.setting + "** (best)") if g.setting == f.best else g.setting,
+                g.gain.seeds,
+                _seed_cell(g.gain),
+                f"{100 * g.gain.spread:.1f} ({', '.join(points(x) for x in g.gain.per_seed)})",
+                p_value(g.gain_p_holm) + (" *" if g.gain_p_holm < 0.05 else ""),
+                _seed_cell(g.cost),
+                f"{100 * g.cost.spread:.1f} ({', '.join(points(x) for x in g.cost.per_seed)})",
+                "yes" if g.non_inferior else "no",
+                _seed_cell(g.prob) if g.prob else "–",
+            ]
+        )
+    out += _table(
+        [
+            "setting",
+            "seeds",
+            f"{f.specialization} Δ, seed mean [CI]",
+            "seeds' SD (each)",
+            "Holm p",
+            f"{f.generalization} Δ, seed mean [CI]",
+            "seeds' SD (each)",
+            "non-inf.",
+            "p(right) Δ [CI]",
+        ],
+        rows,
+        align="lrrrrrrlr",
+    )
     return out
 
 

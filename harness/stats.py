@@ -11,6 +11,8 @@
 - :func:`categorical_kl`, :func:`renormalised_logprob` and :func:`choice_probability`: a
   question's answer distribution over its choices, and how far a variant's moved from the
   reference's.
+- :func:`seeds_and_items_bootstrap`: a change measured with several training seeds on the same
+  items: its seed mean, the seeds' spread and an interval that includes seed-to-seed variance.
 - :func:`adjust_pvalues`: Holm's and Benjamini-Hochberg's corrections across a run's tests.
 - :func:`minimum_detectable_difference`: the smallest accuracy difference the paired test could
   detect on n items.
@@ -387,6 +389,68 @@ def bootstrap_mean(
     )
     low, high = float(boot.confidence_interval.low), float(boot.confidence_interval.high)
     return PairedMean(n, mean, nan, mean, low, high, nan, "bootstrap")
+
+
+@dataclass(frozen=True)
+class SeedsChange:
+    """A change (variant minus reference, paired on items) measured for several training seeds.
+
+    ``per_seed``: each seed's mean change; ``mean``: their mean (every seed has the same items);
+    ``spread``: the seeds' standard deviation (ddof 1; NaN for one seed); ``ci_low``/``ci_high``:
+    the percentile interval of a two-way bootstrap resampling seeds and items; ``p_value``: twice
+    the smaller tail of that bootstrap distribution at 0 (a bootstrap test of no change).
+    """
+
+    seeds: int
+    n: int
+    per_seed: tuple[float, ...]
+    mean: float
+    spread: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+
+
+def seeds_and_items_bootstrap(
+    differences, alpha: float = ALPHA, *, n_resamples: int = 4000, seed: int = 0
+) -> SeedsChange:
+    """Seed mean, spread and interval of per-item changes ``differences[s][i]`` (seed s, item i;
+    every seed on the same items, in the same order).
+
+    A two-way (crossed) bootstrap, Owen's "pigeonhole" bootstrap (2007, Ann Appl Stat 1:386):
+    each resample draws S seeds with replacement and, independently, n items with replacement,
+    and takes the mean of the S x n drawn cells; both the seed-to-seed and the item-to-item
+    variance enter the interval, which an item-only interval leaves out. Draws from
+    ``numpy.random.default_rng(seed)``: for each resample, first the seed indices
+    (``integers(0, S, S)``), then the item indices (``integers(0, n, n)``). Percentile interval
+    at ``1 - alpha``. With one seed it is the item bootstrap alone.
+    """
+    import numpy as np
+
+    _check_alpha(alpha)
+    d = np.asarray(differences, dtype=float)
+    if d.ndim != 2 or d.shape[0] == 0:
+        raise ValueError(f"differences must be a seeds x items table, got shape {d.shape}")
+    if not np.all(np.isfinite(d)):
+        raise ValueError("differences holds NaN or inf")
+    n_seeds, n = d.shape
+    per_seed = tuple(float(x) for x in d.mean(axis=1)) if n else (math.nan,) * n_seeds
+    if n == 0:
+        return SeedsChange(n_seeds, 0, per_seed, *(math.nan,) * 5)
+    mean = float(d.mean())
+    spread = float(np.std(d.mean(axis=1), ddof=1)) if n_seeds > 1 else math.nan
+    rng = np.random.default_rng(seed)
+    stats = np.empty(n_resamples)
+    for b in range(n_resamples):
+        seeds_drawn = rng.integers(0, n_seeds, n_seeds)
+        items_drawn = rng.integers(0, n, n)
+        stats[b] = d[np.ix_(seeds_drawn, items_drawn)].mean()
+    low, high = (float(x) for x in np.quantile(stats, [alpha / 2, 1 - alpha / 2]))
+    if np.all(d == 0):
+        p = 1.0
+    else:
+        p = min(1.0, 2 * min(float(np.mean(stats <= 0)), float(np.mean(stats >= 0))))
+    return SeedsChange(n_seeds, n, per_seed, mean, spread, low, high, p)
 
 
 # -- many tests at once -----------------------------------------------------------------------

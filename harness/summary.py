@@ -234,7 +234,7 @@ class Continuous:
         return self.p_holm < ALPHA
 
 
-def _field_values(rows: Iterable, variant: str, task: str, field_name: str) -> dict:
+def field_values(rows: Iterable, variant: str, task: str, field_name: str) -> dict:
     return {
         r.item_id: (r.extra or {}).get(field_name)
         for r in rows
@@ -259,13 +259,13 @@ def continuous_measures(
             continue
         for measure, m in MEASURES.items():
             field_name, how = m.field, m.how
-            mine = _field_values(rows, variant, task, field_name)
+            mine = field_values(rows, variant, task, field_name)
             if not mine:
                 continue
             if how == "mean":  # measured against the base model by the engine: its mean and interval
                 result = bootstrap_mean(mine)
             else:
-                theirs = _field_values(rows, baseline, task, field_name)
+                theirs = field_values(rows, baseline, task, field_name)
                 if not theirs:
                     continue
                 if how == "kl":

@@ -360,6 +360,8 @@ def load_sweep(path: str | Path, **overrides) -> list[SweepPoint]:
     raw.setdefault("name", path.stem)
     axes: list[tuple[str, list]] = []
     for key, values in sweep_raw.items():
+        if key == "seeds":  # `seeds = [0, 1, 2]`: the seed as a sweep axis, each point trained with each
+            key = "seed"
         try:
             dotted = resolve_key(key)
         except ConfigError as e:

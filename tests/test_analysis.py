@@ -252,3 +252,74 @@ def test_a_narrowed_run_draws_no_empty_panel(tmp_path, monkeypatch):
     path = plot_tradeoff(a, tmp_path / "t.png")
     assert path.read_bytes()[:4] == b"\x89PNG"
     assert math.isfinite(a.summary[0].overall.accuracy)
+
+
+def _seed_sweep_rows(n=200):
+    """A baseline and a two-setting sweep, three seeds each; lr=1 gains ~+20 Spider points with
+    seeds that disagree, and costs no MMLU accuracy; lr=2 gains nothing."""
+    rows = [row("base", "spider", i, "passed" if i < 20 else "failed") for i in range(n)]
+    rows += [row("base", "mmlu", i, "passed" if i < 100 else "failed", gold_prob=0.3) for i in range(n)]
+    for lr, spider_by_seed in (("1", (50, 60, 70)), ("2", (20, 21, 20))):
+        for seed, spider in enumerate(spider_by_seed):
+            v = f"lr={lr},seed={seed}@1ep"
+            rows += [row(v, "spider", i, "passed" if i < spider else "failed") for i in range(n)]
+            rows += [
+                row(v, "mmlu", i, "passed" if i < 100 else "failed", gold_prob=0.3 + 0.002 * seed)
+                for i in range(n)
+            ]
+    return rows
+
+
+def _seed_facts():
+    return {
+        f"lr={lr},seed={seed}@1ep": AdapterFacts(
+            f"lr={lr},seed={seed}@1ep",
+            "a",
+            "succeeded",
+            point=f"learning_rate={lr},seed={seed}",
+            values=(("train.learning_rate", lr), ("seed", str(seed))),
+            epochs_at=1.0,
+        )
+        for lr in ("1", "2")
+        for seed in range(3)
+    }
+
+
+def test_seeds_are_pooled_per_setting_with_their_spread_and_a_seed_aware_interval():
+    from harness.analysis import conclusion
+    from harness.frontier import setting_of
+
+    assert setting_of("lr=2e-4,seed=1@1ep") == "lr=2e-4@1ep" == setting_of("seed=1,lr=2e-4@1ep")
+    a = analyze(_seed_sweep_rows(), baseline="base", tasks=("spider", "mmlu"), facts=_seed_facts())
+    groups = {g.setting: g for g in a.frontier.groups}
+    assert set(groups) == {"lr=1@1ep", "lr=2@1ep"}
+    g = groups["lr=1@1ep"]
+    assert g.gain.per_seed == pytest.approx((0.15, 0.20, 0.25)) and g.gain.mean == pytest.approx(0.20)
+    assert g.gain.spread == pytest.approx(0.05)
+    # the interval over seeds and items is wider than any one seed's item-only interval
+    one_seed = next(c for c in a.comparisons if c.variant == "lr=1,seed=1@1ep" and c.benchmark == "spider")
+    assert g.gain.ci_high - g.gain.ci_low > one_seed.paired.delta_ci_high - one_seed.paired.delta_ci_low
+    assert a.frontier.best == "lr=1@1ep" and g.qualifies and not groups["lr=2@1ep"].qualifies
+    text = conclusion(a)
+    assert "Fine-tuning (lr=1@1ep, against base)" in text and "seed mean of 3" in text
+    assert "over both the training seeds and the items" in text
+
+
+def test_the_null_variant_sets_the_noise_floor_and_flags_changes_below_it():
+    rows = [row("base", "mmlu", i, "passed" if i < 20 else "failed", gold_prob=0.30) for i in range(40)]
+    # the baseline re-scored at another batch size: tiny, item-level jitter
+    rows += [
+        row("base-b1", "mmlu", i, "passed" if i < 20 else "failed", gold_prob=0.30 + 0.004 * (-1) ** i)
+        for i in range(40)
+    ]
+    rows += [row("small", "mmlu", i, "passed" if i < 20 else "failed", gold_prob=0.301) for i in range(40)]
+    rows += [row("large", "mmlu", i, "passed" if i < 20 else "failed", gold_prob=0.35) for i in range(40)]
+    a = analyze(rows, baseline="base", tasks=("mmlu",), facts={}, null_variants=("base-b1",))
+    floor = a.noise[("mmlu", "gold_prob")]
+    null = next(c for c in a.continuous if c.variant == "base-b1")
+    assert floor == pytest.approx(max(abs(null.result.ci_low), abs(null.result.ci_high)))
+    assert ("small", "mmlu", "gold_prob") in a.within_noise
+    assert ("large", "mmlu", "gold_prob") not in a.within_noise
+    # the null's own tests are not in the family of the run's claims
+    assert math.isnan(null.p_holm)
+    assert all(math.isnan(c.p_holm) for c in a.comparisons if c.variant == "base-b1")

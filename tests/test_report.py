@@ -253,6 +253,7 @@ def test_results_json_schema(tmp_path):
         "cases",
         "conclusion",
         "multiple_comparisons",
+        "noise_floor",
     }
     assert data["conclusion"].startswith("No fine-tuned variant was measured")
     assert data["multiple_comparisons"]["family_size"] == len(data["comparisons"])
@@ -422,3 +423,36 @@ def test_one_adapter_is_no_frontier(tmp_path):
     data, md, paths = _sweep_report(tmp_path, drawn=False)
     assert "## The learning-forgetting frontier" not in md and "frontier" not in paths
     assert data["frontier"]["drawn"] is False
+
+
+def test_the_report_shows_seeds_and_the_noise_floor(tmp_path):
+    from tests.test_analysis import _seed_facts, _seed_sweep_rows
+
+    rows = _seed_sweep_rows()
+    rows += [
+        row("base-b1", "mmlu", i, "passed" if i < 100 else "failed", gold_prob=0.3 + 0.004 * (-1) ** i)
+        for i in range(200)
+    ]
+    analysis = analyze(
+        rows, baseline="base", tasks=("spider", "mmlu"), facts=_seed_facts(), null_variants=("base-b1",)
+    )
+    manifest = report.collect_manifest(
+        tmp_path,
+        run_id="r",
+        experiment={"name": "t", "source": "x"},
+        gates_file="",
+        command=[],
+        started=0,
+        finished=1,
+    )
+    payload = report.results_payload(analysis, rows, manifest=manifest)
+    report.write_report(tmp_path, payload, analysis)
+    md = (tmp_path / "report.md").read_text()
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert "### Over seeds" in md and "**lr=1@1ep** (best)" in md
+    line = next(x for x in md.splitlines() if x.startswith("| **lr=1@1ep**"))
+    assert "5.0 (+15.0, +20.0, +25.0)" in line  # the seeds' SD and each seed's change
+    assert "base-b1 (*null*)" in md and "**Noise floor**" in md and "(*within noise*)" in md
+    assert data["noise_floor"]["null_variants"] == ["base-b1"] and data["noise_floor"]["within_noise"]
+    [group] = [g for g in data["frontier"]["seed_groups"] if g["setting"] == "lr=1@1ep"]
+    assert group["gain"]["per_seed"] == pytest.approx([0.15, 0.2, 0.25]) and group["qualifies"]

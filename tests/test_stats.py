@@ -502,3 +502,27 @@ def test_minimum_detectable_difference():
 def test_choice_probability_is_the_softmax():
     scores = [-1.0, -2.0, -0.5, -3.0]
     assert stats.choice_probability(scores, 2) == pytest.approx(np.exp(-0.5) / np.exp(scores).sum())
+
+
+def test_seeds_and_items_bootstrap_follows_its_recipe_and_widens_with_seed_variance():
+    rng = np.random.default_rng(5)
+    items = rng.normal(0.05, 0.2, 60)
+    same = np.vstack([items, items, items])  # three seeds that agree item by item
+    apart = same + np.array([[-0.05], [0.0], [0.05]])  # seeds that disagree by +-5 points
+    a, b = stats.seeds_and_items_bootstrap(same), stats.seeds_and_items_bootstrap(apart)
+    assert a.mean == pytest.approx(items.mean()) and b.mean == pytest.approx(items.mean())
+    assert b.per_seed == pytest.approx((items.mean() - 0.05, items.mean(), items.mean() + 0.05))
+    assert b.spread == pytest.approx(0.05) and a.spread == pytest.approx(0.0, abs=1e-15)
+    assert (b.ci_high - b.ci_low) > (a.ci_high - a.ci_low)  # seed variance is in the interval
+    # the recipe, by hand: per resample, S seed indices then n item indices, percentile interval
+    draw = np.random.default_rng(0)
+    values = []
+    for _ in range(4000):
+        s = draw.integers(0, 3, 3)
+        i = draw.integers(0, 60, 60)
+        values.append(apart[np.ix_(s, i)].mean())
+    assert (b.ci_low, b.ci_high) == pytest.approx(tuple(np.quantile(values, [0.025, 0.975])))
+    one = stats.seeds_and_items_bootstrap([[0.0, 0.0, 0.0]])
+    assert (one.mean, one.p_value) == (0.0, 1.0) and math.isnan(one.spread)
+    with pytest.raises(ValueError, match="seeds x items"):
+        stats.seeds_and_items_bootstrap([1.0, 2.0])

@@ -748,9 +748,11 @@ class MMLUSettings(TaskSettings):
 
 
 class MMLUOptions(VariantOptions):
-    """A variant's ``mmlu = {...}`` table: ``shots`` and ``scoring`` override the task's."""
+    """A variant's ``mmlu = {...}`` table: ``shots``, ``scoring`` and ``batch_size`` override the
+    task's (another batch size: a null variant that measures the run's noise floor)."""
 
     scoring: Scoring | None = None
+    batch_size: Positive | None = None
 
 
 @dataclass(frozen=True)
@@ -844,11 +846,15 @@ class MMLUTask:
         )
         version = MMLU_CLOZE_TEMPLATE_VERSION if cloze else MMLU_TEMPLATE_VERSION
         fingerprint = {"scoring": scoring, "template_version": version}
+        batch_size = settings.batch_size
+        if options is not None and options.batch_size is not None:
+            # its own cache entry: scored again at this batch size, never read from another's
+            batch_size = fingerprint["batch_size"] = options.batch_size
         desc = f"mmlu {variant.name} ({scoring})"
         if scoring in ("loglik", "cloze"):
             # cloze: the choices' texts differ per question, so no prefix is shared between them
             loglik = LoglikSettings(
-                batch_size=settings.batch_size,
+                batch_size=batch_size,
                 max_batch_tokens=settings.max_batch_tokens,
                 reuse_prefix="off" if cloze else settings.reuse_prefix,
             )
@@ -872,7 +878,7 @@ class MMLUTask:
             ]
         else:
             gen = GenerationSettings(
-                max_new_tokens=_GENERATE_TOKENS, batch_size=settings.batch_size, add_special_tokens=True
+                max_new_tokens=_GENERATE_TOKENS, batch_size=batch_size, add_special_tokens=True
             )
             raws, phase = engine.generate(
                 variant,
