@@ -52,3 +52,10 @@ def test_first_takes_the_head_of_the_split_and_seeded_a_sample(tmp_path):
     first = TASKS["spider"].load(SpiderSettings(data_dir=str(root), limit=2, sample="first"), seed=0)
     everything = TASKS["spider"].load(SpiderSettings(data_dir=str(root)), seed=0)
     assert [i.item_id for i in first.items] == [i.item_id for i in everything.items[:2]]
+
+
+def test_the_cpu_frontier_has_seeds_and_a_null_variant():
+    exp = load_experiment("experiments/frontier_cpu.toml")
+    names = [v.name for v in exp.variants]
+    assert names[:2] == ["base", "base-b1"] and exp.noise_floor_variants == ("base-b1",)
+    assert sorted(names[2:]) == sorted(f"lr={lr},seed={s}@1ep" for lr in ("2e-4", "2e-3") for s in range(3))
