@@ -20,7 +20,9 @@ from harness.frontier import (
     Frontier,
     FrontierPoint,
     build_frontier,
+    roles,
     seed_groups,
+    split_of,
 )
 from harness.stats import adjust_pvalues, minimum_detectable_difference
 from harness.summary import (
@@ -144,6 +146,7 @@ def analyze(
             shown,
             margin=margin,
             groups=seed_groups(rows, baseline, tasks, shown),
+            split=split_of(rows, roles(tasks)[0]) if roles(tasks)[0] else "",
         ),
         why_wrong=why_wrong(rows),
         predicted=predicted_answers(rows),
@@ -279,6 +282,7 @@ def conclusion(analysis: Analysis) -> str:
     )
     out.append(f"What n cannot see: {_unseen(point.cost, gen)}; {_unseen(point.gain, spec)}.")
     out += _noise_sentence(analysis)
+    out += [f.selection_note] if f.selection_note else []
     return " ".join(out)
 
 
@@ -332,6 +336,7 @@ def _seeds_conclusion(analysis: Analysis, f: Frontier, spec: str, gen: str) -> s
         f"run-to-run variance is in them; {len(f.groups)} settings' tests corrected together (Holm)."
     )
     out += _noise_sentence(analysis)
+    out += [f.selection_note] if f.selection_note else []
     return " ".join(out)
 
 

@@ -183,6 +183,24 @@ class Frontier:
     why_none: str = ""  # when best is None: "no point gains significantly" or "no point qualifies"
     drawn: bool = False  # a sweep or checkpoints: a frontier to draw (one adapter is not one)
     groups: tuple[SeedGroup, ...] = ()  # settings trained with several seeds; best is chosen among them
+    split: str = ""  # the specialization items' split ("dev", "validation"): where it chose and measured
+
+    @property
+    def selection_note(self) -> str:
+        """Which split chose the point and which measured it, and what that means."""
+        if not self.drawn or not self.split:
+            return ""
+        if self.split == "validation":
+            return (
+                f"The point was chosen on the {self.specialization} validation split (train databases "
+                "held out from training) and its numbers are measured there: confirm the chosen "
+                'setting on dev (spider.split = "dev") before quoting its gain.'
+            )
+        return (
+            f"The point was chosen and measured on the same split ({self.split}): its gain is "
+            'optimistic by the choice. Choose on validation (spider.split = "validation", trained '
+            'with data.hold_out = "validation") and confirm on dev.'
+        )
 
 
 DEFAULT_MARGIN = 0.01
@@ -196,6 +214,13 @@ def setting_of(variant: str) -> str:
 
 def _is_seed_key(key: str) -> bool:
     return key.rsplit(".", 1)[-1] == "seed"
+
+
+def split_of(rows: Sequence, task: str) -> str:
+    """The split of a task's items, read from their ids ("dev-0001", "validation-0123"); "" when
+    they do not say or disagree."""
+    splits = {r.item_id.rpartition("-")[0] for r in rows if r.benchmark == task}
+    return splits.pop() if len(splits) == 1 else ""
 
 
 def seed_groups(
@@ -274,6 +299,7 @@ def build_frontier(
     *,
     margin: float = DEFAULT_MARGIN,
     groups: Sequence[SeedGroup] = (),
+    split: str = "",
 ) -> Frontier | None:
     """The frontier of the variants with adapters, or None when the run has no specialization
     or no generalization task, or no adapter variant. ``margin``: the generalization accuracy
@@ -356,4 +382,5 @@ def build_frontier(
         why_none,
         drawn,
         tuple(judged),
+        split,
     )

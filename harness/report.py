@@ -154,6 +154,8 @@ def _frontier_json(analysis: Analysis) -> dict | None:
         "best": f.best,
         "best_rule": f.best_rule,
         "why_none": f.why_none,
+        "split": f.split,
+        "selection_note": f.selection_note,
         "margin_points": 100 * f.margin,
         "drawn": f.drawn,
         "points": [
@@ -593,7 +595,8 @@ def _frontier_section(analysis: Analysis) -> list[str]:
         f"only where its Holm-corrected test is significant (by accuracy; **front (p)**: by the "
         f"probability of the right answer instead). **non-inf.**: the {f.generalization} interval's lower "
         f"end is above -{margin} points (the margin). The best trade-off is {f.best_rule}"
-        + (f": **{f.best}**." if f.best else f"; none is named: {f.why_none}."),
+        + (f": **{f.best}**." if f.best else f"; none is named: {f.why_none}.")
+        + (f" {f.selection_note}" if f.selection_note else ""),
         "",
     ]
     if f.points:

@@ -115,6 +115,9 @@ class DataSettings(Strict):
     overlong: Literal["drop", "truncate"] = (
         "drop"  # an example longer than max_length: drop it, or truncate it (losing its EOS)
     )
+    # "validation": leave out the databases of the validation split carved from train
+    # (harness.tasks.spider.split_validation), so a sweep can choose its point on them unseen
+    hold_out: Literal["none", "validation"] = "none"
 
 
 class LoraSettings(Strict):
@@ -425,6 +428,8 @@ def config_fingerprint(cfg: TrainingConfig) -> str:
     """sha256 of the config's canonical JSON (sorted keys), without where the run is kept
     (``name``, ``output``, ``source``): equal fingerprints mean the same training."""
     data = {k: v for k, v in cfg.to_dict().items() if k not in _IDENTITY}
+    if data["data"].get("hold_out") == "none":  # a key added later: its default trains as before,
+        del data["data"]["hold_out"]  # so adapters trained before it keep their fingerprint
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
