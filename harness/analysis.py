@@ -191,7 +191,7 @@ def noise_floor(continuous: Sequence[Continuous], nulls: Sequence[str]) -> dict[
 
 def _significance(c: Comparison) -> str:
     word = "significant" if c.significant else "not significant"
-    return f"{word}: Holm-adjusted p {p_value(c.p_holm)}"
+    return f"{word}: Holm-adjusted {_p(c.p_holm)}"
 
 
 def _title(task: str) -> str:
@@ -313,8 +313,8 @@ def _seeds_conclusion(analysis: Analysis, f: Frontier, spec: str, gen: str) -> s
     out = [
         f"Fine-tuning ({group.setting}, against {analysis.baseline}) changed "
         f"{_seed_change(group.gain, _title(spec), 'items')}, "
-        f"{'significant' if group.gain_p_holm < 0.05 else 'not significant'} (Holm-adjusted p "
-        f"{p_value(group.gain_p_holm)}), and {_seed_change(group.cost, _title(gen), 'questions')}."
+        f"{'significant' if group.gain_p_holm < 0.05 else 'not significant'} (Holm-adjusted "
+        f"{_p(group.gain_p_holm)}), and {_seed_change(group.cost, _title(gen), 'questions')}."
     ]
     margin = points(f.margin)[1:]
     if group.non_inferior:
@@ -351,3 +351,9 @@ def _article(word: str, capital: bool = False) -> str:
     vowel = word[:1].upper() in ("AEFHILMNORSX" if word.isupper() else "AEIOU")
     article = "an" if vowel else "a"
     return f"{article.capitalize() if capital else article} {word}"
+
+
+def _p(p: float) -> str:
+    """ "p 0.03", "p < 0.001" """
+    text = p_value(p)
+    return f"p < {text[1:]}" if text.startswith("<") else f"p {text}"

@@ -131,6 +131,11 @@ def adapter_facts(variants: Sequence) -> dict[str, AdapterFacts]:
     return out
 
 
+def _name(task: str) -> str:
+    """The task's name as a reader knows it ("Spider", "MMLU"), from its report title."""
+    return TASKS[task].report.title.split()[0] if task in TASKS else task
+
+
 def roles(tasks: Sequence[str]) -> tuple[str | None, str | None]:
     """The experiment's (specialization, generalization) tasks: the first of each role."""
     spec = next((t for t in tasks if TASKS[t].report.role == "specialization"), None)
@@ -192,7 +197,7 @@ class Frontier:
             return ""
         if self.split == "validation":
             return (
-                f"The point was chosen on the {self.specialization} validation split (train databases "
+                f"The point was chosen on the {_name(self.specialization)} validation split (train databases "
                 "held out from training) and its numbers are measured there: confirm the chosen "
                 'setting on dev (spider.split = "dev") before quoting its gain.'
             )
@@ -330,11 +335,11 @@ def build_frontier(
     if best_index is not None:
         why_none = ""
     elif not any(s and g.paired.delta > 0 for s, g in zip(significant, gains)):
-        why_none = f"no point gains significantly on {spec}"
+        why_none = f"no point gains significantly on {_name(spec)}"
     else:
         why_none = (
-            f"no point qualifies: every significant {spec} gain comes with a {gen} interval reaching "
-            f"past -{fmt_points(margin)[1:]} points"
+            f"no point qualifies: every significant {_name(spec)} gain comes with {_name(gen)} "
+            f"intervals reaching past -{fmt_points(margin)[1:]} points"
         )
     points = tuple(
         FrontierPoint(
@@ -363,11 +368,11 @@ def build_frontier(
         if best is not None:
             why_none = ""
         elif not any(g.gain_p_holm < ALPHA and g.gain.mean > 0 for g in judged):
-            why_none = f"no setting gains significantly on {spec} over its seeds"
+            why_none = f"no setting gains significantly on {_name(spec)} over its seeds"
         else:
             why_none = (
-                f"no setting qualifies: every significant {spec} gain comes with a {gen} interval "
-                f"reaching past -{m} points"
+                f"no setting qualifies: every significant {_name(spec)} gain comes with {_name(gen)} "
+                f"intervals reaching past -{m} points"
             )
     return Frontier(
         spec,
@@ -375,8 +380,8 @@ def build_frontier(
         points,
         tuple(f for f in facts.values() if not f.benchmarkable),
         best,
-        f"the largest {spec} gain among the {what} whose gain is significant (Holm-adjusted "
-        f"p < 0.05) and whose {gen} accuracy change is non-inferior at a margin of "
+        f"the largest {_name(spec)} gain among the {what} whose gain is significant (Holm-adjusted "
+        f"p < 0.05) and whose {_name(gen)} accuracy change is non-inferior at a margin of "
         f"{m} points (the lower end of its 95% interval above -{m})",
         margin,
         why_none,

@@ -195,7 +195,7 @@ def test_a_gain_that_is_not_significant_is_never_the_best_and_one_adapter_draws_
     facts = {v: AdapterFacts(v, "adapters/default", "succeeded") for v in ("ft", "ft-3shot")}
     a = analyze(rows, baseline="base", tasks=("spider", "mmlu"), facts=facts)
     assert a.frontier.best is None and not a.frontier.drawn
-    assert a.frontier.why_none == "no point gains significantly on spider"
+    assert a.frontier.why_none == "no point gains significantly on Spider"
     text = conclusion(a)
     assert "No point is called the best trade-off: no point gains significantly" in text
     assert "at n = 5 no MMLU difference could be significant" in text
