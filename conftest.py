@@ -7,8 +7,10 @@ The ``harness`` CLI sets the same variables before deepeval starts, and ``.env``
 for a bare ``deepeval test run`` (deepeval reads it on import); these defaults cover a bare ``pytest``.
 
 The plugins: harness.session (options, experiment, run folder, xdist workers), harness.plugin
-(results, report, gates, exit status), harness.speedups (measured speed-ups of pytest's and
-deepeval's per-case work; ``-p no:harness.speedups`` switches it off), and the fixtures.
+(results, report, gates, exit status, the run's last screen), harness.speedups (measured speed-ups
+of pytest's and deepeval's per-case work; ``-p no:harness.speedups`` switches it off),
+harness.deepeval_output (deepeval's own end of run, off unless ``--deepeval-table``), and the
+fixtures.
 """
 
 from harness.deepeval_env import apply_deepeval_env
@@ -19,6 +21,7 @@ pytest_plugins = [
     "harness.session",
     "harness.plugin",
     "harness.speedups",
+    "harness.deepeval_output",
     "fixtures.session",
     "fixtures.cases",
 ]

@@ -35,11 +35,12 @@ import json
 import sys
 import time
 import traceback
+from functools import partial
 from pathlib import Path
 
 import pytest
 
-from harness import report
+from harness import progress, report
 from harness.analysis import analyze
 from harness.frontier import adapter_facts
 from harness.gates import GatesError, check_gates, gates_json, load_gates
@@ -121,7 +122,7 @@ def row_of(report: pytest.TestReport) -> CaseResult | None:
     if report.passed:
         return case_result(identity, "passed", verdict.get("reason", ""), verdict)
     if report.when == "call" and verdict.get("wrong_answer"):
-        return case_result(identity, "failed", verdict.get("reason", ""), verdict)
+        return case_result(identity, "wrong", verdict.get("reason", ""), verdict)
     # an exception that is not a wrong answer: a broken fixture, model or metric
     return case_result(identity, "error", _error_reason(report), verdict)
 
@@ -247,11 +248,23 @@ class ResultsCollector:
             )
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
-        if self.analysis is None:
+        self._terminal = terminalreporter  # the harness's summary is written after pytest's own
+
+    def write_summary(self) -> None:
+        """The run's last screen: accuracy and differences, the report's conclusion, skips by
+        reason, gates, the report's path and the verdict. Written when the session is over,
+        after pytest's counts line, so that whatever the entry point the last lines are these."""
+        tr = getattr(self, "_terminal", None)
+        if self.analysis is None or tr is None:
             return
-        tr = terminalreporter
-        tr.write_sep("=", "harness: accuracy per variant and benchmark")
+        tr.write_sep("=", "harness: accuracy per variant and task")
         tr.write_line(report.format_table(self.analysis))
+        conclusion = getattr(report, "conclusion_text", None)
+        if conclusion is not None:
+            tr.write_line("")
+            tr.write_line(conclusion(self.analysis))
+        for line in skip_lines(self.rows.values()):
+            tr.write_line(line)
         if self.gate_results:
             tr.write_sep("=", f"harness: gates ({gates_path_of(self.config)})")
             for g in self.gate_results:
@@ -283,10 +296,20 @@ class ResultsCollector:
         if why:
             tr.write_line("harness: the run FAILS: " + " | ".join(why), red=True, bold=True)
         else:
-            wrong = sum(r.outcome == "failed" for r in self.rows.values())
+            wrong = sum(r.outcome == "wrong" for r in self.rows.values())
             tr.write_line(
                 f"harness: the run passes ({wrong} wrong answers are measurements, not failures)", green=True
             )
+
+
+def skip_lines(rows) -> list[str]:
+    """One line per (task, reason) of the skipped cases, with how many."""
+    counts: dict[tuple[str, str], int] = {}
+    for r in rows:
+        if r.outcome == "skipped":
+            key = (r.benchmark, r.reason or "(no reason given)")
+            counts[key] = counts.get(key, 0) + 1
+    return [f"harness: skipped {n} {task} case(s): {reason}" for (task, reason), n in sorted(counts.items())]
 
 
 # -- module-level hooks: wiring only ------------------------------------------------------------
@@ -296,11 +319,27 @@ def pytest_configure(config: pytest.Config) -> None:
     if not is_worker(config):
         config.stash[COLLECTOR_KEY] = ResultsCollector(config)
         config.pluginmanager.register(config.stash[COLLECTOR_KEY], "harness-results")
+        progress.before_each_bar(partial(_end_the_progress_line, config))
+
+
+def _end_the_progress_line(config: pytest.Config) -> None:
+    """A bar (stderr) is drawn on a line of its own, not after the progress letters (stdout).
+    pytest's own ``ensure_newline`` knows only the file-name prefix of a line, not the letters of
+    ``-q`` (which ``deepeval test run`` passes), so the writer's column decides."""
+    terminal = config.pluginmanager.get_plugin("terminalreporter")
+    if terminal is None:
+        return
+    terminal.ensure_newline()
+    if terminal._tw.width_of_current_line:
+        terminal.write_line("")
+    terminal.flush()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     collector = config.stash.get(COLLECTOR_KEY, None)
     if collector is not None:
+        collector.write_summary()
+        progress.before_each_bar(lambda: None)
         del config.stash[COLLECTOR_KEY]
         config.pluginmanager.unregister(collector)
 
@@ -357,7 +396,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_sessionfinish(session: pytest.Session) -> None:
     for f in session.config.stash.get(SAMPLES_KEY, {}).values():
         f.close()
-    _deepeval_summary_under_xdist(session.config)
 
 
 def _deepeval_run():
@@ -367,25 +405,6 @@ def _deepeval_run():
     if manager is None or not hasattr(manager, "get_test_run") or manager.get_test_run() is None:
         return None
     return manager
-
-
-def _deepeval_summary_under_xdist(config: pytest.Config) -> None:
-    """Under ``-n``, deepeval's workers keep their cases in memory (its file system is read-only
-    here, see harness/deepeval_env.py), so deepeval's own summary would call a successful run
-    empty ("No test cases found"); it says where the results are instead."""
-    manager = _deepeval_run()
-    if is_worker(config) or manager is None or manager.get_test_run().test_cases:
-        return
-    if config.getoption("numprocesses", None) in (None, 0) or not hasattr(manager, "wrap_up_test_run"):
-        return
-
-    def wrap_up(*args, **kwargs) -> None:
-        print(
-            "deepeval: the cases ran in pytest-xdist workers, which keep their results in memory; "
-            "the harness's summary above and its report (results.json, report.md) hold every case"
-        )
-
-    manager.wrap_up_test_run = wrap_up
 
 
 @pytest.hookimpl(trylast=True)
@@ -485,12 +504,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
-    """A wrong answer is its own kind of result in the terminal: ``F`` in the progress line,
+    """A wrong answer is its own kind of result in the terminal: ``w`` in the progress line,
     "N wrong" in the last line, and not listed under FAILURES or in the short summary, which
     keep the run's real failures (errors, non-benchmark tests) readable. The report itself stays
     ``failed`` (deepeval and xdist see it so)."""
     if report.when == "call" and report.failed:
         for name, value in report.user_properties:
             if name == VERDICT_PROPERTY and value.get("wrong_answer"):
-                return "wrong", "F", ("WRONG", {"red": True})
+                return "wrong", "w", ("WRONG", {"yellow": True})
     return None

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-OUTCOMES = ("passed", "failed", "skipped", "error")
+OUTCOMES = ("passed", "wrong", "skipped", "error")
 CASE_PROPERTY = "harness_case"  # user property: the case's identity (CaseRef.identity())
 VERDICT_PROPERTY = "harness_verdict"  # user property: wrong answer or not, its reason, the case's details
 

@@ -165,7 +165,7 @@ def test_wrong_answers_alone_exit_0_and_the_report_is_written(project):
     assert result.ret == 0
     result.stdout.fnmatch_lines(
         [
-            "*harness: accuracy per variant and benchmark*",
+            "*harness: accuracy per variant and task*",
             "spider    ft * 10 * 6 * 60.0%*[[]31.3%, 83.2%[]]* 2 * 0",
             "*harness: the run passes (28 wrong answers are measurements, not failures)*",
         ]
@@ -184,7 +184,7 @@ def test_wrong_answers_alone_exit_0_and_the_report_is_written(project):
     }
     comp = {(c["variant"], c["benchmark"]): c for c in data["comparisons"]}
     assert comp["ft", "spider"]["only_variant"] == 3 and comp["ft", "spider"]["n"] == 10
-    failed = next(c for c in data["cases"] if c["outcome"] == "failed")
+    failed = next(c for c in data["cases"] if c["outcome"] == "wrong")
     assert (
         failed["reason"] == "gold has 3 rows (expected), prediction 2" and failed["prediction"] == "SELECT 1"
     )
