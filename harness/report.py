@@ -27,7 +27,7 @@ from harness.stats import CONFIDENCE, Accuracy, PairedMean
 from harness.summary import MEASURES, PairSummary
 from harness.tasks import TASKS
 
-SCHEMA = "harness-results/2"
+SCHEMA = 3  # docs/results_schema.md: every key, and what changed from the schemas before
 FIGURE_NAME = "tradeoff.png"
 FRONTIER_NAME = "frontier.png"
 LIBRARIES = (
@@ -58,7 +58,7 @@ def library_versions(names: Sequence[str] = LIBRARIES) -> dict[str, str | None]:
 
 
 def read_phases(run_dir: Path) -> dict[str, dict]:
-    """The prediction phases' own records (``phases/<benchmark>-<variant>.json``), by name.
+    """The prediction phases' own records (``phases/<task>-<variant>.json``), by name.
     An unreadable file is kept as ``{"unreadable": reason}``, never dropped silently."""
     out: dict[str, dict] = {}
     for path in sorted((run_dir / "phases").glob("*.json")):
@@ -166,14 +166,14 @@ def _frontier_json(analysis: Analysis) -> dict | None:
             }
             for p in f.points
         ],
-        "not_benchmarked": [asdict(x) for x in f.not_benchmarked],
+        "not_measured": [asdict(x) for x in f.not_benchmarked],
     }
 
 
 def results_payload(
     analysis: Analysis, rows: Sequence, *, manifest: Mapping, gates: Mapping | None = None
 ) -> dict:
-    """The content of ``results.json`` (schema ``harness-results/2``)."""
+    """The content of ``results.json`` (schema :data:`SCHEMA`, docs/results_schema.md)."""
     return _finite(
         {
             "schema": SCHEMA,
@@ -182,7 +182,7 @@ def results_payload(
             "summary": [
                 {
                     "variant": s.variant,
-                    "benchmark": s.benchmark,
+                    "task": s.benchmark,
                     **asdict(s.overall),
                     "errored": s.errored,
                     "same_predictions_as": analysis.same.get((s.variant, s.benchmark)),
@@ -198,14 +198,14 @@ def results_payload(
                 for s in analysis.summary
             ],
             "comparisons": [
-                {"variant": c.variant, "reference": c.reference, "benchmark": c.benchmark, **asdict(c.paired)}
+                {"variant": c.variant, "reference": c.reference, "task": c.benchmark, **asdict(c.paired)}
                 for c in analysis.comparisons
             ],
             "continuous": [
                 {
                     "variant": c.variant,
                     "reference": c.reference,
-                    "benchmark": c.benchmark,
+                    "task": c.benchmark,
                     "measure": c.measure,
                     **asdict(c.result),
                 }

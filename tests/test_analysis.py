@@ -34,7 +34,7 @@ def mmlu_rows(variant, seed, n=30, shift=0.0):
                 variant,
                 "mmlu",
                 i,
-                "passed" if best == "A" else "failed",
+                "passed" if best == "A" else "wrong",
                 best,
                 letter_scores=dict(zip("ABCD", scores)),
                 gold_logprob=gold,
@@ -45,8 +45,8 @@ def mmlu_rows(variant, seed, n=30, shift=0.0):
 
 def test_continuous_measures_equal_scipy():
     base, ft = mmlu_rows("base", 1), mmlu_rows("ft", 2, shift=0.7)
-    kl_rows = [row("ft", "spider", i, "failed", "SELECT 1", kl_to_base=0.01 * (i + 1)) for i in range(10)]
-    kl_rows += [row("base", "spider", i, "failed", "SELECT 2") for i in range(10)]
+    kl_rows = [row("ft", "spider", i, "wrong", "SELECT 1", kl_to_base=0.01 * (i + 1)) for i in range(10)]
+    kl_rows += [row("base", "spider", i, "wrong", "SELECT 2") for i in range(10)]
     found = {
         (c.variant, c.benchmark, c.measure): c.result
         for c in continuous_measures(base + ft + kl_rows, "base")
@@ -101,7 +101,7 @@ def test_a_variant_with_the_baselines_predictions_is_not_compared():
 
 def test_why_wrong_and_the_answers_given():
     rows = [
-        CaseResult("ft", "spider", str(i), "easy", "failed", reason, "x", None, {})
+        CaseResult("ft", "spider", str(i), "easy", "wrong", reason, "x", None, {})
         for i, reason in enumerate(
             [
                 "empty prediction: no SQL to execute",
@@ -129,12 +129,10 @@ def test_a_variant_whose_every_item_errored_has_no_accuracy():
 
 def _comparisons(points):
     """Comparisons from (variant, spider right count, mmlu right count) over 20 items each."""
-    rows = [
-        row("base", t, i, "passed" if i < 10 else "failed") for t in ("spider", "mmlu") for i in range(20)
-    ]
+    rows = [row("base", t, i, "passed" if i < 10 else "wrong") for t in ("spider", "mmlu") for i in range(20)]
     for variant, spider, mmlu in points:
-        rows += [row(variant, "spider", i, "passed" if i < spider else "failed") for i in range(20)]
-        rows += [row(variant, "mmlu", i, "passed" if i < mmlu else "failed") for i in range(20)]
+        rows += [row(variant, "spider", i, "passed" if i < spider else "wrong") for i in range(20)]
+        rows += [row(variant, "mmlu", i, "passed" if i < mmlu else "wrong") for i in range(20)]
     return rows
 
 
@@ -196,9 +194,9 @@ def test_a_narrowed_run_draws_no_empty_panel(tmp_path, monkeypatch):
 def test_the_frontiers_cost_bound_is_on_accuracy_when_the_front_is_drawn_by_log_probability():
     rows = []
     for variant, spider, mmlu, logp in (("base", 10, 25, -1.0), ("v1", 12, 22, -0.9), ("v2", 11, 25, -1.1)):
-        rows += [row(variant, "spider", i, "passed" if i < spider else "failed") for i in range(20)]
+        rows += [row(variant, "spider", i, "passed" if i < spider else "wrong") for i in range(20)]
         rows += [
-            row(variant, "mmlu", i, "passed" if i < mmlu else "failed", gold_logprob=logp) for i in range(50)
+            row(variant, "mmlu", i, "passed" if i < mmlu else "wrong", gold_logprob=logp) for i in range(50)
         ]
     facts = {v: AdapterFacts(v, "a", "succeeded") for v in ("v1", "v2")}
     # v1 dominates v2 by log-probability, but costs 6 accuracy points

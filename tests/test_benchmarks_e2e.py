@@ -58,8 +58,8 @@ def test_pytest_run_scores_every_case(setup):
     assert_the_harness_speaks_last(done, "first")
     res = results(tmp, "first")
     cases = res["cases"]
-    spider = [c for c in cases if c["benchmark"] == "spider"]
-    mmlu = [c for c in cases if c["benchmark"] == "mmlu"]
+    spider = [c for c in cases if c["task"] == "spider"]
+    mmlu = [c for c in cases if c["task"] == "mmlu"]
     assert len(spider) == 2 * 4 and len(mmlu) == 2 * 4
     skipped = [c for c in spider if c["outcome"] == "skipped"]
     assert len(skipped) == 2 and all("absent_db" in c["reason"] for c in skipped)
@@ -92,12 +92,8 @@ def test_rerun_reads_the_cache_and_deepeval_gives_the_same_accuracy(setup):
     assert "slowest 10 durations" not in done.stdout
     phases = [json.loads(p.read_text()) for p in (tmp / "reports" / "second" / "phases").glob("*.json")]
     assert phases and all(p["computed"] == 0 for p in phases)
-    first = {
-        (c["variant"], c["benchmark"], c["item_id"]): c["outcome"] for c in results(tmp, "first")["cases"]
-    }
-    second = {
-        (c["variant"], c["benchmark"], c["item_id"]): c["outcome"] for c in results(tmp, "second")["cases"]
-    }
+    first = {(c["variant"], c["task"], c["item_id"]): c["outcome"] for c in results(tmp, "first")["cases"]}
+    second = {(c["variant"], c["task"], c["item_id"]): c["outcome"] for c in results(tmp, "second")["cases"]}
     assert first == second
 
 
@@ -123,7 +119,7 @@ def test_the_same_cases_without_the_speedups(setup):
     tmp, _ = setup
     done = run([sys.executable, "-m", "pytest", "-p", "no:harness.speedups"], tmp, "plain")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    key = lambda c: (c["variant"], c["benchmark"], c["item_id"])
+    key = lambda c: (c["variant"], c["task"], c["item_id"])
     first = {key(c): (c["outcome"], c["reason"], c["prediction"]) for c in results(tmp, "first")["cases"]}
     plain = {key(c): (c["outcome"], c["reason"], c["prediction"]) for c in results(tmp, "plain")["cases"]}
     assert first == plain

@@ -120,11 +120,11 @@ def test_a_sweep_becomes_a_frontier(frontier):
     assert variants == {"base", "lr=1e-4@0.5ep", "lr=1e-4@1ep", "lr=1e-3@0.5ep", "lr=1e-3@1ep"}
     f = results["frontier"]
     assert {p["variant"] for p in f["points"]} == variants - {"base"}
-    diverged = f["not_benchmarked"]
+    diverged = f["not_measured"]
     assert {d["variant"] for d in diverged} == {"lr=1e4@0.5ep", "lr=1e4@1ep"}
     assert all(d["status"] == "diverged" and d["reason"] for d in diverged)
     assert f["best"] in variants and any(p["on_front"] for p in f["points"])
-    measures = {(c["variant"], c["benchmark"], c["measure"]) for c in results["continuous"]}
+    measures = {(c["variant"], c["task"], c["measure"]) for c in results["continuous"]}
     assert ("lr=1e-3@1ep", "mmlu", "gold_logprob") in measures and (
         "lr=1e-3@1ep",
         "spider",

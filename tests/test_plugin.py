@@ -151,7 +151,7 @@ def results(pytester: pytest.Pytester, run_id: str = "r1") -> dict:
 
 def accuracies(data: dict) -> dict:
     return {
-        (s["variant"], s["benchmark"]): (s["correct"], s["n"], s["skipped"], s["errors"], s["by_group"])
+        (s["variant"], s["task"]): (s["correct"], s["n"], s["skipped"], s["errors"], s["by_group"])
         for s in data["summary"]
     }
 
@@ -176,13 +176,13 @@ def test_wrong_answers_alone_exit_0_and_the_report_is_written(project):
     data = results(pytester)
     assert accuracies(data)[("ft", "spider")][:4] == (6, 10, 2, 0)
     assert accuracies(data)[("base", "mmlu")][:4] == (4, 12, 2, 0)
-    s = next(s for s in data["summary"] if (s["variant"], s["benchmark"]) == ("base", "spider"))
+    s = next(s for s in data["summary"] if (s["variant"], s["task"]) == ("base", "spider"))
     assert s["skip_reasons"] == {"database 'wta_1' absent": 2}
-    assert set(next(s for s in data["summary"] if s["benchmark"] == "mmlu")["by_subject"]) == {
+    assert set(next(s for s in data["summary"] if s["task"] == "mmlu")["by_subject"]) == {
         "anatomy",
         "philosophy",
     }
-    comp = {(c["variant"], c["benchmark"]): c for c in data["comparisons"]}
+    comp = {(c["variant"], c["task"]): c for c in data["comparisons"]}
     assert comp["ft", "spider"]["only_variant"] == 3 and comp["ft", "spider"]["n"] == 10
     failed = next(c for c in data["cases"] if c["outcome"] == "wrong")
     assert (
@@ -269,12 +269,12 @@ def test_a_session_without_benchmark_cases_writes_no_report(project):
 GATES = """
 [[floor]]
 variant = "ft"
-benchmark = "spider"
+task = "spider"
 min_accuracy = {floor}
 
 [[max_drop]]
 variant = "ft"
-benchmark = "mmlu"
+task = "mmlu"
 reference = "base"
 max_points = 10
 """
@@ -375,7 +375,7 @@ def test_xdist_gives_the_same_numbers_as_a_serial_run(project):
     a, b = results(pytester, "serial"), results(pytester, "xdist")
     assert accuracies(a) == accuracies(b)
     assert a["comparisons"] == b["comparisons"]
-    key = lambda c: (c["variant"], c["benchmark"], c["item_id"])
+    key = lambda c: (c["variant"], c["task"], c["item_id"])
     assert sorted(a["cases"], key=key) == sorted(b["cases"], key=key)
     assert len((pytester.path / "reports" / "xdist" / "results.jsonl").read_text().splitlines()) == len(
         b["cases"]

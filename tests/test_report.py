@@ -129,9 +129,9 @@ def _rows():
         [
             ("passed", "easy"),
             ("passed", "easy"),
-            ("failed", "medium"),
+            ("wrong", "medium"),
             ("passed", "hard"),
-            ("failed", "hard"),
+            ("wrong", "hard"),
             ("error", "extra"),
         ]
     ):
@@ -141,18 +141,18 @@ def _rows():
         row("base", "spider", 11, "skipped", reason="database 'wta_1' absent"),
     ]
     # ft: spider 5 of 6 right on the same items
-    for i, outcome in enumerate(["passed", "passed", "passed", "passed", "failed", "passed"]):
+    for i, outcome in enumerate(["passed", "passed", "passed", "passed", "wrong", "passed"]):
         rows.append(row("ft", "spider", i, outcome))
     for i, (outcome, cat, subject) in enumerate(
         [
             ("passed", "stem", "anatomy"),
-            ("failed", "stem", "anatomy"),
+            ("wrong", "stem", "anatomy"),
             ("passed", "humanities", "philosophy"),
-            ("failed", "other", "virology"),
+            ("wrong", "other", "virology"),
         ]
     ):
         rows.append(row("base", "mmlu", i, outcome, cat, subject=subject))
-        rows.append(row("ft", "mmlu", i, "failed" if i == 0 else outcome, cat, subject=subject))
+        rows.append(row("ft", "mmlu", i, "wrong" if i == 0 else outcome, cat, subject=subject))
     return rows
 
 
@@ -221,7 +221,7 @@ def test_results_json_schema(tmp_path):
     (tmp_path / "phases").mkdir()
     phase = {
         "variant": "base",
-        "benchmark": "spider",
+        "task": "spider",
         "fingerprint": {"model": "m", "adapter": "", "load": "fp32"},
         "cache_key": "k",
         "template": "schema",
@@ -253,7 +253,7 @@ def test_results_json_schema(tmp_path):
         "cases",
     }
     assert data["schema"] == report.SCHEMA and data["baseline"] == "base"
-    s = next(s for s in data["summary"] if (s["variant"], s["benchmark"]) == ("base", "spider"))
+    s = next(s for s in data["summary"] if (s["variant"], s["task"]) == ("base", "spider"))
     assert set(s) >= {
         "n",
         "correct",
@@ -275,7 +275,7 @@ def test_results_json_schema(tmp_path):
         "ci_low": pytest.approx(0.3424, abs=1e-4),
         "ci_high": 1.0,
     }
-    c = next(c for c in data["comparisons"] if c["benchmark"] == "spider")
+    c = next(c for c in data["comparisons"] if c["task"] == "spider")
     assert set(c) >= {
         "variant",
         "reference",
@@ -326,7 +326,7 @@ def test_undefined_numbers_are_null_in_json(tmp_path):
 
 def test_report_of_all_wrong_and_all_right_variants(tmp_path):
     """0/n and n/n: Wilson bounds at exactly 0 and 1, and a figure with zero-length bars."""
-    rows = [row("base", b, i, "failed") for b in ("spider", "mmlu") for i in range(6)]
+    rows = [row("base", b, i, "wrong") for b in ("spider", "mmlu") for i in range(6)]
     rows += [row("ft", b, i, "passed") for b in ("spider", "mmlu") for i in range(6)]
     payload, analysis = _payload(tmp_path, rows)
     report.write_report(tmp_path, payload, analysis)

@@ -29,12 +29,12 @@ ABSENT = "database 'wta_1' absent"
 
 def test_skips_are_one_line_per_task_and_reason_with_a_count():
     rows = [
-        case_result({"variant": v, "benchmark": "spider", "item_id": str(i)}, "skipped", ABSENT)
+        case_result({"variant": v, "task": "spider", "item_id": str(i)}, "skipped", ABSENT)
         for v in ("base", "ft")
         for i in range(3)
     ]
-    rows.append(case_result({"variant": "base", "benchmark": "mmlu", "item_id": "9"}, "skipped", ""))
-    rows.append(case_result({"variant": "base", "benchmark": "mmlu", "item_id": "8"}, "wrong", "B, answer A"))
+    rows.append(case_result({"variant": "base", "task": "mmlu", "item_id": "9"}, "skipped", ""))
+    rows.append(case_result({"variant": "base", "task": "mmlu", "item_id": "8"}, "wrong", "B, answer A"))
     assert skip_lines(rows) == [
         "harness: skipped 1 mmlu case(s): (no reason given)",
         "harness: skipped 6 spider case(s): database 'wta_1' absent",
