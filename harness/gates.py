@@ -57,6 +57,7 @@ from harness import configfile
 from harness.analysis import Analysis
 from harness.configfile import ConfigError, Problems, Strict, unknown
 from harness.formatting import interval, p_value, pct, points
+from harness.run_folder import INCOMPLETE, incomplete_reason
 from harness.stats import Paired, paired
 from harness.summary import compare, verdicts
 from harness.tasks import TASKS
@@ -229,7 +230,11 @@ def load_gates(path: str | Path, *, variants: Sequence[str]) -> Gates:
 
 
 def read_stored_cases(path: str | Path) -> list[SimpleNamespace]:
-    """The case rows of a stored ``results.json`` (this harness's schema)."""
+    """The case rows of a stored ``results.json`` (this harness's schema, 3 or 2), of a run that
+    finished: an incomplete run's folder (harness/run_folder.py) is refused with its reason."""
+    if (Path(path).parent / INCOMPLETE).is_file():
+        why = incomplete_reason(Path(path).parent)
+        raise GatesError(f"{str(path)!r} is an incomplete run's ({INCOMPLETE}: {why}); give a finished one")
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -17,10 +17,12 @@ The exit status. Item failures (a wrong answer: the metric's ``AssertionError`` 
 ``assert_test``) are the measurement, not an error of the run, and never decide the exit
 status. The session exits 1 exactly when a gate failed or the run errored: a test that is not
 a benchmark case failed, a benchmark case raised something other than an ``AssertionError``
-(a broken fixture, model or metric), a collection error, an invalid gates file, or a report
-that could not be written. Statuses other than 0 and 1 (interrupted, usage error, no tests)
-are left as pytest set them. A session that ran no benchmark case (the unit tests) writes no
-report and checks no gates.
+(a broken fixture, model or metric), a collection error, an invalid gates file, a report
+that could not be written, or a run stopped early (-x, --maxfail). A run folder says whether its
+run is complete: ``results.json`` is written last, and a run that has not finished well holds a
+file ``INCOMPLETE`` saying why (harness/run_folder.py). Statuses other than 0 and 1
+(interrupted, usage error, no tests) are left as pytest set them. A session that ran no
+benchmark case (the unit tests) writes no report and checks no gates.
 
 Which gates: ``--gates PATH``, else the experiment's ``gates`` key; ``--gates none`` (or an
 empty ``gates`` key) checks none. The file is validated while the benchmark files are
@@ -54,7 +56,7 @@ from harness.results import (
     marked_as_case,
     wrong_answer_reason,
 )
-from harness.run_folder import COMMAND_RECORD, holds_a_run
+from harness.run_folder import COMMAND_RECORD, holds_a_run, mark_complete, mark_incomplete
 from harness.session import experiment_of, gates_path_of, has_experiment, is_worker, run_dir_of, run_id_of
 
 COLLECTOR_KEY = pytest.StashKey["ResultsCollector"]()
@@ -143,11 +145,15 @@ class ResultsCollector:
         self.problems: list[str] = []  # the report or the gates file could not be handled
         self.paths: dict[str, Path] = {}
         self.exitstatus: int = pytest.ExitCode.OK
+        self.marked = False  # the run folder says "incomplete" until the report is written
+        self.incomplete = ""  # why the run is incomplete, once it is over
 
     def run_dir(self) -> Path:
         return run_dir_of(self.config)
 
     def _append(self, row: CaseResult) -> None:
+        if not self.marked:  # under xdist the controller collects nothing: its first row
+            self._mark_started()
         if self._jsonl is None:
             self.run_dir().mkdir(parents=True, exist_ok=True)
             self._jsonl = open(self.run_dir() / "results.jsonl", "a", encoding="utf-8")
@@ -175,11 +181,27 @@ class ResultsCollector:
         self._append(row)
 
     # -- hooks: once, at the end ----------------------------------------------------------
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """A run that collected benchmark cases is incomplete until its report is written: a
+        killed run leaves its folder so marked (harness/run_folder.py)."""
+        if not session.testsfailed and any(case_ref(item) is not None for item in session.items):
+            self._mark_started()
+
+    def _mark_started(self) -> None:
+        self.marked = True
+        mark_incomplete(
+            self.run_dir(),
+            f"the run started at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(self.started))} "
+            "has not finished: it is still running, or it was killed",
+        )
+
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self._jsonl is not None:
             self._jsonl.close()
         if not self.rows:
+            if self.marked:
+                mark_incomplete(self.run_dir(), f"no case ran (exit status {int(exitstatus)})")
             return
         try:
             self._report()
@@ -188,11 +210,29 @@ class ResultsCollector:
                 f"the report failed: {type(e).__name__}: {e}\n{traceback.format_exc(limit=8)}"
             )
         gates_failed = [g.gate for g in self.gate_results if g.failed]
+        stopped = session.shouldfail or session.shouldstop  # -x, --maxfail: not every case ran
         if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
             # Wrong answers failed their tests; they are the measurement, not a broken run.
-            broken = gates_failed or self.other_failures or self.problems
+            broken = gates_failed or self.other_failures or self.problems or stopped
             session.exitstatus = pytest.ExitCode.TESTS_FAILED if broken else pytest.ExitCode.OK
         self.exitstatus = session.exitstatus
+        self._mark_the_folder(exitstatus, stopped)
+
+    def _mark_the_folder(self, exitstatus: int, stopped) -> None:
+        """Complete: the session ran to its end and the report was written (results.json last).
+        Otherwise the folder says why not; the report it holds covers what ran."""
+        if self.problems:
+            why = "the report could not be written in full: " + self.problems[0].splitlines()[0]
+        elif stopped or exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+            why = (
+                f"the session ended early ({stopped or f'exit status {int(exitstatus)}'}); "
+                f"results.json covers the {len(self.rows)} cases that ran"
+            )
+        else:
+            mark_complete(self.run_dir())
+            return
+        self.incomplete = why
+        mark_incomplete(self.run_dir(), why)
 
     def _report(self) -> None:
         exp = experiment_of(self.config)
@@ -289,10 +329,8 @@ class ResultsCollector:
             why.append(f"{len(self.other_failures)} error(s) that are not wrong answers: {shown}")
         if self.problems:
             why.append("the report or gates could not be handled (above)")
-        if self.exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
-            why.append(
-                f"the session ended early (exit status {int(self.exitstatus)}): the report covers what ran"
-            )
+        if self.incomplete and not self.problems:
+            why.append(f"the run is incomplete: {self.incomplete}")
         if why:
             tr.write_line("harness: the run FAILS: " + " | ".join(why), red=True, bold=True)
         else:

@@ -51,3 +51,18 @@ def library_bars_only_on_a_terminal() -> None:
     hf_logging.disable_progress_bar()
     if "datasets" in sys.modules:  # imported by training only; not worth importing otherwise
         sys.modules["datasets"].disable_progress_bars()
+    _gguf_conversion_bar_off()
+
+
+def _gguf_conversion_bar_off() -> None:
+    """transformers' GGUF conversion draws its tqdm bar whatever its own progress-bar switch says."""
+    try:
+        from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:  # no gguf package: no GGUF conversion
+        return
+    from functools import partial
+
+    from tqdm.auto import tqdm
+
+    if getattr(gguf_utils, "tqdm", None) is tqdm:
+        gguf_utils.tqdm = partial(tqdm, disable=True)

@@ -223,19 +223,23 @@ def results_payload(
 
 
 def write_report(run_dir: Path, payload: Mapping, analysis: Analysis) -> dict[str, Path]:
-    """Write ``results.json``, ``report.md`` (which links the figures), then the figures: the
-    numbers first, so that a failing plot never costs them."""
+    """Write ``report.md`` (which links the figures), the figures, then ``results.json``, last
+    and atomically: a folder with ``results.json`` holds a finished report. A failing plot never
+    costs the numbers: ``results.json`` is written all the same, then the error raised."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"results": write_json(run_dir / "results.json", payload)}
-    paths["markdown"] = atomic_write(run_dir / "report.md", render_markdown(payload, analysis))
-    paths["figure"] = plot_tradeoff(analysis, run_dir / FIGURE_NAME, title=payload["manifest"]["run_id"])
-    if analysis.frontier is not None and analysis.frontier.points:
-        paths["frontier"] = plot_frontier(
-            analysis.frontier,
-            run_dir / FRONTIER_NAME,
-            baseline=analysis.baseline,
-            title=payload["manifest"]["run_id"],
-        )
+    paths: dict[str, Path] = {}
+    try:
+        paths["markdown"] = atomic_write(run_dir / "report.md", render_markdown(payload, analysis))
+        paths["figure"] = plot_tradeoff(analysis, run_dir / FIGURE_NAME, title=payload["manifest"]["run_id"])
+        if analysis.frontier is not None and analysis.frontier.points:
+            paths["frontier"] = plot_frontier(
+                analysis.frontier,
+                run_dir / FRONTIER_NAME,
+                baseline=analysis.baseline,
+                title=payload["manifest"]["run_id"],
+            )
+    finally:
+        paths = {"results": write_json(run_dir / "results.json", payload), **paths}
     return paths
 
 

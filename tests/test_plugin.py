@@ -194,6 +194,24 @@ def test_wrong_answers_alone_exit_0_and_the_report_is_written(project):
     lines = (run_dir / "results.jsonl").read_text().splitlines()
     assert len(lines) == len(data["cases"]) == 52
     assert data["gates"]["results"] == [] and data["manifest"]["run_id"] == "r1"
+    # a finished run: results.json written, nothing marks the folder incomplete
+    run_dir = pytester.path / "reports" / "r1"
+    assert (run_dir / "results.json").is_file() and not (run_dir / "INCOMPLETE").exists()
+
+
+def test_a_run_that_ends_early_is_marked_incomplete_and_refused_as_a_baseline(project):
+    pytester = project()
+    result = run(pytester, "-x", run_id="stopped")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*the run FAILS: the run is incomplete: the session ended early*"])
+    run_dir = pytester.path / "reports" / "stopped"
+    why = (run_dir / "INCOMPLETE").read_text()
+    assert "ended early" in why and "cases that ran" in why, why
+    assert (run_dir / "results.json").is_file(), "the report covers what ran"
+    pytester.makefile(".toml", gates=f'[baseline_file]\npath = "{run_dir / "results.json"}"\n')
+    result = run(pytester, "--gates", "gates.toml", run_id="next")
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*is an incomplete run's (INCOMPLETE: the session ended early*"])
 
 
 def test_a_failing_unit_test_makes_the_run_fail(project):

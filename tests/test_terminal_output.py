@@ -51,3 +51,12 @@ def test_a_bar_ends_the_line_of_progress_letters_first(monkeypatch):
     with progress.bar(1, "test") as b:
         b.update(1)
     assert ended == [True]
+
+
+def test_no_gguf_conversion_bar_off_a_terminal(monkeypatch):
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    progress.library_bars_only_on_a_terminal()
+    bar = gguf_utils.tqdm(range(3), desc="Converting and de-quantizing GGUF tensors...")
+    assert bar.disable
