@@ -145,6 +145,7 @@ class ResultsCollector:
         self.problems: list[str] = []  # the report or the gates file could not be handled
         self.paths: dict[str, Path] = {}
         self.exitstatus: int = pytest.ExitCode.OK
+        self.labels: dict = {}  # (variant, task) -> "variant (k-shot, load)"
         self.marked = False  # the run folder says "incomplete" until the report is written
         self.incomplete = ""  # why the run is incomplete, once it is over
 
@@ -280,6 +281,7 @@ class ResultsCollector:
                 note or (f"narrowed by {self.gates_note}" if self.gates_note else ""),
             ),
         )
+        self.labels = report.variant_labels(payload)
         try:
             self.paths = report.write_report(self.run_dir(), payload, self.analysis)
         except Exception as e:  # keep the run's numbers: results.json is written first
@@ -298,7 +300,7 @@ class ResultsCollector:
         if self.analysis is None or tr is None:
             return
         tr.write_sep("=", "harness: accuracy per variant and task")
-        tr.write_line(report.format_table(self.analysis))
+        tr.write_line(report.format_table(self.analysis, self.labels))
         conclusion = getattr(report, "conclusion_text", None)
         if conclusion is not None:
             tr.write_line("")

@@ -343,3 +343,59 @@ def test_terminal_table_lists_accuracies_and_deltas():
     text = report.format_table(analyze(rows, baseline="base", tasks=("spider", "mmlu"), facts={}))
     assert "spider    base" in text and "50.0%" in text and "[" in text
     assert "+33.3" in text and "+2/-0" in text
+
+
+def test_table_layout_answers_subjects_shots_load_and_model_names(tmp_path):
+    """Every answer column (D too, which no variant chose); per-subject rows only where every
+    variant scored MIN_SUBJECT_N items; each variant's shots and load mode as run; the model's name
+    beside its hash in the phases."""
+    rows = []
+    for variant in ("base", "ft"):
+        for i in range(report.MIN_SUBJECT_N):
+            rows.append(
+                CaseResult(
+                    variant,
+                    "mmlu",
+                    f"a{i}",
+                    "stem",
+                    "passed" if i % 2 else "wrong",
+                    "",
+                    "ABC"[i % 3],
+                    None,
+                    {"subject": "anatomy"},
+                )
+            )
+        rows.append(
+            CaseResult(variant, "mmlu", "v0", "other", "wrong", "", "A", None, {"subject": "virology"})
+        )
+    (tmp_path / "phases").mkdir()
+    for variant, shots, load in (("base", 0, "fp32"), ("ft", 3, "nf4")):
+        record = {
+            "variant": variant,
+            "task": "mmlu",
+            "shots": shots,
+            "fingerprint": {"model": "dir:abc", "load": load},
+        }
+        (tmp_path / "phases" / f"mmlu-{variant}.json").write_text(json.dumps(record))
+    analysis = analyze(rows, baseline="base", tasks=("mmlu",), facts={})
+    manifest = report.collect_manifest(
+        tmp_path,
+        run_id="r1",
+        experiment={"name": "t", "source": "x.toml", "variants": [{"name": "base", "model": "org/small"}]},
+        gates_file="",
+        command=["pytest"],
+        started=0.0,
+        finished=1.0,
+    )
+    payload = report.results_payload(analysis, rows, manifest=manifest)
+    md = report.render_markdown(payload, analysis)
+    answers = md[md.index("answers given") :]
+    assert "| variant | `A` | `B` | `C` | `D` |" in answers
+    assert "| base (0-shot, fp32) | 8 | 7 | 6 | 0 |" in answers
+    subjects = md[md.index("## MMLU accuracy by subject") :].split("\n## ")[0]
+    assert "| anatomy |" in subjects and "virology" not in subjects and "(1 of 2)" in subjects
+    assert "virology" in json.dumps(payload["summary"]), "every subject stays in results.json"
+    assert "| mmlu | ft (3-shot, nf4) | 21 |" in md
+    assert "org/small (`dir:abc`)" in md
+    terminal = report.format_table(analysis, report.variant_labels(payload))
+    assert "ft (3-shot, nf4)" in terminal
