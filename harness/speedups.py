@@ -2,7 +2,7 @@
 
 A benchmark case only looks its prediction up and scores it, in well under a millisecond; on the
 full MMLU test split (28,084 cached cases) what pytest and deepeval did around each case cost
-several times more (README, "Scoring many cases"). This plugin removes that work, and nothing
+several times more (docs/measurements.md, "Scoring many cases"). This plugin removes that work, and nothing
 else: no number depends on it. Switch it off with ``-p no:harness.speedups`` (tests run a
 benchmark both ways and compare the results: tests/test_speedups.py).
 

@@ -728,7 +728,7 @@ class MMLUSettings(TaskSettings):
     max_batch_tokens: Positive = 2048
     # loglik: run a subject's shared few-shot prefix once and reuse its KV cache. "auto": on a
     # CPU only, where it is faster; on a GPU the small per-subject batches it forces are slower
-    # (README, "Measured so far").
+    # (docs/measurements.md).
     reuse_prefix: Literal["auto", "on", "off"] = "auto"
 
     @model_validator(mode="after")
