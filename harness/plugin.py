@@ -42,6 +42,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import analysis as analysis_module
 from harness import progress, report
 from harness.analysis import analyze
 from harness.frontier import adapter_facts
@@ -301,7 +302,7 @@ class ResultsCollector:
             return
         tr.write_sep("=", "harness: accuracy per variant and task")
         tr.write_line(report.format_table(self.analysis, self.labels))
-        conclusion = getattr(report, "conclusion_text", None)
+        conclusion = getattr(analysis_module, "conclusion", None)  # the report's opening paragraph
         if conclusion is not None:
             tr.write_line("")
             tr.write_line(conclusion(self.analysis))
