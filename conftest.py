@@ -2,13 +2,17 @@
 
 deepeval reads its settings from the environment when it is first imported. Rewriting its
 run file after every case makes ``deepeval test run`` quadratic in the number of cases, so the
-harness keeps deepeval's file system read-only and collects results itself (harness/plugin.py).
-The ``harness`` CLI sets the same variables before deepeval starts, and ``.env`` holds two of them
-for a bare ``deepeval test run`` (deepeval reads it on import); these defaults cover a bare ``pytest``.
+harness makes deepeval read-only and collects results itself (harness/plugin.py,
+harness/deepeval_env.py). The ``harness`` CLI sets the same variables before deepeval starts, and
+``.env`` holds the telemetry opt-out for a bare ``deepeval test run`` (deepeval reads it on
+import); this call covers a bare ``pytest`` and makes deepeval's modules, which pytest imported
+before this file, read-only.
 
 The plugins: harness.session (options, experiment, run folder, xdist workers), harness.plugin
-(results, report, gates, exit status), harness.speedups (measured speed-ups of pytest's and
-deepeval's per-case work; ``-p no:harness.speedups`` switches it off), and the fixtures.
+(results, report, gates, exit status, the run's last screen), harness.speedups (measured speed-ups
+of pytest's and deepeval's per-case work; ``-p no:harness.speedups`` switches it off),
+harness.deepeval_output (deepeval's own end of run, off unless ``--deepeval-table``), and the
+fixtures.
 """
 
 from harness.deepeval_env import apply_deepeval_env
@@ -19,6 +23,7 @@ pytest_plugins = [
     "harness.session",
     "harness.plugin",
     "harness.speedups",
+    "harness.deepeval_output",
     "fixtures.session",
     "fixtures.cases",
 ]

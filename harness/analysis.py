@@ -64,7 +64,7 @@ def why_wrong(rows: Sequence) -> dict[tuple[str, str], Counter]:
     Spider's "no SQL", "SQL error", "wrong rows", ...; MMLU's "wrong letter", "not a choice")."""
     out: dict[tuple[str, str], Counter] = defaultdict(Counter)
     for r in rows:
-        if r.outcome == "failed" and r.benchmark in TASKS:
+        if r.outcome == "wrong" and r.benchmark in TASKS:
             out[(r.variant, r.benchmark)][TASKS[r.benchmark].failure_kind(r.reason)] += 1
     return dict(out)
 
@@ -77,7 +77,7 @@ def predicted_answers(rows: Sequence) -> dict[tuple[str, str], Counter]:
         if (
             r.benchmark in TASKS
             and TASKS[r.benchmark].report.closed_answers
-            and r.outcome in ("passed", "failed")
+            and r.outcome in ("passed", "wrong")
         ):
             out[(r.variant, r.benchmark)][r.prediction or "<empty>"] += 1
     return dict(out)

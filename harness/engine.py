@@ -94,7 +94,7 @@ class Phase:
     def record(self, task: str, variant: str) -> dict:
         """The phase's entry in the run manifest (``phases/<task>-<variant>.json``)."""
         return {
-            "benchmark": task,
+            "task": task,
             "variant": variant,
             "fingerprint": self.fingerprint,
             "cache_key": self.cache_key,

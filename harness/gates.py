@@ -4,13 +4,13 @@ A gates file is TOML with three kinds of gate (every key is listed; none other i
 
     [[floor]]                 # an accuracy must reach a floor
     variant = "ft"
-    benchmark = "spider"
+    task = "spider"
     min_accuracy = 0.05       # a fraction, 0..1
     min_n = 40                # optional: skip (and say so) on fewer scored items, a narrowed run
 
     [[max_drop]]              # a variant may lose at most this much against another one
     variant = "ft"
-    benchmark = "mmlu"
+    task = "mmlu"
     reference = "base"
     max_points = 10           # percentage points on the items both scored; negative: a required gain
 
@@ -29,13 +29,15 @@ A gates file is TOML with three kinds of gate (every key is listed; none other i
     alpha = 0.05              # fail when significantly worse: exact McNemar p < alpha, paired on
                               # the shared items, and more items lost than gained (0: no test)
     variants = ["ft"]         # default: every variant in both runs
-    benchmarks = ["mmlu"]     # default: every benchmark in both runs
+    tasks = ["mmlu"]          # default: every task in both runs
 
 The file is validated as it loads, like the experiment config (harness/config.py): every
 problem is gathered, each names the file and the dotted key, an unknown key gets a
-did-you-mean, and an unknown variant or benchmark is named with the choices.
+did-you-mean, and an unknown variant or task is named with the choices. The keys ``benchmark``
+and ``benchmarks`` of older files are refused, each with the key it was renamed to (``task``,
+``tasks``): silently reading a renamed key would be a guess about a file that gates CI.
 
-A gate whose (variant, benchmark) did not run fails, because an explicit gate that silently
+A gate whose (variant, task) did not run fails, because an explicit gate that silently
 checks nothing is worse than none; except when the run's selection was narrowed on purpose
 (``-m``, ``-k``, ``--variant``, a file or node argument, ...): then it is skipped with a notice.
 """
@@ -56,10 +58,12 @@ from harness import configfile
 from harness.analysis import Analysis
 from harness.configfile import ConfigError, Problems, Strict, unknown
 from harness.formatting import interval, p_value, pct, points
+from harness.run_folder import INCOMPLETE, incomplete_reason
 from harness.stats import Paired, paired
 from harness.summary import compare, verdicts
 from harness.tasks import TASKS
 
+LEGACY_OUTCOMES = {"failed": "wrong"}  # a wrong answer's outcome in results.json schema 2 and before
 _EPS = 1e-9  # a floor of 0.2 holds for 40/200
 TaskName = Literal[tuple(TASKS)]  # type: ignore[valid-type]
 
@@ -70,7 +74,7 @@ class GatesError(ConfigError):
 
 class Floor(Strict):
     variant: str
-    benchmark: TaskName
+    task: TaskName
     min_accuracy: float
     min_n: Annotated[int, Field(ge=0)] = 0  # fewer scored items (a run narrowed by --limit): skipped
 
@@ -88,7 +92,7 @@ class Floor(Strict):
 
 class MaxDrop(Strict):
     variant: str
-    benchmark: TaskName
+    task: TaskName
     reference: str
     max_points: Annotated[float, Field(ge=-100, le=100)]  # percentage points; negative: a required gain
     min_n: Annotated[int, Field(ge=0)] = 0  # fewer shared items (a run narrowed by --limit): skipped
@@ -105,7 +109,7 @@ class BaselineFile(Strict):
     max_drop_points: Annotated[float, Field(ge=0, le=100)] = 100.0  # 100: no limit on the drop itself
     alpha: Annotated[float, Field(ge=0, lt=1)] = 0.05  # 0: no significance test
     variants: tuple[str, ...] = ()  # empty: every variant in both runs
-    benchmarks: tuple[TaskName, ...] = ()  # empty: every task in both runs
+    tasks: tuple[TaskName, ...] = ()  # empty: every task in both runs
 
 
 class AdapterGate(Strict):
@@ -163,6 +167,9 @@ def parse_gates(raw: Mapping, *, variants: Sequence[str], source: str = "") -> G
     where = source or "gates"
     if "source" in raw:
         raise GatesError(f"{where}: invalid gates file:\n  source: unknown key")
+    renamed = _renamed_keys(raw)
+    if renamed:
+        raise GatesError(f"{where}: invalid gates file:\n  " + "\n  ".join(renamed))
     try:
         gates = configfile.validate(Gates, dict(raw), source=where, kind="gates file")
     except GatesError:
@@ -191,6 +198,26 @@ def parse_gates(raw: Mapping, *, variants: Sequence[str], source: str = "") -> G
     return gates.model_copy(update={"source": source})
 
 
+RENAMED = {"benchmark": "task", "benchmarks": "tasks"}  # older gates files' keys
+
+
+def _renamed_keys(raw: Mapping) -> list[str]:
+    """One problem per key of an older gates file, with the key it is called now."""
+    problems = []
+    for kind, value in raw.items():
+        tables = value if isinstance(value, list) else [value]
+        for i, table in enumerate(tables):
+            if not isinstance(table, Mapping):
+                continue
+            where = f"{kind}[{i}]" if isinstance(value, list) else kind
+            problems += [
+                f"{where}.{old}: unknown key; did you mean '{new}'? ('{old}' was renamed '{new}')"
+                for old, new in RENAMED.items()
+                if old in table
+            ]
+    return problems
+
+
 def load_gates(path: str | Path, *, variants: Sequence[str]) -> Gates:
     """Load and validate a gates file; raises :class:`GatesError` naming the file and keys."""
     if not Path(path).is_file():
@@ -205,7 +232,11 @@ def load_gates(path: str | Path, *, variants: Sequence[str]) -> Gates:
 
 
 def read_stored_cases(path: str | Path) -> list[SimpleNamespace]:
-    """The case rows of a stored ``results.json`` (this harness's schema)."""
+    """The case rows of a stored ``results.json`` (this harness's schema, 3 or 2), of a run that
+    finished: an incomplete run's folder (harness/run_folder.py) is refused with its reason."""
+    if (Path(path).parent / INCOMPLETE).is_file():
+        why = incomplete_reason(Path(path).parent)
+        raise GatesError(f"{str(path)!r} is an incomplete run's ({INCOMPLETE}: {why}); give a finished one")
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -218,7 +249,10 @@ def read_stored_cases(path: str | Path) -> list[SimpleNamespace]:
     try:
         return [
             SimpleNamespace(
-                variant=c["variant"], benchmark=c["benchmark"], item_id=c["item_id"], outcome=c["outcome"]
+                variant=c["variant"],
+                benchmark=c["task"] if "task" in c else c["benchmark"],  # schema 2 and before: "benchmark"
+                item_id=c["item_id"],
+                outcome=LEGACY_OUTCOMES.get(c["outcome"], c["outcome"]),
             )
             for c in cases
         ]
@@ -234,33 +268,33 @@ def check_gates(gates: Gates, rows: Sequence, analysis: Analysis, *, narrowed: s
     the accuracies, the adapters' facts and the frontier).
 
     ``narrowed`` describes how the run's selection was narrowed ("" if it was not): a gate on
-    a (variant, benchmark) that did not run is then skipped instead of failed. A floor or drop
+    a (variant, task) that did not run is then skipped instead of failed. A floor or drop
     gate with ``min_n`` is skipped, with a notice, on fewer scored items than that.
     """
     by_pair = {(s.variant, s.benchmark): s for s in analysis.summary}
     results: list[GateResult] = []
 
     def absent(gate: str, what: str, pair: tuple[str, str]) -> GateResult:
-        variant, benchmark = pair
+        variant, task = pair
         if narrowed:
             return GateResult(
                 gate,
                 "skipped",
-                f"{gate} {what}: skipped, {variant}/{benchmark} is not in this run "
+                f"{gate} {what}: skipped, {variant}/{task} is not in this run "
                 f"(selection narrowed by {narrowed})",
             )
         return GateResult(
             gate,
             "failed",
-            f"{gate} {what}: {variant}/{benchmark} did not run, so the gate cannot "
+            f"{gate} {what}: {variant}/{task} did not run, so the gate cannot "
             f"hold; run it, or narrow the run on purpose (-m/--variant) to skip the gate",
         )
 
     for i, g in enumerate(gates.floor):
-        name, what = f"floor[{i}]", f"{g.variant}/{g.benchmark} accuracy >= {pct(g.min_accuracy)}"
-        s = by_pair.get((g.variant, g.benchmark))
+        name, what = f"floor[{i}]", f"{g.variant}/{g.task} accuracy >= {pct(g.min_accuracy)}"
+        s = by_pair.get((g.variant, g.task))
         if s is None:
-            results.append(absent(name, what, (g.variant, g.benchmark)))
+            results.append(absent(name, what, (g.variant, g.task)))
             continue
         a = s.overall
         figures = {**dataclasses.asdict(a), "min_accuracy": g.min_accuracy}
@@ -285,7 +319,7 @@ def check_gates(gates: Gates, rows: Sequence, analysis: Analysis, *, narrowed: s
             GateResult(
                 name,
                 "passed" if ok else "failed",
-                f"{name} {g.variant}/{g.benchmark}: accuracy {pct(a.accuracy)} ({a.correct}/{a.n}, 95% CI "
+                f"{name} {g.variant}/{g.task}: accuracy {pct(a.accuracy)} ({a.correct}/{a.n}, 95% CI "
                 f"{interval(a.ci_low, a.ci_high)}) {'>=' if ok else '<'} floor {pct(g.min_accuracy)}",
                 figures,
             )
@@ -293,14 +327,12 @@ def check_gates(gates: Gates, rows: Sequence, analysis: Analysis, *, narrowed: s
 
     for i, g in enumerate(gates.max_drop):
         name = f"max_drop[{i}]"
-        what = f"{g.variant}/{g.benchmark} vs {g.reference}, drop <= {g.max_points:g} points"
-        missing = next(
-            (p for p in [(g.variant, g.benchmark), (g.reference, g.benchmark)] if p not in by_pair), None
-        )
+        what = f"{g.variant}/{g.task} vs {g.reference}, drop <= {g.max_points:g} points"
+        missing = next((p for p in [(g.variant, g.task), (g.reference, g.task)] if p not in by_pair), None)
         if missing:
             results.append(absent(name, what, missing))
             continue
-        p = compare(rows, g.variant, g.reference, g.benchmark).paired
+        p = compare(rows, g.variant, g.reference, g.task).paired
         if 0 < p.n < g.min_n:
             results.append(
                 GateResult(
@@ -312,7 +344,7 @@ def check_gates(gates: Gates, rows: Sequence, analysis: Analysis, *, narrowed: s
             )
             continue
         results.append(
-            _drop_result(name, f"{g.variant}/{g.benchmark} vs {g.reference}", p, g.max_points, alpha=0.0)
+            _drop_result(name, f"{g.variant}/{g.task} vs {g.reference}", p, g.max_points, alpha=0.0)
         )
 
     for i, g in enumerate(gates.adapter):
@@ -443,10 +475,10 @@ def _check_baseline_file(bf: BaselineFile, rows: Sequence, by_pair: Mapping, abs
     except GatesError as e:
         return [GateResult(name, "failed", f"{name}: {e}")]
     stored_pairs = {(c.variant, c.benchmark) for c in stored}
-    explicit = bool(bf.variants or bf.benchmarks)
+    explicit = bool(bf.variants or bf.tasks)
     variants = bf.variants or tuple(sorted({v for v, _ in by_pair} | {v for v, _ in stored_pairs}))
-    benchmarks = bf.benchmarks or tuple(sorted({b for _, b in by_pair} | {b for _, b in stored_pairs}))
-    wanted = [(v, b) for v in variants for b in benchmarks]
+    tasks = bf.tasks or tuple(sorted({b for _, b in by_pair} | {b for _, b in stored_pairs}))
+    wanted = [(v, b) for v in variants for b in tasks]
     if not explicit:  # every pair the two runs share
         wanted = [pair for pair in wanted if pair in by_pair and pair in stored_pairs]
         if not wanted:
@@ -454,7 +486,7 @@ def _check_baseline_file(bf: BaselineFile, rows: Sequence, by_pair: Mapping, abs
                 GateResult(
                     name,
                     "failed",
-                    f"{name}{where}: no (variant, benchmark) is in both this run and "
+                    f"{name}{where}: no (variant, task) is in both this run and "
                     f"the stored one ({', '.join(sorted('/'.join(p) for p in stored_pairs))})",
                 )
             ]

@@ -17,10 +17,12 @@ The exit status. Item failures (a wrong answer: the metric's ``AssertionError`` 
 ``assert_test``) are the measurement, not an error of the run, and never decide the exit
 status. The session exits 1 exactly when a gate failed or the run errored: a test that is not
 a benchmark case failed, a benchmark case raised something other than an ``AssertionError``
-(a broken fixture, model or metric), a collection error, an invalid gates file, or a report
-that could not be written. Statuses other than 0 and 1 (interrupted, usage error, no tests)
-are left as pytest set them. A session that ran no benchmark case (the unit tests) writes no
-report and checks no gates.
+(a broken fixture, model or metric), a collection error, an invalid gates file, a report
+that could not be written, or a run stopped early (-x, --maxfail). A run folder says whether its
+run is complete: ``results.json`` is written last, and a run that has not finished well holds a
+file ``INCOMPLETE`` saying why (harness/run_folder.py). Statuses other than 0 and 1
+(interrupted, usage error, no tests) are left as pytest set them. A session that ran no
+benchmark case (the unit tests) writes no report and checks no gates.
 
 Which gates: ``--gates PATH``, else the experiment's ``gates`` key; ``--gates none`` (or an
 empty ``gates`` key) checks none. The file is validated while the benchmark files are
@@ -35,11 +37,12 @@ import json
 import sys
 import time
 import traceback
+from functools import partial
 from pathlib import Path
 
 import pytest
 
-from harness import report
+from harness import progress, report
 from harness.analysis import analyze, conclusion
 from harness.frontier import adapter_facts
 from harness.gates import GatesError, check_gates, gates_json, load_gates
@@ -53,7 +56,7 @@ from harness.results import (
     marked_as_case,
     wrong_answer_reason,
 )
-from harness.run_folder import COMMAND_RECORD, holds_a_run
+from harness.run_folder import COMMAND_RECORD, holds_a_run, mark_complete, mark_incomplete
 from harness.session import experiment_of, gates_path_of, has_experiment, is_worker, run_dir_of, run_id_of
 
 COLLECTOR_KEY = pytest.StashKey["ResultsCollector"]()
@@ -121,7 +124,7 @@ def row_of(report: pytest.TestReport) -> CaseResult | None:
     if report.passed:
         return case_result(identity, "passed", verdict.get("reason", ""), verdict)
     if report.when == "call" and verdict.get("wrong_answer"):
-        return case_result(identity, "failed", verdict.get("reason", ""), verdict)
+        return case_result(identity, "wrong", verdict.get("reason", ""), verdict)
     # an exception that is not a wrong answer: a broken fixture, model or metric
     return case_result(identity, "error", _error_reason(report), verdict)
 
@@ -142,11 +145,16 @@ class ResultsCollector:
         self.problems: list[str] = []  # the report or the gates file could not be handled
         self.paths: dict[str, Path] = {}
         self.exitstatus: int = pytest.ExitCode.OK
+        self.labels: dict = {}  # (variant, task) -> "variant (k-shot, load)"
+        self.marked = False  # the run folder says "incomplete" until the report is written
+        self.incomplete = ""  # why the run is incomplete, once it is over
 
     def run_dir(self) -> Path:
         return run_dir_of(self.config)
 
     def _append(self, row: CaseResult) -> None:
+        if not self.marked:  # under xdist the controller collects nothing: its first row
+            self._mark_started()
         if self._jsonl is None:
             self.run_dir().mkdir(parents=True, exist_ok=True)
             self._jsonl = open(self.run_dir() / "results.jsonl", "a", encoding="utf-8")
@@ -174,11 +182,27 @@ class ResultsCollector:
         self._append(row)
 
     # -- hooks: once, at the end ----------------------------------------------------------
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """A run that collected benchmark cases is incomplete until its report is written: a
+        killed run leaves its folder so marked (harness/run_folder.py)."""
+        if not session.testsfailed and any(case_ref(item) is not None for item in session.items):
+            self._mark_started()
+
+    def _mark_started(self) -> None:
+        self.marked = True
+        mark_incomplete(
+            self.run_dir(),
+            f"the run started at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(self.started))} "
+            "has not finished: it is still running, or it was killed",
+        )
+
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self._jsonl is not None:
             self._jsonl.close()
         if not self.rows:
+            if self.marked:
+                mark_incomplete(self.run_dir(), f"no case ran (exit status {int(exitstatus)})")
             return
         try:
             self._report()
@@ -187,11 +211,29 @@ class ResultsCollector:
                 f"the report failed: {type(e).__name__}: {e}\n{traceback.format_exc(limit=8)}"
             )
         gates_failed = [g.gate for g in self.gate_results if g.failed]
+        stopped = session.shouldfail or session.shouldstop  # -x, --maxfail: not every case ran
         if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
             # Wrong answers failed their tests; they are the measurement, not a broken run.
-            broken = gates_failed or self.other_failures or self.problems
+            broken = gates_failed or self.other_failures or self.problems or stopped
             session.exitstatus = pytest.ExitCode.TESTS_FAILED if broken else pytest.ExitCode.OK
         self.exitstatus = session.exitstatus
+        self._mark_the_folder(exitstatus, stopped)
+
+    def _mark_the_folder(self, exitstatus: int, stopped) -> None:
+        """Complete: the session ran to its end and the report was written (results.json last).
+        Otherwise the folder says why not; the report it holds covers what ran."""
+        if self.problems:
+            why = "the report could not be written in full: " + self.problems[0].splitlines()[0]
+        elif stopped or exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+            why = (
+                f"the session ended early ({stopped or f'exit status {int(exitstatus)}'}); "
+                f"results.json covers the {len(self.rows)} cases that ran"
+            )
+        else:
+            mark_complete(self.run_dir())
+            return
+        self.incomplete = why
+        mark_incomplete(self.run_dir(), why)
 
     def _report(self) -> None:
         exp = experiment_of(self.config)
@@ -239,6 +281,7 @@ class ResultsCollector:
                 note or (f"narrowed by {self.gates_note}" if self.gates_note else ""),
             ),
         )
+        self.labels = report.variant_labels(payload)
         try:
             self.paths = report.write_report(self.run_dir(), payload, self.analysis)
         except Exception as e:  # keep the run's numbers: results.json is written first
@@ -247,12 +290,21 @@ class ResultsCollector:
             )
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
-        if self.analysis is None:
+        self._terminal = terminalreporter  # the harness's summary is written after pytest's own
+
+    def write_summary(self) -> None:
+        """The run's last screen: accuracy and differences, the report's conclusion, skips by
+        reason, gates, the report's path and the verdict. Written when the session is over,
+        after pytest's counts line, so that whatever the entry point the last lines are these."""
+        tr = getattr(self, "_terminal", None)
+        if self.analysis is None or tr is None:
             return
-        tr = terminalreporter
-        tr.write_sep("=", "harness: accuracy per variant and benchmark")
-        tr.write_line(report.format_table(self.analysis))
-        tr.write_line("\n" + conclusion(self.analysis))
+        tr.write_sep("=", "harness: accuracy per variant and task")
+        tr.write_line(report.format_table(self.analysis, self.labels))
+        tr.write_line("")
+        tr.write_line(conclusion(self.analysis))  # the report's opening paragraph
+        for line in skip_lines(self.rows.values()):
+            tr.write_line(line)
         if self.gate_results:
             tr.write_sep("=", f"harness: gates ({gates_path_of(self.config)})")
             for g in self.gate_results:
@@ -277,17 +329,25 @@ class ResultsCollector:
             why.append(f"{len(self.other_failures)} error(s) that are not wrong answers: {shown}")
         if self.problems:
             why.append("the report or gates could not be handled (above)")
-        if self.exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
-            why.append(
-                f"the session ended early (exit status {int(self.exitstatus)}): the report covers what ran"
-            )
+        if self.incomplete and not self.problems:
+            why.append(f"the run is incomplete: {self.incomplete}")
         if why:
             tr.write_line("harness: the run FAILS: " + " | ".join(why), red=True, bold=True)
         else:
-            wrong = sum(r.outcome == "failed" for r in self.rows.values())
+            wrong = sum(r.outcome == "wrong" for r in self.rows.values())
             tr.write_line(
                 f"harness: the run passes ({wrong} wrong answers are measurements, not failures)", green=True
             )
+
+
+def skip_lines(rows) -> list[str]:
+    """One line per (task, reason) of the skipped cases, with how many."""
+    counts: dict[tuple[str, str], int] = {}
+    for r in rows:
+        if r.outcome == "skipped":
+            key = (r.benchmark, r.reason or "(no reason given)")
+            counts[key] = counts.get(key, 0) + 1
+    return [f"harness: skipped {n} {task} case(s): {reason}" for (task, reason), n in sorted(counts.items())]
 
 
 # -- module-level hooks: wiring only ------------------------------------------------------------
@@ -297,11 +357,27 @@ def pytest_configure(config: pytest.Config) -> None:
     if not is_worker(config):
         config.stash[COLLECTOR_KEY] = ResultsCollector(config)
         config.pluginmanager.register(config.stash[COLLECTOR_KEY], "harness-results")
+        progress.before_each_bar(partial(_end_the_progress_line, config))
+
+
+def _end_the_progress_line(config: pytest.Config) -> None:
+    """A bar (stderr) is drawn on a line of its own, not after the progress letters (stdout).
+    pytest's own ``ensure_newline`` knows only the file-name prefix of a line, not the letters of
+    ``-q`` (which ``deepeval test run`` passes), so the writer's column decides."""
+    terminal = config.pluginmanager.get_plugin("terminalreporter")
+    if terminal is None:
+        return
+    terminal.ensure_newline()
+    if terminal._tw.width_of_current_line:
+        terminal.write_line("")
+    terminal.flush()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     collector = config.stash.get(COLLECTOR_KEY, None)
     if collector is not None:
+        collector.write_summary()
+        progress.before_each_bar(lambda: None)
         del config.stash[COLLECTOR_KEY]
         config.pluginmanager.unregister(collector)
 
@@ -358,7 +434,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_sessionfinish(session: pytest.Session) -> None:
     for f in session.config.stash.get(SAMPLES_KEY, {}).values():
         f.close()
-    _deepeval_summary_under_xdist(session.config)
 
 
 def _deepeval_run():
@@ -368,25 +443,6 @@ def _deepeval_run():
     if manager is None or not hasattr(manager, "get_test_run") or manager.get_test_run() is None:
         return None
     return manager
-
-
-def _deepeval_summary_under_xdist(config: pytest.Config) -> None:
-    """Under ``-n``, deepeval's workers keep their cases in memory (its file system is read-only
-    here, see harness/deepeval_env.py), so deepeval's own summary would call a successful run
-    empty ("No test cases found"); it says where the results are instead."""
-    manager = _deepeval_run()
-    if is_worker(config) or manager is None or manager.get_test_run().test_cases:
-        return
-    if config.getoption("numprocesses", None) in (None, 0) or not hasattr(manager, "wrap_up_test_run"):
-        return
-
-    def wrap_up(*args, **kwargs) -> None:
-        print(
-            "deepeval: the cases ran in pytest-xdist workers, which keep their results in memory; "
-            "the harness's summary above and its report (results.json, report.md) hold every case"
-        )
-
-    manager.wrap_up_test_run = wrap_up
 
 
 @pytest.hookimpl(trylast=True)
@@ -486,12 +542,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
-    """A wrong answer is its own kind of result in the terminal: ``F`` in the progress line,
+    """A wrong answer is its own kind of result in the terminal: ``w`` in the progress line,
     "N wrong" in the last line, and not listed under FAILURES or in the short summary, which
     keep the run's real failures (errors, non-benchmark tests) readable. The report itself stays
     ``failed`` (deepeval and xdist see it so)."""
     if report.when == "call" and report.failed:
         for name, value in report.user_properties:
             if name == VERDICT_PROPERTY and value.get("wrong_answer"):
-                return "wrong", "F", ("WRONG", {"red": True})
+                return "wrong", "w", ("WRONG", {"yellow": True})
     return None

@@ -26,8 +26,9 @@ from harness.formatting import interval, p_value, pct, points
 from harness.stats import CONFIDENCE, Accuracy, PairedMean
 from harness.summary import MEASURES, Continuous, PairSummary
 from harness.tasks import TASKS
+from harness.tasks.mmlu import LETTERS as MMLU_LETTERS
 
-SCHEMA = "harness-results/2"
+SCHEMA = 3  # docs/results_schema.md: every key, and what changed from the schemas before
 FIGURE_NAME = "tradeoff.png"
 FRONTIER_NAME = "frontier.png"
 LIBRARIES = (
@@ -58,7 +59,7 @@ def library_versions(names: Sequence[str] = LIBRARIES) -> dict[str, str | None]:
 
 
 def read_phases(run_dir: Path) -> dict[str, dict]:
-    """The prediction phases' own records (``phases/<benchmark>-<variant>.json``), by name.
+    """The prediction phases' own records (``phases/<task>-<variant>.json``), by name.
     An unreadable file is kept as ``{"unreadable": reason}``, never dropped silently."""
     out: dict[str, dict] = {}
     for path in sorted((run_dir / "phases").glob("*.json")):
@@ -172,7 +173,7 @@ def _frontier_json(analysis: Analysis) -> dict | None:
             }
             for p in f.points
         ],
-        "not_benchmarked": [asdict(x) for x in f.not_benchmarked],
+        "not_measured": [asdict(x) for x in f.not_benchmarked],
         "seed_groups": [
             {
                 "setting": g.setting,
@@ -196,7 +197,7 @@ def _size_json(m: PairedMean) -> dict:
 
 
 def _continuous_json(c: Continuous) -> dict:
-    head = {"variant": c.variant, "reference": c.reference, "benchmark": c.benchmark, "measure": c.measure}
+    head = {"variant": c.variant, "reference": c.reference, "task": c.benchmark, "measure": c.measure}
     if MEASURES[c.measure].is_size:
         return {**head, **_size_json(c.result)}
     return {**head, **asdict(c.result), "p_holm": c.p_holm, "q_bh": c.q_bh}
@@ -205,7 +206,7 @@ def _continuous_json(c: Continuous) -> dict:
 def results_payload(
     analysis: Analysis, rows: Sequence, *, manifest: Mapping, gates: Mapping | None = None
 ) -> dict:
-    """The content of ``results.json`` (schema ``harness-results/2``)."""
+    """The content of ``results.json`` (schema :data:`SCHEMA`, docs/results_schema.md)."""
     return _finite(
         {
             "schema": SCHEMA,
@@ -214,7 +215,7 @@ def results_payload(
             "summary": [
                 {
                     "variant": s.variant,
-                    "benchmark": s.benchmark,
+                    "task": s.benchmark,
                     **asdict(s.overall),
                     "errored": s.errored,
                     "same_predictions_as": analysis.same.get((s.variant, s.benchmark)),
@@ -240,17 +241,17 @@ def results_payload(
             "noise_floor": {
                 "null_variants": list(analysis.null_variants),
                 "floors": [
-                    {"benchmark": t, "measure": m, "floor": v} for (t, m), v in sorted(analysis.noise.items())
+                    {"task": t, "measure": m, "floor": v} for (t, m), v in sorted(analysis.noise.items())
                 ],
                 "within_noise": [
-                    {"variant": v, "benchmark": t, "measure": m} for v, t, m in sorted(analysis.within_noise)
+                    {"variant": v, "task": t, "measure": m} for v, t, m in sorted(analysis.within_noise)
                 ],
             },
             "comparisons": [
                 {
                     "variant": c.variant,
                     "reference": c.reference,
-                    "benchmark": c.benchmark,
+                    "task": c.benchmark,
                     **asdict(c.paired),
                     "p_holm": c.p_holm,
                     "q_bh": c.q_bh,
@@ -271,19 +272,23 @@ def results_payload(
 
 
 def write_report(run_dir: Path, payload: Mapping, analysis: Analysis) -> dict[str, Path]:
-    """Write ``results.json``, ``report.md`` (which links the figures), then the figures: the
-    numbers first, so that a failing plot never costs them."""
+    """Write ``report.md`` (which links the figures), the figures, then ``results.json``, last
+    and atomically: a folder with ``results.json`` holds a finished report. A failing plot never
+    costs the numbers: ``results.json`` is written all the same, then the error raised."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"results": write_json(run_dir / "results.json", payload)}
-    paths["markdown"] = atomic_write(run_dir / "report.md", render_markdown(payload, analysis))
-    paths["figure"] = plot_tradeoff(analysis, run_dir / FIGURE_NAME, title=payload["manifest"]["run_id"])
-    if analysis.frontier is not None and analysis.frontier.drawn and analysis.frontier.points:
-        paths["frontier"] = plot_frontier(
-            analysis.frontier,
-            run_dir / FRONTIER_NAME,
-            baseline=analysis.baseline,
-            title=payload["manifest"]["run_id"],
-        )
+    paths: dict[str, Path] = {}
+    try:
+        paths["markdown"] = atomic_write(run_dir / "report.md", render_markdown(payload, analysis))
+        paths["figure"] = plot_tradeoff(analysis, run_dir / FIGURE_NAME, title=payload["manifest"]["run_id"])
+        if analysis.frontier is not None and analysis.frontier.drawn and analysis.frontier.points:
+            paths["frontier"] = plot_frontier(
+                analysis.frontier,
+                run_dir / FRONTIER_NAME,
+                baseline=analysis.baseline,
+                title=payload["manifest"]["run_id"],
+            )
+    finally:
+        paths = {"results": write_json(run_dir / "results.json", payload), **paths}
     return paths
 
 
@@ -334,10 +339,43 @@ def _wall(man: Mapping) -> str:
     return parts[0]
 
 
+MIN_SUBJECT_N = 20  # per-subject rows shown only where every variant scored this many items
+# Every choice of a multiple-choice task has its column in "answers given", chosen or not: a
+# choice no variant gives is the bias that table exists to show.
+ANSWER_CHOICES = {"mmlu": tuple(MMLU_LETTERS)}
+
+
+def variant_labels(payload: Mapping) -> dict[tuple[str, str], str]:
+    """(variant, task) -> "variant (k-shot, load)": what ran, from the phase records (an option
+    such as ``--shots spider=3`` included), else from the experiment."""
+    exp = payload["manifest"]["experiment"]
+    loads = {v["name"]: v.get("load", "") for v in exp.get("variants", [])}
+    labels: dict[tuple[str, str], str] = {}
+    for record in payload["manifest"].get("phases", {}).values():
+        task = record.get("task", record.get("benchmark"))
+        if "unreadable" in record or record.get("kind") or not task or "variant" not in record:
+            continue
+        fingerprint = record.get("fingerprint") if isinstance(record.get("fingerprint"), dict) else {}
+        load = fingerprint.get("load") or loads.get(record["variant"], "")
+        parts = [f"{record['shots']}-shot"] if isinstance(record.get("shots"), int) else []
+        parts += [load] if load else []
+        labels[(record["variant"], task)] = (
+            f"{record['variant']} ({', '.join(parts)})" if parts else record["variant"]
+        )
+    for s in payload.get("summary", []):
+        labels.setdefault((s["variant"], s["task"]), s["variant"])
+    return labels
+
+
+def _label(labels: Mapping, variant: str, task: str) -> str:
+    return labels.get((variant, task), variant)
+
+
 def render_markdown(payload: Mapping, analysis: Analysis) -> str:
     man = payload["manifest"]
     baseline = analysis.baseline
     exp = man["experiment"]
+    labels = variant_labels(payload)
     out = [
         f"# Trade-off report: run {man['run_id']}",
         "",
@@ -383,7 +421,7 @@ def render_markdown(payload: Mapping, analysis: Analysis) -> str:
         rows.append(
             [
                 s.benchmark,
-                s.variant + (" (baseline)" if s.variant == baseline else ""),
+                _label(labels, s.variant, s.benchmark) + (" (baseline)" if s.variant == baseline else ""),
                 s.overall.n,
                 s.overall.correct,
                 acc,
@@ -417,7 +455,8 @@ def render_markdown(payload: Mapping, analysis: Analysis) -> str:
             [
                 [
                     c.benchmark,
-                    c.variant + (" (*null*)" if analysis.is_null(c.variant) else ""),
+                    _label(labels, c.variant, c.benchmark)
+                    + (" (*null*)" if analysis.is_null(c.variant) else ""),
                     c.paired.n,
                     pct(c.paired.accuracy),
                     pct(c.paired.reference_accuracy),
@@ -439,19 +478,9 @@ def render_markdown(payload: Mapping, analysis: Analysis) -> str:
     out += _continuous_section(analysis)
     out += _frontier_section(analysis)
     out += _adapters_section(analysis)
-    out += _why_wrong_section(analysis)
+    out += _why_wrong_section(analysis, labels)
     for benchmark, title, attr in _group_sections(analysis.summary):
-        block = [
-            s for s in analysis.summary if s.benchmark == benchmark and getattr(s, attr) and not s.errored
-        ]
-        if not block:
-            continue
-        keys = sorted({k for s in block for k in getattr(s, attr)}, key=_group_order(benchmark))
-        out += ["", f"## {title}", "", "Accuracy (correct/n) and its 95% Wilson interval, per variant.", ""]
-        out += _table(
-            ["subject" if attr == "by_subject" else "group", *(s.variant for s in block)],
-            [[k, *(_cell(getattr(s, attr).get(k)) for s in block)] for k in keys],
-        )
+        out += _group_table(analysis, labels, benchmark, title, attr)
     skips = [(s, reason, n) for s in analysis.summary for reason, n in s.skip_reasons.items()]
     errors = [(s, reason, n) for s in analysis.summary for reason, n in s.error_reasons.items()]
     out += ["", "## Skipped and errored items", ""]
@@ -459,7 +488,7 @@ def render_markdown(payload: Mapping, analysis: Analysis) -> str:
         out += _table(
             ["task", "variant", "kind", "items", "reason"],
             [
-                [s.benchmark, s.variant, kind, n, _md_escape(reason)]
+                [s.benchmark, _label(labels, s.variant, s.benchmark), kind, n, _md_escape(reason)]
                 for kind, block in (("skipped", skips), ("error", errors))
                 for s, reason, n in block
             ],
@@ -478,6 +507,36 @@ def render_markdown(payload: Mapping, analysis: Analysis) -> str:
     out += _manifest_section(man, exp)
     out += ["", "Every number above is in `results.json`, with every item's outcome under `cases`.", ""]
     return "\n".join(out)
+
+
+def _group_table(analysis: Analysis, labels: Mapping, task: str, title: str, attr: str) -> list[str]:
+    """One task's accuracy per group (every group) or per subject (only the subjects where every
+    variant scored at least ``MIN_SUBJECT_N`` items: fewer cannot say much; all are in results.json)."""
+    block = [s for s in analysis.summary if s.benchmark == task and getattr(s, attr) and not s.errored]
+    if not block:
+        return []
+    keys = sorted({k for s in block for k in getattr(s, attr)}, key=_group_order(task))
+    note = "Accuracy (correct/n) and its 95% Wilson interval, per variant."
+    if attr == "by_subject":
+        shown = [
+            k for k in keys if all((getattr(s, attr).get(k) or _NO_ITEMS).n >= MIN_SUBJECT_N for s in block)
+        ]
+        note += (
+            f" Only the subjects where every variant scored at least {MIN_SUBJECT_N} items "
+            f"({len(shown)} of {len(keys)}): with fewer, a 95% interval spans some 40 points or more. "
+            "Every subject is in `results.json` (`summary[].by_subject`)."
+        )
+        keys = shown
+    out = ["", f"## {title}", "", note, ""]
+    if keys:
+        out += _table(
+            [
+                "subject" if attr == "by_subject" else "group",
+                *(_label(labels, s.variant, task) for s in block),
+            ],
+            [[k, *(_cell(getattr(s, attr).get(k)) for s in block)] for k in keys],
+        )
+    return out
 
 
 def _continuous_section(analysis: Analysis) -> list[str]:
@@ -754,7 +813,8 @@ def _adapters_section(analysis: Analysis) -> list[str]:
     return out
 
 
-def _why_wrong_section(analysis: Analysis) -> list[str]:
+def _why_wrong_section(analysis: Analysis, labels: Mapping | None = None) -> list[str]:
+    labels = labels or {}
     if not analysis.why_wrong and not analysis.predicted:
         return []
     out = ["", "## Why answers were wrong", ""]
@@ -764,19 +824,22 @@ def _why_wrong_section(analysis: Analysis) -> list[str]:
             kinds = sorted({k for c in block.values() for k in c})
             out += [f"{TASKS[task].report.title}: wrong answers by kind.", ""]
             out += _table(
-                ["variant", *kinds], [[v, *(c.get(k, 0) for k in kinds)] for v, c in sorted(block.items())]
+                ["variant", *kinds],
+                [[_label(labels, v, task), *(c.get(k, 0) for k in kinds)] for v, c in sorted(block.items())],
             )
             out.append("")
         answers = {v: c for (v, t), c in analysis.predicted.items() if t == task}
         if answers:
-            keys = sorted({k for c in answers.values() for k in c})
+            choices = ANSWER_CHOICES.get(task, ())
+            keys = [*choices, *sorted({k for c in answers.values() for k in c} - set(choices))]
             out += [
                 f"{TASKS[task].report.title}: answers given (a model that never gives one is biased, "
                 "whatever its accuracy).",
                 "",
             ]
             out += _table(
-                ["variant", *keys], [[v, *(c.get(k, 0) for k in keys)] for v, c in sorted(answers.items())]
+                ["variant", *(f"`{k}`" for k in keys)],
+                [[_label(labels, v, task), *(c.get(k, 0) for k in keys)] for v, c in sorted(answers.items())],
             )
             out.append("")
     return out
@@ -803,6 +866,7 @@ def _manifest_section(man: Mapping, exp: Mapping) -> list[str]:
             align="lrr",
         )
     phases = man["phases"]
+    models = {v["name"]: v.get("model", "") for v in exp.get("variants", [])}
     if phases:
         out += ["", "Prediction phases (from `phases/*.json`):", ""]
         out += _table(
@@ -819,7 +883,7 @@ def _manifest_section(man: Mapping, exp: Mapping) -> list[str]:
                 "seconds",
                 "device",
             ],
-            [[name, *_phase_cells(p)] for name, p in sorted(phases.items())],
+            [[name, *_phase_cells(p, models)] for name, p in sorted(phases.items())],
             align="lllllrrrrrl",
         )
     return out
@@ -843,6 +907,9 @@ def _group_order(task: str):
     return lambda key: (order.index(key) if key in order else len(order), key)
 
 
+_NO_ITEMS = Accuracy(0, 0, float("nan"), float("nan"), float("nan"))
+
+
 def _cell(a: Accuracy | None) -> str:
     if a is None or a.n == 0:
         return "–"
@@ -853,7 +920,7 @@ def _md_escape(text: str) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")[:300]
 
 
-def _phase_cells(p: Mapping) -> list:
+def _phase_cells(p: Mapping, models: Mapping[str, str] | None = None) -> list:
     if "unreadable" in p:
         return ["unreadable: " + _md_escape(p["unreadable"]), *[""] * 9]
     fp = p.get("fingerprint") if isinstance(p.get("fingerprint"), dict) else {}
@@ -865,8 +932,10 @@ def _phase_cells(p: Mapping) -> list:
     if p.get("template_version") not in (None, ""):
         template = f"{template} v{p['template_version']}"
     seconds = p.get("seconds")
+    name = (models or {}).get(p.get("variant"), "")
+    model = f"{_md_escape(name)} (`{short(fp.get('model'))}`)" if name else short(fp.get("model"))
     return [
-        short(fp.get("model")),
+        model,
         short(fp.get("adapter")),
         short(fp.get("load")),
         short(template),
@@ -879,11 +948,13 @@ def _phase_cells(p: Mapping) -> list:
     ]
 
 
-def format_table(analysis: Analysis) -> str:
+def format_table(analysis: Analysis, labels: Mapping | None = None) -> str:
     """The terminal summary: accuracies with intervals, differences from the baseline, the
-    continuous measures and the frontier's best trade-off."""
+    continuous measures and the frontier's best trade-off. ``labels``: :func:`variant_labels`."""
     summary = analysis.summary
-    width = max([len(s.variant) for s in summary] + [7])
+    labels = labels or {}
+    name = lambda variant, task: _label(labels, variant, task)
+    width = max([len(name(s.variant, s.benchmark)) for s in summary] + [7])
     tw = max([len(s.benchmark) for s in summary] + [9])
     head = (
         f"{'task':<{tw}} {'variant':<{width}} {'n':>5} {'correct':>7} {'accuracy':>8}  {'95% CI':<17} "
@@ -896,7 +967,8 @@ def format_table(analysis: Analysis) -> str:
         same = analysis.same.get((s.variant, s.benchmark))
         acc = "errored" if s.errored else pct(a.accuracy)  # the "(= v)" note goes at the line's end
         lines.append(
-            f"{s.benchmark:<{tw}} {s.variant:<{width}} {a.n:>5} {a.correct:>7} {acc:>8}  {ci:<17} "
+            f"{s.benchmark:<{tw}} {name(s.variant, s.benchmark):<{width}} {a.n:>5} {a.correct:>7} "
+            f"{acc:>8}  {ci:<17} "
             f"{s.skipped:>7} {s.errors:>6}" + (f"  (same predictions as {same})" if same else "")
         )
     if analysis.comparisons:
@@ -909,7 +981,8 @@ def format_table(analysis: Analysis) -> str:
         for c in analysis.comparisons:
             p = c.paired
             lines.append(
-                f"{c.benchmark:<{tw}} {c.variant:<{width}} {c.reference:<{width}} "
+                f"{c.benchmark:<{tw}} {name(c.variant, c.benchmark):<{width}} "
+                f"{name(c.reference, c.benchmark):<{width}} "
                 f"{p.n:>5} {points(p.delta):>8}  "
                 f"{interval(p.delta_ci_low, p.delta_ci_high, points):<15} "
                 f"{f'+{p.only_variant}/-{p.only_reference}':>9} {p_value(p.mcnemar_p):>9} "

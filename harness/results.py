@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-OUTCOMES = ("passed", "failed", "skipped", "error")
+OUTCOMES = ("passed", "wrong", "skipped", "error")
 CASE_PROPERTY = "harness_case"  # user property: the case's identity (CaseRef.identity())
 VERDICT_PROPERTY = "harness_verdict"  # user property: wrong answer or not, its reason, the case's details
 
@@ -40,7 +40,7 @@ class CaseRef:
 
     def identity(self) -> dict:
         """The case's identity fields of the result row (a plain dict: it travels from xdist workers)."""
-        return {"variant": self.variant, "benchmark": self.task, "item_id": self.item_id, **self.fields}
+        return {"variant": self.variant, "task": self.task, "item_id": self.item_id, **self.fields}
 
 
 def case_ref(item) -> CaseRef | None:
@@ -74,10 +74,10 @@ class CaseSpec:
 
 @dataclass(frozen=True)
 class CaseResult:
-    """The result row of one (variant, benchmark, item)."""
+    """The result row of one (variant, task, item)."""
 
     variant: str
-    benchmark: str
+    benchmark: str  # the task (written "task" in results.json)
     item_id: str
     group: str  # Spider hardness, MMLU category, ...
     outcome: str  # one of OUTCOMES
@@ -87,11 +87,13 @@ class CaseResult:
     extra: Mapping[str, Any] = field(default_factory=dict)  # e.g. MMLU "subject", "letter_scores"
 
     def as_dict(self) -> dict:
-        """A JSON-ready dict (``vars`` is enough: the fields are plain values)."""
-        return {**vars(self), "extra": dict(self.extra)}
+        """The row of ``results.json``'s ``cases``: the field ``benchmark`` is written ``task``,
+        the word of the command line, experiments, samples and gates (docs/results_schema.md)."""
+        row = {**vars(self), "extra": dict(self.extra)}
+        return {("task" if k == "benchmark" else k): v for k, v in row.items()}
 
 
-_IDENTITY = ("variant", "benchmark", "item_id", "group")
+_IDENTITY = ("variant", "task", "item_id", "group")
 
 
 def case_result(
@@ -104,7 +106,7 @@ def case_result(
     extra.update(details.get("extra") or {})
     return CaseResult(
         variant=str(identity["variant"]),
-        benchmark=str(identity["benchmark"]),
+        benchmark=str(identity["task"]),
         item_id=str(identity["item_id"]),
         group=str(identity.get("group") or ""),
         outcome=outcome,

@@ -2,14 +2,15 @@
 
 A benchmark case only looks its prediction up and scores it, in well under a millisecond; on the
 full MMLU test split (28,084 cached cases) what pytest and deepeval did around each case cost
-several times more (README, "Scoring many cases"). This plugin removes that work, and nothing
+several times more (docs/measurements.md, "Scoring many cases"). This plugin removes that work, and nothing
 else: no number depends on it. Switch it off with ``-p no:harness.speedups`` (tests run a
 benchmark both ways and compare the results: tests/test_speedups.py).
 
 What it does, each only where it applies:
 
 * deepeval's run file is not rewritten after every case (``save_to_disk``; quadratic in cases);
-* deepeval's per-case results table is one line over ``--deepeval-table-max`` cases;
+* deepeval's per-case results table, when ``--deepeval-table`` asks for it, is one line over
+  ``--deepeval-table-max`` cases;
 * deepeval's settings are read from the environment once while benchmark cases run (it hashes
   the environment about nine times a case); only where deepeval has those internals;
 * a wrong answer's report is built from the metric's message, without formatting a traceback
@@ -38,8 +39,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--deepeval-table-max",
         type=partial(whole_number, "--deepeval-table-max"),
         default=1000,
-        help="largest run for which `deepeval test run` draws its per-case results table "
-        "(default 1000); larger runs get one line (the harness's report has every case)",
+        help="with --deepeval-table, the largest run for which `deepeval test run` draws its "
+        "per-case results table (default 1000); larger runs get one line (the harness's report "
+        "has every case)",
     )
 
 

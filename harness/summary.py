@@ -240,7 +240,7 @@ def field_values(rows: Iterable, variant: str, task: str, field_name: str) -> di
         for r in rows
         if r.variant == variant
         and r.benchmark == task
-        and r.outcome in ("passed", "failed")
+        and r.outcome in ("passed", "wrong")
         and (r.extra or {}).get(field_name) is not None
     }
 

@@ -102,13 +102,13 @@ def phase_rows(run_dir: Path, adapters: list[Path]) -> list[dict]:
         # adapter's KL to the base, which runs the base and the adapted model over each text).
         kind = phase.get("kind") or (
             "generation"
-            if "new_tokens" in phase and phase.get("benchmark") != "mmlu"
+            if "new_tokens" in phase and phase.get("task", phase.get("benchmark")) != "mmlu"
             else f"{phase.get('scoring', 'loglik')} scoring"
         )
         row = merged.setdefault(
-            (phase["benchmark"], kind, phase["variant"]),
+            (phase.get("task", phase.get("benchmark")), kind, phase["variant"]),
             {
-                "phase": f"{phase['benchmark']} {kind} {phase['variant']}",
+                "phase": f"{phase.get('task', phase.get('benchmark'))} {kind} {phase['variant']}",
                 "tokens": 0,
                 "seconds": 0.0,
                 "factor": 4 if kind == "kl_to_base" else 2,

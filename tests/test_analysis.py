@@ -34,7 +34,7 @@ def mmlu_rows(variant, seed, n=30, shift=0.0):
                 variant,
                 "mmlu",
                 i,
-                "passed" if best == "A" else "failed",
+                "passed" if best == "A" else "wrong",
                 best,
                 choice_scores=dict(zip("ABCD", scores)),
                 gold_prob=gold,
@@ -45,8 +45,8 @@ def mmlu_rows(variant, seed, n=30, shift=0.0):
 
 def test_continuous_measures_equal_scipy():
     base, ft = mmlu_rows("base", 1), mmlu_rows("ft", 2, shift=0.7)
-    kl_rows = [row("ft", "spider", i, "failed", "SELECT 1", kl_to_base=0.01 * (i + 1)) for i in range(10)]
-    kl_rows += [row("base", "spider", i, "failed", "SELECT 2") for i in range(10)]
+    kl_rows = [row("ft", "spider", i, "wrong", "SELECT 1", kl_to_base=0.01 * (i + 1)) for i in range(10)]
+    kl_rows += [row("base", "spider", i, "wrong", "SELECT 2") for i in range(10)]
     found = {
         (c.variant, c.benchmark, c.measure): c.result
         for c in continuous_measures(base + ft + kl_rows, "base")
@@ -104,7 +104,7 @@ def test_a_variant_with_the_baselines_predictions_is_not_compared():
 
 def test_why_wrong_and_the_answers_given():
     rows = [
-        CaseResult("ft", "spider", str(i), "easy", "failed", reason, "x", None, {})
+        CaseResult("ft", "spider", str(i), "easy", "wrong", reason, "x", None, {})
         for i, reason in enumerate(
             [
                 "empty prediction: no SQL to execute",
@@ -133,11 +133,11 @@ def test_a_variant_whose_every_item_errored_has_no_accuracy():
 def _comparisons(points, n=20):
     """Comparisons from (variant, spider right count, mmlu right count) over n items each; the
     baseline gets n/10 Spider items and n/2 MMLU items right."""
-    rows = [row("base", "spider", i, "passed" if i < n // 10 else "failed") for i in range(n)]
-    rows += [row("base", "mmlu", i, "passed" if i < n // 2 else "failed") for i in range(n)]
+    rows = [row("base", "spider", i, "passed" if i < n // 10 else "wrong") for i in range(n)]
+    rows += [row("base", "mmlu", i, "passed" if i < n // 2 else "wrong") for i in range(n)]
     for variant, spider, mmlu in points:
-        rows += [row(variant, "spider", i, "passed" if i < spider else "failed") for i in range(n)]
-        rows += [row(variant, "mmlu", i, "passed" if i < mmlu else "failed") for i in range(n)]
+        rows += [row(variant, "spider", i, "passed" if i < spider else "wrong") for i in range(n)]
+        rows += [row(variant, "mmlu", i, "passed" if i < mmlu else "wrong") for i in range(n)]
     return rows
 
 
@@ -190,8 +190,8 @@ def test_a_gain_that_is_not_significant_is_never_the_best_and_one_adapter_draws_
 
     # --limit 5: one adapter, five items; +0 on Spider and -20 points on MMLU
     rows = _comparisons([("ft", 0, 1)], n=5)
-    rows += [row("ft-3shot", "spider", i, "failed") for i in range(5)]
-    rows += [row("ft-3shot", "mmlu", i, "passed" if i < 1 else "failed") for i in range(5)]
+    rows += [row("ft-3shot", "spider", i, "wrong") for i in range(5)]
+    rows += [row("ft-3shot", "mmlu", i, "passed" if i < 1 else "wrong") for i in range(5)]
     facts = {v: AdapterFacts(v, "adapters/default", "succeeded") for v in ("ft", "ft-3shot")}
     a = analyze(rows, baseline="base", tasks=("spider", "mmlu"), facts=facts)
     assert a.frontier.best is None and not a.frontier.drawn
@@ -257,14 +257,14 @@ def test_a_narrowed_run_draws_no_empty_panel(tmp_path, monkeypatch):
 def _seed_sweep_rows(n=200):
     """A baseline and a two-setting sweep, three seeds each; lr=1 gains ~+20 Spider points with
     seeds that disagree, and costs no MMLU accuracy; lr=2 gains nothing."""
-    rows = [row("base", "spider", i, "passed" if i < 20 else "failed") for i in range(n)]
-    rows += [row("base", "mmlu", i, "passed" if i < 100 else "failed", gold_prob=0.3) for i in range(n)]
+    rows = [row("base", "spider", i, "passed" if i < 20 else "wrong") for i in range(n)]
+    rows += [row("base", "mmlu", i, "passed" if i < 100 else "wrong", gold_prob=0.3) for i in range(n)]
     for lr, spider_by_seed in (("1", (50, 60, 70)), ("2", (20, 21, 20))):
         for seed, spider in enumerate(spider_by_seed):
             v = f"lr={lr},seed={seed}@1ep"
-            rows += [row(v, "spider", i, "passed" if i < spider else "failed") for i in range(n)]
+            rows += [row(v, "spider", i, "passed" if i < spider else "wrong") for i in range(n)]
             rows += [
-                row(v, "mmlu", i, "passed" if i < 100 else "failed", gold_prob=0.3 + 0.002 * seed)
+                row(v, "mmlu", i, "passed" if i < 100 else "wrong", gold_prob=0.3 + 0.002 * seed)
                 for i in range(n)
             ]
     return rows
@@ -306,14 +306,14 @@ def test_seeds_are_pooled_per_setting_with_their_spread_and_a_seed_aware_interva
 
 
 def test_the_null_variant_sets_the_noise_floor_and_flags_changes_below_it():
-    rows = [row("base", "mmlu", i, "passed" if i < 20 else "failed", gold_prob=0.30) for i in range(40)]
+    rows = [row("base", "mmlu", i, "passed" if i < 20 else "wrong", gold_prob=0.30) for i in range(40)]
     # the baseline re-scored at another batch size: tiny, item-level jitter
     rows += [
-        row("base-b1", "mmlu", i, "passed" if i < 20 else "failed", gold_prob=0.30 + 0.004 * (-1) ** i)
+        row("base-b1", "mmlu", i, "passed" if i < 20 else "wrong", gold_prob=0.30 + 0.004 * (-1) ** i)
         for i in range(40)
     ]
-    rows += [row("small", "mmlu", i, "passed" if i < 20 else "failed", gold_prob=0.301) for i in range(40)]
-    rows += [row("large", "mmlu", i, "passed" if i < 20 else "failed", gold_prob=0.35) for i in range(40)]
+    rows += [row("small", "mmlu", i, "passed" if i < 20 else "wrong", gold_prob=0.301) for i in range(40)]
+    rows += [row("large", "mmlu", i, "passed" if i < 20 else "wrong", gold_prob=0.35) for i in range(40)]
     a = analyze(rows, baseline="base", tasks=("mmlu",), facts={}, null_variants=("base-b1",))
     floor = a.noise[("mmlu", "gold_prob")]
     null = next(c for c in a.continuous if c.variant == "base-b1")

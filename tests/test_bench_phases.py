@@ -18,7 +18,7 @@ def test_sharded_phases_merge_and_cached_phases_are_left_out(tmp_path):
     phases = tmp_path / "run" / "phases"
     phases.mkdir(parents=True)
     shard = {
-        "benchmark": "spider",
+        "task": "spider",
         "variant": "ft",
         "computed": 5,
         "seconds": 10.0,
@@ -28,7 +28,7 @@ def test_sharded_phases_merge_and_cached_phases_are_left_out(tmp_path):
     (phases / "spider-ft.gw0.json").write_text(json.dumps(shard))
     (phases / "spider-ft.gw1.json").write_text(json.dumps({**shard, "seconds": 12.0, "prompt_tokens": 900}))
     (phases / "mmlu-ft.json").write_text(
-        json.dumps({"benchmark": "mmlu", "variant": "ft", "computed": 0, "seconds": 0.0})
+        json.dumps({"task": "mmlu", "variant": "ft", "computed": 0, "seconds": 0.0})
     )
     adapter = tmp_path / "adapter"
     adapter.mkdir()

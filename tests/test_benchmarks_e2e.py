@@ -31,19 +31,40 @@ def results(tmp, run_id):
     return json.loads((tmp / "reports" / run_id / "results.json").read_text())
 
 
+def assert_the_harness_speaks_last(done, run_id):
+    """Whatever the entry point: the last lines are the harness's summary, and none of
+    deepeval's end of run (its table, pooled pass rate, advert), warnings or colour codes."""
+    out = done.stdout + done.stderr
+    for noise in ("Pass Rate", "\u2502", "deepeval view", "Confident AI", "read only", "warnings", "\x1b["):
+        assert noise not in out, f"{noise!r} in the output:\n{out[-3000:]}"
+    assert "was skipped. Reason" not in out and "Running teardown" not in out
+    lines = done.stdout.rstrip().splitlines()
+    start = max(i for i, line in enumerate(lines) if "harness: accuracy per variant and task" in line)
+    tail = lines[start:]
+    assert tail[-1].startswith("harness: the run passes"), tail
+    assert tail[-2].startswith("harness: report in ") and run_id in tail[-2]
+    skip_line = "harness: skipped 2 spider case(s): database 'absent_db' absent"
+    assert any(line.startswith(skip_line) for line in tail)
+    assert all(not line.startswith(("benchmarks/", "=")) or "harness" in line for line in tail), tail
+    # a wrong answer has its own letter, and no progress bar shares a line with the letters
+    letters = [line for line in lines if set(line.split(" ")[-1]) <= set("w.s") and "w" in line]
+    assert letters and all("|" not in line for line in letters), lines[:30]
+
+
 def test_pytest_run_scores_every_case(setup):
     tmp, _ = setup
     done = run([sys.executable, "-m", "pytest"], tmp, "first")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert_the_harness_speaks_last(done, "first")
     res = results(tmp, "first")
     cases = res["cases"]
-    spider = [c for c in cases if c["benchmark"] == "spider"]
-    mmlu = [c for c in cases if c["benchmark"] == "mmlu"]
+    spider = [c for c in cases if c["task"] == "spider"]
+    mmlu = [c for c in cases if c["task"] == "mmlu"]
     assert len(spider) == 2 * 4 and len(mmlu) == 2 * 4
     skipped = [c for c in spider if c["outcome"] == "skipped"]
     assert len(skipped) == 2 and all("absent_db" in c["reason"] for c in skipped)
-    assert all(c["outcome"] in ("passed", "failed") for c in spider + mmlu if c not in skipped)
-    assert all(c["reason"] for c in spider + mmlu if c["outcome"] == "failed")
+    assert all(c["outcome"] in ("passed", "wrong") for c in spider + mmlu if c not in skipped)
+    assert all(c["reason"] for c in spider + mmlu if c["outcome"] == "wrong")
     run_dir = tmp / "reports" / "first"
     assert (run_dir / "predictions" / "base.spider.jsonl").is_file()
     sql_lines = (run_dir / "predictions" / "base-1shot.spider.sql").read_text().splitlines()
@@ -67,15 +88,30 @@ def test_rerun_reads_the_cache_and_deepeval_gives_the_same_accuracy(setup):
     deepeval = Path(sys.executable).with_name("deepeval")
     done = run([str(deepeval), "test", "run"], tmp, "second")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert_the_harness_speaks_last(done, "second")
+    assert "slowest 10 durations" not in done.stdout
     phases = [json.loads(p.read_text()) for p in (tmp / "reports" / "second" / "phases").glob("*.json")]
     assert phases and all(p["computed"] == 0 for p in phases)
-    first = {
-        (c["variant"], c["benchmark"], c["item_id"]): c["outcome"] for c in results(tmp, "first")["cases"]
-    }
-    second = {
-        (c["variant"], c["benchmark"], c["item_id"]): c["outcome"] for c in results(tmp, "second")["cases"]
-    }
+    first = {(c["variant"], c["task"], c["item_id"]): c["outcome"] for c in results(tmp, "first")["cases"]}
+    second = {(c["variant"], c["task"], c["item_id"]): c["outcome"] for c in results(tmp, "second")["cases"]}
     assert first == second
+
+
+def test_harness_bench_speaks_last_and_deepeval_table_is_an_option(setup):
+    """`harness bench` (uncached: progress bars run between the letters) ends with the harness's
+    summary; --deepeval-table brings deepeval's own end of run back."""
+    tmp, _ = setup
+    bench = [sys.executable, "-m", "harness.cli", "bench"]
+    args = [*harness_options(tmp, tmp / "exp.toml", "bench"), "--cache-dir", str(tmp / "fresh-cache")]
+    env = {**os.environ, "HARNESS_CACHE_DIR": str(tmp / "hcache")}
+    done = subprocess.run([*bench, *args], cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert_the_harness_speaks_last(done, "bench")
+
+    args = [*harness_options(tmp, tmp / "exp.toml", "table"), "--deepeval-table"]
+    done = subprocess.run([*bench, *args], cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "Pass Rate" in done.stdout and "was skipped" in done.stdout
 
 
 def test_the_same_cases_without_the_speedups(setup):
@@ -83,7 +119,7 @@ def test_the_same_cases_without_the_speedups(setup):
     tmp, _ = setup
     done = run([sys.executable, "-m", "pytest", "-p", "no:harness.speedups"], tmp, "plain")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    key = lambda c: (c["variant"], c["benchmark"], c["item_id"])
+    key = lambda c: (c["variant"], c["task"], c["item_id"])
     first = {key(c): (c["outcome"], c["reason"], c["prediction"]) for c in results(tmp, "first")["cases"]}
     plain = {key(c): (c["outcome"], c["reason"], c["prediction"]) for c in results(tmp, "plain")["cases"]}
     assert first == plain

@@ -120,12 +120,12 @@ def test_a_sweep_becomes_a_frontier(frontier):
     assert variants == {"base", "lr=1e-4@0.5ep", "lr=1e-4@1ep", "lr=1e-3@0.5ep", "lr=1e-3@1ep"}
     f = results["frontier"]
     assert {p["variant"] for p in f["points"]} == variants - {"base"}
-    diverged = f["not_benchmarked"]
+    diverged = f["not_measured"]
     assert {d["variant"] for d in diverged} == {"lr=1e4@0.5ep", "lr=1e4@1ep"}
     assert all(d["status"] == "diverged" and d["reason"] for d in diverged)
     # a tiny random model gains nothing significant: no point is called best, and the report says why
     assert f["best"] is None and f["why_none"] and f["drawn"]
-    measures = {(c["variant"], c["benchmark"], c["measure"]) for c in results["continuous"]}
+    measures = {(c["variant"], c["task"], c["measure"]) for c in results["continuous"]}
     assert ("lr=1e-3@1ep", "mmlu", "gold_prob") in measures and (
         "lr=1e-3@1ep",
         "spider",

@@ -10,7 +10,7 @@ import pytest
 
 from harness.analysis import analyze
 from harness.frontier import AdapterFacts
-from harness.gates import GatesError, check_gates, load_gates, parse_gates
+from harness.gates import GatesError, check_gates, load_gates, parse_gates, read_stored_cases
 from harness.results import CaseResult
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,7 +20,7 @@ VARIANTS = ["base", "base-3shot", "ft", "ft-3shot"]
 def rows_of(table: dict[tuple[str, str], tuple[int, int]]) -> list[CaseResult]:
     """(variant, benchmark) -> (correct, n): items 0..n-1, the first ``correct`` right."""
     return [
-        CaseResult(v, b, str(i), "easy", "passed" if i < correct else "failed")
+        CaseResult(v, b, str(i), "easy", "passed" if i < correct else "wrong")
         for (v, b), (correct, n) in table.items()
         for i in range(n)
     ]
@@ -123,7 +123,7 @@ def test_the_frontier_gate_reads_intervals_not_point_estimates():
     "text, expected",
     [
         (
-            '[[floor]]\nvariant="ft"\nbenchmark="spider"\nmin_acuracy=0.1\n',
+            '[[floor]]\nvariant="ft"\ntask="spider"\nmin_acuracy=0.1\n',
             [
                 "g.toml: invalid gates file",
                 "floor[0].min_acuracy: unknown key; did you mean 'min_accuracy'?",
@@ -132,27 +132,36 @@ def test_the_frontier_gate_reads_intervals_not_point_estimates():
         ),
         ('[[floors]]\nvariant="ft"\n', ["floors: unknown key; did you mean 'floor'?"]),
         (
-            '[[floor]]\nvariant="fine"\nbenchmark="spider"\nmin_accuracy=0.1\n',
+            # an older file's keys: refused, each with its new name
+            '[[floor]]\nvariant="ft"\nbenchmark="spider"\nmin_accuracy=0.1\n'
+            '[baseline_file]\npath="x.json"\nbenchmarks=["spider"]\n',
+            [
+                "floor[0].benchmark: unknown key; did you mean 'task'? ('benchmark' was renamed 'task')",
+                "baseline_file.benchmarks: unknown key; did you mean 'tasks'?",
+            ],
+        ),
+        (
+            '[[floor]]\nvariant="fine"\ntask="spider"\nmin_accuracy=0.1\n',
             ["floor[0].variant: unknown variant 'fine'", "(available: base, base-3shot, ft, ft-3shot)"],
         ),
         (
-            '[[floor]]\nvariant="ft"\nbenchmark="spyder"\nmin_accuracy=0.1\n',
-            ["floor[0].benchmark: 'spyder' is not one of spider, mmlu, text2sql; did you mean 'spider'?"],
+            '[[floor]]\nvariant="ft"\ntask="spyder"\nmin_accuracy=0.1\n',
+            ["floor[0].task: 'spyder' is not one of spider, mmlu, text2sql; did you mean 'spider'?"],
         ),
         (
-            '[[floor]]\nvariant="ft"\nbenchmark="spider"\nmin_accuracy=5\n',
+            '[[floor]]\nvariant="ft"\ntask="spider"\nmin_accuracy=5\n',
             ["floor[0].min_accuracy: a fraction between 0 and 1, got 5.0; for percent write e.g. 0.05"],
         ),
         (
-            '[[floor]]\nvariant="ft"\nbenchmark="spider"\nmin_accuracy="high"\n',
+            '[[floor]]\nvariant="ft"\ntask="spider"\nmin_accuracy="high"\n',
             ["floor[0].min_accuracy: expected a number, got str 'high'"],
         ),
         (
-            '[[max_drop]]\nvariant="ft"\nbenchmark="mmlu"\nreference="ft"\nmax_points=5\n',
+            '[[max_drop]]\nvariant="ft"\ntask="mmlu"\nreference="ft"\nmax_points=5\n',
             ["max_drop[0].reference: 'ft' is the variant itself"],
         ),
         (
-            '[[max_drop]]\nvariant="ft"\nbenchmark="mmlu"\nreference="bsae"\nmax_points=5\n',
+            '[[max_drop]]\nvariant="ft"\ntask="mmlu"\nreference="bsae"\nmax_points=5\n',
             ["max_drop[0].reference: unknown variant 'bsae'; did you mean 'base'?"],
         ),
         (
@@ -187,8 +196,8 @@ def test_missing_gates_file_says_how_to_disable(tmp_path):
 
 # -- checking ---------------------------------------------------------------------------------
 
-FLOOR = '[[floor]]\nvariant="ft"\nbenchmark="spider"\nmin_accuracy={}\n'
-DROP = '[[max_drop]]\nvariant="ft"\nbenchmark="mmlu"\nreference="base"\nmax_points={}\n'
+FLOOR = '[[floor]]\nvariant="ft"\ntask="spider"\nmin_accuracy={}\n'
+DROP = '[[max_drop]]\nvariant="ft"\ntask="mmlu"\nreference="base"\nmax_points={}\n'
 
 
 def test_floor_passes_and_fails_with_figures():
@@ -240,6 +249,18 @@ def _stored(tmp_path: Path, table) -> str:
     return str(path)
 
 
+def test_a_stored_run_of_an_older_schema_reads_as_todays(tmp_path):
+    """results.json schema 2 called the task "benchmark" and a wrong answer "failed"."""
+    rows = rows_of({("ft", "spider"): (1, 3)})
+    today, older = tmp_path / "today.json", tmp_path / "older.json"
+    today.write_text(json.dumps({"schema": 3, "cases": [r.as_dict() for r in rows]}))
+    legacy = [{**vars(r), "outcome": "failed" if r.outcome == "wrong" else r.outcome} for r in rows]
+    older.write_text(json.dumps({"schema": "harness-results/2", "cases": legacy}))
+    assert "benchmark" not in rows[0].as_dict() and rows[0].as_dict()["task"] == "spider"
+    assert read_stored_cases(today) == read_stored_cases(older)
+    assert [c.outcome for c in read_stored_cases(older)] == ["passed", "wrong", "wrong"]
+
+
 def test_baseline_file_gate(tmp_path):
     stored = _stored(tmp_path, {("ft", "mmlu"): (60, 150), ("ft", "spider"): (20, 200)})
     text = f'[baseline_file]\npath="{stored}"\nmax_drop_points=5\nalpha=0.05\n'
@@ -259,7 +280,7 @@ def test_baseline_file_gate(tmp_path):
 
 def test_baseline_file_significance_alone_fails(tmp_path):
     stored = _stored(tmp_path, {("ft", "spider"): (100, 1000)})
-    text = f'[baseline_file]\npath="{stored}"\nalpha=0.05\nvariants=["ft"]\nbenchmarks=["spider"]\n'
+    text = f'[baseline_file]\npath="{stored}"\nalpha=0.05\nvariants=["ft"]\ntasks=["spider"]\n'
     [g] = check(text, rows_of({("ft", "spider"): (80, 1000)}))  # -2 points, 20 lost, 0 gained
     assert g.failed and "significantly worse" in g.message and "allowed" not in g.message.split(":")[-1]
     [g] = check(text.replace("alpha=0.05", "alpha=0.0"), rows_of({("ft", "spider"): (80, 1000)}))
@@ -269,9 +290,9 @@ def test_baseline_file_significance_alone_fails(tmp_path):
 def test_baseline_file_without_common_pairs_fails(tmp_path):
     stored = _stored(tmp_path, {("base", "mmlu"): (60, 150)})
     [g] = check(f'[baseline_file]\npath="{stored}"\n', rows_of({("ft", "spider"): (20, 200)}))
-    assert g.failed and "no (variant, benchmark) is in both" in g.message
+    assert g.failed and "no (variant, task) is in both" in g.message
     [g] = check(
-        f'[baseline_file]\npath="{stored}"\nvariants=["ft"]\nbenchmarks=["spider"]\n',
+        f'[baseline_file]\npath="{stored}"\nvariants=["ft"]\ntasks=["spider"]\n',
         rows_of({("ft", "spider"): (20, 200)}),
     )
     assert g.failed and "the stored results have no ft/spider" in g.message

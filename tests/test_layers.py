@@ -61,6 +61,7 @@ LAYERS: dict[str, int] = {
     "harness.session": 9,
     "harness.plugin": 10,
     "harness.speedups": 10,
+    "harness.deepeval_output": 10,
     "harness.cli": 11,
     "fixtures": 12,
     "benchmarks": 13,

@@ -1,6 +1,7 @@
 """The DeepEval metrics: case tables, argument checks, copying, and one assert_test each."""
 
 import asyncio
+import math
 import sqlite3
 from pathlib import Path
 
@@ -212,6 +213,21 @@ def test_multiple_choice_cases(pred, answer, score, reason):
     assert metric.measure(LLMTestCase(input="q", actual_output=pred, expected_output=answer)) == score
     assert metric.success is (score == 1.0)
     assert reason in metric.reason
+
+
+def test_multiple_choice_reads_as_deepevals_metrics_do():
+    """score >= threshold is a pass; the probability of the answer is in the reason, not the score."""
+    logprobs = [math.log(0.2), math.log(0.5), math.log(0.2), math.log(0.1)]
+    case = lambda pred: LLMTestCase(
+        input="q", actual_output=pred, expected_output="B", metadata={"choice_scores": logprobs}
+    )
+    right, wrong = MultipleChoice(), MultipleChoice()
+    assert right.measure(case("B")) == 1.0 and right.success and right.score >= right.threshold
+    assert "probability of the answer among the choices: 0.50" in right.reason
+    assert wrong.measure(case("A")) == 0.0 and not wrong.success and wrong.score < wrong.threshold
+    lenient = MultipleChoice(threshold=0.0)
+    lenient.measure(case("A"))
+    assert lenient.success, "a threshold of 0 passes every valid case, as in deepeval"
 
 
 def test_multiple_choice_rejects_bad_gold():

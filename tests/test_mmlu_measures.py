@@ -83,9 +83,10 @@ def test_gold_prob_equals_an_independent_computation_on_10_questions(tmp_path, t
         assert spec.extra["gold_prob"] == pytest.approx(expected, abs=1e-5), item.item_id
         # the prediction is the argmax of the same scores
         assert p.letter == LETTERS[max(range(4), key=lambda i: (scores[i], -i))]
-        # and the metric's score is the same probability
+        # and the metric's reason gives the same probability (its score is 1.0 or 0.0, as deepeval's)
         metric.measure(spec.test_case)
-        assert metric.score == pytest.approx(expected, abs=1e-5)
+        assert f"among the choices: {expected:.2f})" in metric.reason
+        assert metric.score == float(p.letter == item.answer)
         assert ("gold_token_loglik" in spec.extra) == (scoring == "cloze")
         assert "gold_logprob" not in spec.extra
     assert set(SUBJECTS) <= set(SUBJECT_CATEGORIES)

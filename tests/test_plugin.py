@@ -151,7 +151,7 @@ def results(pytester: pytest.Pytester, run_id: str = "r1") -> dict:
 
 def accuracies(data: dict) -> dict:
     return {
-        (s["variant"], s["benchmark"]): (s["correct"], s["n"], s["skipped"], s["errors"], s["by_group"])
+        (s["variant"], s["task"]): (s["correct"], s["n"], s["skipped"], s["errors"], s["by_group"])
         for s in data["summary"]
     }
 
@@ -165,7 +165,7 @@ def test_wrong_answers_alone_exit_0_and_the_report_is_written(project):
     assert result.ret == 0
     result.stdout.fnmatch_lines(
         [
-            "*harness: accuracy per variant and benchmark*",
+            "*harness: accuracy per variant and task*",
             "spider    ft * 10 * 6 * 60.0%*[[]31.3%, 83.2%[]]* 2 * 0",
             "*harness: the run passes (28 wrong answers are measurements, not failures)*",
         ]
@@ -176,15 +176,15 @@ def test_wrong_answers_alone_exit_0_and_the_report_is_written(project):
     data = results(pytester)
     assert accuracies(data)[("ft", "spider")][:4] == (6, 10, 2, 0)
     assert accuracies(data)[("base", "mmlu")][:4] == (4, 12, 2, 0)
-    s = next(s for s in data["summary"] if (s["variant"], s["benchmark"]) == ("base", "spider"))
+    s = next(s for s in data["summary"] if (s["variant"], s["task"]) == ("base", "spider"))
     assert s["skip_reasons"] == {"database 'wta_1' absent": 2}
-    assert set(next(s for s in data["summary"] if s["benchmark"] == "mmlu")["by_subject"]) == {
+    assert set(next(s for s in data["summary"] if s["task"] == "mmlu")["by_subject"]) == {
         "anatomy",
         "philosophy",
     }
-    comp = {(c["variant"], c["benchmark"]): c for c in data["comparisons"]}
+    comp = {(c["variant"], c["task"]): c for c in data["comparisons"]}
     assert comp["ft", "spider"]["only_variant"] == 3 and comp["ft", "spider"]["n"] == 10
-    failed = next(c for c in data["cases"] if c["outcome"] == "failed")
+    failed = next(c for c in data["cases"] if c["outcome"] == "wrong")
     assert (
         failed["reason"] == "gold has 3 rows (expected), prediction 2" and failed["prediction"] == "SELECT 1"
     )
@@ -194,6 +194,24 @@ def test_wrong_answers_alone_exit_0_and_the_report_is_written(project):
     lines = (run_dir / "results.jsonl").read_text().splitlines()
     assert len(lines) == len(data["cases"]) == 52
     assert data["gates"]["results"] == [] and data["manifest"]["run_id"] == "r1"
+    # a finished run: results.json written, nothing marks the folder incomplete
+    run_dir = pytester.path / "reports" / "r1"
+    assert (run_dir / "results.json").is_file() and not (run_dir / "INCOMPLETE").exists()
+
+
+def test_a_run_that_ends_early_is_marked_incomplete_and_refused_as_a_baseline(project):
+    pytester = project()
+    result = run(pytester, "-x", run_id="stopped")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*the run FAILS: the run is incomplete: the session ended early*"])
+    run_dir = pytester.path / "reports" / "stopped"
+    why = (run_dir / "INCOMPLETE").read_text()
+    assert "ended early" in why and "cases that ran" in why, why
+    assert (run_dir / "results.json").is_file(), "the report covers what ran"
+    pytester.makefile(".toml", gates=f'[baseline_file]\npath = "{run_dir / "results.json"}"\n')
+    result = run(pytester, "--gates", "gates.toml", run_id="next")
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*is an incomplete run's (INCOMPLETE: the session ended early*"])
 
 
 def test_a_failing_unit_test_makes_the_run_fail(project):
@@ -269,12 +287,12 @@ def test_a_session_without_benchmark_cases_writes_no_report(project):
 GATES = """
 [[floor]]
 variant = "ft"
-benchmark = "spider"
+task = "spider"
 min_accuracy = {floor}
 
 [[max_drop]]
 variant = "ft"
-benchmark = "mmlu"
+task = "mmlu"
 reference = "base"
 max_points = 10
 """
@@ -375,7 +393,7 @@ def test_xdist_gives_the_same_numbers_as_a_serial_run(project):
     a, b = results(pytester, "serial"), results(pytester, "xdist")
     assert accuracies(a) == accuracies(b)
     assert a["comparisons"] == b["comparisons"]
-    key = lambda c: (c["variant"], c["benchmark"], c["item_id"])
+    key = lambda c: (c["variant"], c["task"], c["item_id"])
     assert sorted(a["cases"], key=key) == sorted(b["cases"], key=key)
     assert len((pytester.path / "reports" / "xdist" / "results.jsonl").read_text().splitlines()) == len(
         b["cases"]

@@ -129,9 +129,9 @@ def _rows():
         [
             ("passed", "easy"),
             ("passed", "easy"),
-            ("failed", "medium"),
+            ("wrong", "medium"),
             ("passed", "hard"),
-            ("failed", "hard"),
+            ("wrong", "hard"),
             ("error", "extra"),
         ]
     ):
@@ -141,18 +141,18 @@ def _rows():
         row("base", "spider", 11, "skipped", reason="database 'wta_1' absent"),
     ]
     # ft: spider 5 of 6 right on the same items
-    for i, outcome in enumerate(["passed", "passed", "passed", "passed", "failed", "passed"]):
+    for i, outcome in enumerate(["passed", "passed", "passed", "passed", "wrong", "passed"]):
         rows.append(row("ft", "spider", i, outcome))
     for i, (outcome, cat, subject) in enumerate(
         [
             ("passed", "stem", "anatomy"),
-            ("failed", "stem", "anatomy"),
+            ("wrong", "stem", "anatomy"),
             ("passed", "humanities", "philosophy"),
-            ("failed", "other", "virology"),
+            ("wrong", "other", "virology"),
         ]
     ):
         rows.append(row("base", "mmlu", i, outcome, cat, subject=subject))
-        rows.append(row("ft", "mmlu", i, "failed" if i == 0 else outcome, cat, subject=subject))
+        rows.append(row("ft", "mmlu", i, "wrong" if i == 0 else outcome, cat, subject=subject))
     return rows
 
 
@@ -221,7 +221,7 @@ def test_results_json_schema(tmp_path):
     (tmp_path / "phases").mkdir()
     phase = {
         "variant": "base",
-        "benchmark": "spider",
+        "task": "spider",
         "fingerprint": {"model": "m", "adapter": "", "load": "fp32"},
         "cache_key": "k",
         "template": "schema",
@@ -258,7 +258,7 @@ def test_results_json_schema(tmp_path):
     assert data["conclusion"].startswith("No fine-tuned variant was measured")
     assert data["multiple_comparisons"]["family_size"] == len(data["comparisons"])
     assert data["schema"] == report.SCHEMA and data["baseline"] == "base"
-    s = next(s for s in data["summary"] if (s["variant"], s["benchmark"]) == ("base", "spider"))
+    s = next(s for s in data["summary"] if (s["variant"], s["task"]) == ("base", "spider"))
     assert set(s) >= {
         "n",
         "correct",
@@ -280,7 +280,7 @@ def test_results_json_schema(tmp_path):
         "ci_low": pytest.approx(0.3424, abs=1e-4),
         "ci_high": 1.0,
     }
-    c = next(c for c in data["comparisons"] if c["benchmark"] == "spider")
+    c = next(c for c in data["comparisons"] if c["task"] == "spider")
     assert set(c) >= {
         "variant",
         "reference",
@@ -337,7 +337,7 @@ def test_undefined_numbers_are_null_in_json(tmp_path):
 
 def test_report_of_all_wrong_and_all_right_variants(tmp_path):
     """0/n and n/n: Wilson bounds at exactly 0 and 1, and a figure with zero-length bars."""
-    rows = [row("base", b, i, "failed") for b in ("spider", "mmlu") for i in range(6)]
+    rows = [row("base", b, i, "wrong") for b in ("spider", "mmlu") for i in range(6)]
     rows += [row("ft", b, i, "passed") for b in ("spider", "mmlu") for i in range(6)]
     payload, analysis = _payload(tmp_path, rows)
     report.write_report(tmp_path, payload, analysis)
@@ -357,15 +357,15 @@ def test_terminal_table_lists_accuracies_and_deltas():
 
 
 def _sweep_rows(n=200):
-    rows = [row("base", "spider", i, "passed" if i < 20 else "failed") for i in range(n)]
-    rows += [row("base", "mmlu", i, "passed" if i < 100 else "failed", gold_prob=0.3) for i in range(n)]
+    rows = [row("base", "spider", i, "passed" if i < 20 else "wrong") for i in range(n)]
+    rows += [row("base", "mmlu", i, "passed" if i < 100 else "wrong", gold_prob=0.3) for i in range(n)]
     for variant, spider, mmlu in (("lr=1@1ep", 60, 100), ("lr=2@1ep", 22, 99)):
         rows += [
-            row(variant, "spider", i, "passed" if i < spider else "failed", kl_to_base=0.01 * (i % 5))
+            row(variant, "spider", i, "passed" if i < spider else "wrong", kl_to_base=0.01 * (i % 5))
             for i in range(n)
         ]
         rows += [
-            row(variant, "mmlu", i, "passed" if i < mmlu else "failed", gold_prob=0.3 + 0.001 * (i % 3))
+            row(variant, "mmlu", i, "passed" if i < mmlu else "wrong", gold_prob=0.3 + 0.001 * (i % 3))
             for i in range(n)
         ]
     return rows
@@ -430,7 +430,7 @@ def test_the_report_shows_seeds_and_the_noise_floor(tmp_path):
 
     rows = _seed_sweep_rows()
     rows += [
-        row("base-b1", "mmlu", i, "passed" if i < 100 else "failed", gold_prob=0.3 + 0.004 * (-1) ** i)
+        row("base-b1", "mmlu", i, "passed" if i < 100 else "wrong", gold_prob=0.3 + 0.004 * (-1) ** i)
         for i in range(200)
     ]
     analysis = analyze(
@@ -456,3 +456,59 @@ def test_the_report_shows_seeds_and_the_noise_floor(tmp_path):
     assert data["noise_floor"]["null_variants"] == ["base-b1"] and data["noise_floor"]["within_noise"]
     [group] = [g for g in data["frontier"]["seed_groups"] if g["setting"] == "lr=1@1ep"]
     assert group["gain"]["per_seed"] == pytest.approx([0.15, 0.2, 0.25]) and group["qualifies"]
+
+
+def test_table_layout_answers_subjects_shots_load_and_model_names(tmp_path):
+    """Every answer column (D too, which no variant chose); per-subject rows only where every
+    variant scored MIN_SUBJECT_N items; each variant's shots and load mode as run; the model's name
+    beside its hash in the phases."""
+    rows = []
+    for variant in ("base", "ft"):
+        for i in range(report.MIN_SUBJECT_N):
+            rows.append(
+                CaseResult(
+                    variant,
+                    "mmlu",
+                    f"a{i}",
+                    "stem",
+                    "passed" if i % 2 else "wrong",
+                    "",
+                    "ABC"[i % 3],
+                    None,
+                    {"subject": "anatomy"},
+                )
+            )
+        rows.append(
+            CaseResult(variant, "mmlu", "v0", "other", "wrong", "", "A", None, {"subject": "virology"})
+        )
+    (tmp_path / "phases").mkdir()
+    for variant, shots, load in (("base", 0, "fp32"), ("ft", 3, "nf4")):
+        record = {
+            "variant": variant,
+            "task": "mmlu",
+            "shots": shots,
+            "fingerprint": {"model": "dir:abc", "load": load},
+        }
+        (tmp_path / "phases" / f"mmlu-{variant}.json").write_text(json.dumps(record))
+    analysis = analyze(rows, baseline="base", tasks=("mmlu",), facts={})
+    manifest = report.collect_manifest(
+        tmp_path,
+        run_id="r1",
+        experiment={"name": "t", "source": "x.toml", "variants": [{"name": "base", "model": "org/small"}]},
+        gates_file="",
+        command=["pytest"],
+        started=0.0,
+        finished=1.0,
+    )
+    payload = report.results_payload(analysis, rows, manifest=manifest)
+    md = report.render_markdown(payload, analysis)
+    answers = md[md.index("answers given") :]
+    assert "| variant | `A` | `B` | `C` | `D` |" in answers
+    assert "| base (0-shot, fp32) | 8 | 7 | 6 | 0 |" in answers
+    subjects = md[md.index("## MMLU accuracy by subject") :].split("\n## ")[0]
+    assert "| anatomy |" in subjects and "virology" not in subjects and "(1 of 2)" in subjects
+    assert "virology" in json.dumps(payload["summary"]), "every subject stays in results.json"
+    assert "| mmlu | ft (3-shot, nf4) | 21 |" in md
+    assert "org/small (`dir:abc`)" in md
+    terminal = report.format_table(analysis, report.variant_labels(payload))
+    assert "ft (3-shot, nf4)" in terminal

@@ -37,7 +37,7 @@ def _comparable(run_dir: Path) -> dict:
     """results.json without the manifest (timings, phases, host) and with the cases in a fixed order."""
     res = json.loads((run_dir / "results.json").read_text())
     res.pop("manifest")
-    res["cases"] = sorted(res["cases"], key=lambda c: (c["variant"], c["benchmark"], c["item_id"]))
+    res["cases"] = sorted(res["cases"], key=lambda c: (c["variant"], c["task"], c["item_id"]))
     return res
 
 

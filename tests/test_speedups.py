@@ -23,7 +23,7 @@ def test_the_same_results_with_and_without_the_speedups(project, pytester):
     cases = lambda run_id: sorted(
         (
             c["variant"],
-            c["benchmark"],
+            c["task"],
             c["item_id"],
             c["outcome"],
             c["reason"],

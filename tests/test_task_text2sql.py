@@ -198,5 +198,5 @@ model = "{tiny_model_dir}"
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = json.loads((tmp_path / "reports" / "own" / "results.json").read_text())
-    assert {c["benchmark"] for c in results["cases"]} == {"text2sql"} and len(results["cases"]) == 3
+    assert {c["task"] for c in results["cases"]} == {"text2sql"} and len(results["cases"]) == 3
     assert "by group" in (tmp_path / "reports" / "own" / "report.md").read_text()

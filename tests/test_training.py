@@ -966,6 +966,7 @@ def test_the_command_line_prints_rounded_losses_and_no_kernels_hub_notice(
     assert done.returncode == 0, text[-3000:]
     assert "gemm_4bit_forward" not in text and "kernels-community" not in text
     assert "\x1b[" not in text  # not a terminal: no nested library bars moving the cursor
+    assert "\u2588" not in text, "off a terminal the bar is drawn in plain characters"
     losses = re.findall(r"loss[ =:]+'?(\d+\.\d+)", text)
     assert losses and all(len(x.split(".")[1]) <= 4 for x in losses), losses
     assert "cut short" in text and "succeeded ->" in text

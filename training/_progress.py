@@ -61,6 +61,7 @@ class ProgressRecorder(TrainerCallback):
             desc=self.desc,
             unit="step",
             dynamic_ncols=True,
+            ascii=not interactive,  # a log keeps plain characters, as harness/progress.py's bars
             mininterval=0.5 if interactive else 10.0,
             disable=not state.is_world_process_zero,  # one bar for a multi-process run
         )

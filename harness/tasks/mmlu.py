@@ -630,11 +630,12 @@ class MultipleChoice(BaseMetric):
     one of A-D); a prediction that is not a single letter A-D (for example "S" or "") is wrong,
     and the reason says it was not a valid choice.
 
-    ``score`` is the probability the model gives the gold answer among the choices when the test
-    case carries the choices' scores (``metadata["choice_scores"]``, from the log-likelihood and
-    cloze scorings, in the normalisation the prediction uses): a continuous measure that moves
-    before the accuracy does.
-    Without them (the generate scoring) it is 1.0 or 0.0. Pass or fail never depends on it.
+    ``score`` is 1.0 for the right answer and 0.0 otherwise, and the case passes when ``score >=
+    threshold``, as deepeval's metrics read. When the test case carries the choices' scores
+    (``metadata["choice_scores"]``, in the normalisation the prediction uses, from the
+    log-likelihood and cloze scorings) the reason also gives the probability the model puts on
+    the right answer among the choices (the report's continuous measure, which moves before the
+    accuracy does).
     """
 
     _required_params = [SingleTurnParams.ACTUAL_OUTPUT, SingleTurnParams.EXPECTED_OUTPUT]
@@ -660,8 +661,11 @@ class MultipleChoice(BaseMetric):
         else:
             ok, reason = False, f"prediction {predicted.upper()}, answer {answer}"
         scores = (test_case.metadata or {}).get("choice_scores")
+        if scores:
+            probability = choice_probability(scores, LETTERS.index(answer))
+            reason += f" (probability of the answer among the choices: {probability:.2f})"
         self.correct = ok
-        self.score = choice_probability(scores, LETTERS.index(answer)) if scores else float(ok)
+        self.score = float(ok)
         self.reason = reason
         self.success = self.is_successful()
         return self.score
@@ -670,7 +674,8 @@ class MultipleChoice(BaseMetric):
         return self.measure(test_case, *args, **kwargs)
 
     def is_successful(self) -> bool:
-        self.success = self.error is None and bool(getattr(self, "correct", False))
+        score = getattr(self, "score", None)
+        self.success = self.error is None and score is not None and score >= self.threshold
         return self.success
 
     @property
@@ -731,7 +736,7 @@ class MMLUSettings(TaskSettings):
     max_batch_tokens: Positive = 2048
     # loglik: run a subject's shared few-shot prefix once and reuse its KV cache. "auto": on a
     # CPU only, where it is faster; on a GPU the small per-subject batches it forces are slower
-    # (README, "Measured so far").
+    # (docs/measurements.md).
     reuse_prefix: Literal["auto", "on", "off"] = "auto"
 
     @model_validator(mode="after")
