@@ -30,7 +30,6 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 from harness.sql.compare import gold_orders_rows
 from harness.sql.lexing import _collapse, _tokens
@@ -41,6 +40,7 @@ from harness.sql.official import (
     _replace_cur_year,
     strip_distinct,
 )
+from harness.sql.opening import readable_database, readonly_uri
 
 EXEC_KINDS = ("ok", "error", "timeout", "too_many_rows", "forbidden")
 
@@ -190,6 +190,7 @@ class _Job:
     rewrite: str = "none"  # "none", "harness" or "official": see _prepare
     strip_distinct: bool = False
     prediction: bool = False
+    immutable: bool = False  # open with immutable=1 (a WAL-mode file: see harness.sql.opening)
 
 
 def _took_longer(timeout_s: float, note: str = "") -> str:
@@ -212,7 +213,8 @@ def _execute(db_path: str | Path, sql: str, **job) -> tuple[ExecOutcome, bool]:
     path = Path(db_path)
     if not path.is_file():
         return outcome("error", f"database file not found: {path}"), False
-    kind, error, rows, orders = _run_in_worker(_Job(str(path.resolve()), sql, **job))
+    target, immutable = readable_database(path.resolve())
+    kind, error, rows, orders = _run_in_worker(_Job(str(target), sql, immutable=immutable, **job))
     if kind == "timeout" and error is None:
         error = _took_longer(job["timeout_s"])
     return outcome(kind, error, rows), orders
@@ -247,12 +249,13 @@ def _prepare(job: _Job) -> tuple[str, bool, tuple[str, str] | None]:
     return sql, orders, (("forbidden", problem) if problem else None)
 
 
-def _open_readonly(path: Path) -> sqlite3.Connection:
-    """A connection that cannot write ``path`` and never creates it."""
-    # mode=ro rather than immutable=1: immutable skips locking and change detection, so it
-    # could read a file mid-write.
+def _open_readonly(path: Path, immutable: bool = False) -> sqlite3.Connection:
+    """A connection that cannot write ``path`` and never creates it, nor anything beside it."""
+    # mode=ro rather than immutable=1 where it creates nothing (rollback mode): immutable skips
+    # locking and change detection, so it could read a file mid-write. A WAL-mode file comes
+    # here as immutable (harness.sql.opening), since mode=ro would make its -wal and -shm.
     return sqlite3.connect(
-        f"file:{quote(str(path))}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+        readonly_uri(path, immutable), uri=True, isolation_level=None, check_same_thread=False
     )
 
 
@@ -287,7 +290,7 @@ def _run_job(job: _Job, deadline: float, sink: _Sink) -> tuple[str, str | None, 
         return "timeout", None, orders
     path = Path(job.path)
     try:
-        conn = _open_readonly(path)
+        conn = _open_readonly(path, job.immutable)
     except Exception as e:  # reported as the outcome, never raised
         return "error", f"cannot open {path} read-only: {e}", orders
     try:
@@ -386,7 +389,9 @@ def _execute_in_process(db_path: str | Path, sql: str, **job) -> tuple[str, str 
     take away one defence at a time; callers use :func:`execute_readonly`."""
     job.setdefault("timeout_s", 5.0)
     sink = _Sink()
-    kind, error, _ = _run_job(_Job(str(Path(db_path)), sql, **job), time.monotonic() + job["timeout_s"], sink)
+    target, immutable = readable_database(Path(db_path))
+    job.setdefault("immutable", immutable)
+    kind, error, _ = _run_job(_Job(str(target), sql, **job), time.monotonic() + job["timeout_s"], sink)
     return kind, error, sink.rows if kind == "ok" else []
 
 
