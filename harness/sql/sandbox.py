@@ -79,6 +79,10 @@ _MAX_COLUMNS = 256  # with the value cap, bounds the memory of one result row
 _MAX_RESULT_BYTES = 256 << 20  # Python memory of one result held by the caller (see _held_size)
 # SQLite's own heap in a worker: sorts, temporary tables and the page cache of one query.
 _WORKER_SQLITE_HEAP = 256 << 20
+# The worker's whole address space (RLIMIT_AS): its SQLite heap, one result row in Python (at
+# most 256 columns of the value cap) and that row pickled, the interpreter, with room to spare.
+# Whatever gets past the caps above, the worker fails with "out of memory", not the machine.
+_WORKER_ADDRESS_SPACE = 1 << 30
 _BATCH_BYTES = 1 << 20  # rows travel from the worker in batches of about this much memory
 _GRACE_S = 0.25  # how long past the deadline we wait for the worker to report before killing it
 _ORPHAN_S = 1.0  # a worker whose caller is gone stops itself this long after the deadline
@@ -350,7 +354,10 @@ def _fetch(conn: sqlite3.Connection, sql: str, deadline: float, job: _Job, sink:
             return "error", f"{message} (values are capped at {job.max_value_bytes} bytes)"
         return "error", message
     except MemoryError:
-        return "error", f"out of memory (a worker's SQLite heap is capped at {_WORKER_SQLITE_HEAP >> 20} MiB)"
+        return "error", (
+            f"out of memory (a worker's SQLite heap is capped at {_WORKER_SQLITE_HEAP >> 20} MiB, "
+            f"its address space at {_WORKER_ADDRESS_SPACE >> 20} MiB)"
+        )
     except Exception as e:  # the promise is "never raises on bad SQL"
         return "error", f"{type(e).__name__}: {e}"
 
@@ -487,8 +494,13 @@ _BOOT = (
     "for name, path in (('harness', []), ('harness.sql', [sys.argv[1]])):\n"
     "    package = sys.modules[name] = types.ModuleType(name)\n"
     "    package.__path__ = path\n"
-    "importlib.import_module('harness.sql.sandbox')._serve(int(sys.argv[2]))\n"
+    "importlib.import_module('harness.sql.sandbox')._serve(int(sys.argv[2]), int(sys.argv[3]))\n"
 )
+
+
+# -I: isolated (no environment variables that steer Python, no user site, not the current
+# folder on the path); -S: no site module, so no site-packages and no .pth file runs.
+_INTERPRETER_FLAGS = ("-I", "-S")
 
 
 class _Worker:
@@ -497,7 +509,8 @@ class _Worker:
     def __init__(self) -> None:
         ours, theirs = socket.socketpair()
         folder = str(Path(__file__).resolve().parent)
-        argv = [sys.executable, "-I", "-S", "-c", _BOOT, folder, str(theirs.fileno())]
+        argv = [sys.executable, *_INTERPRETER_FLAGS, "-c", _BOOT, folder, str(theirs.fileno())]
+        argv.append(str(_WORKER_ADDRESS_SPACE))
         try:
             self.proc = subprocess.Popen(
                 argv,
@@ -646,11 +659,19 @@ class _Watchdog(threading.Thread):
                 self._cond.wait(left)
 
 
-def _serve(fd: int) -> None:
+def _limit_address_space(limit: int) -> None:
+    """Cap this process's address space at ``limit`` bytes (soft and hard: a query cannot lift it)."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _serve(fd: int, address_space: int = _WORKER_ADDRESS_SPACE) -> None:
     """The worker's loop: read a job, stream its rows and verdict back, until the caller
     closes its end."""
     import signal
 
+    _limit_address_space(address_space)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the caller, which kills us
     sock = socket.socket(fileno=fd)
     # Process-wide, which is why it is set here and not in a caller's process.
