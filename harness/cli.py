@@ -15,7 +15,7 @@ from pathlib import Path
 
 from harness.deepeval_env import apply_deepeval_env
 from harness.files import write_json
-from harness.run_folder import COMMAND_RECORD, holds_a_run, new_run_id
+from harness.run_folder import COMMAND_RECORD, check_run_id, holds_a_run, is_locked, new_run_id
 
 DESCRIPTION = """\
 Measure what fine-tuning buys (Spider execution accuracy) and what it costs (MMLU accuracy).
@@ -139,7 +139,10 @@ def _cmd_bench(args: argparse.Namespace, extra: list[str]) -> int:
     if run_id is None:
         run_id = new_run_id()
         extra = [*extra, "--run-id", run_id]
-    run_dir = Path(_option(extra, "--report-dir") or exp.report_dir) / run_id
+    run_dir = Path(_option(extra, "--report-dir") or exp.report_dir) / check_run_id(run_id)
+    if is_locked(run_dir):
+        print(f"harness: error: {run_dir}: another run is writing into this folder now", file=sys.stderr)
+        return 2
     if holds_a_run(run_dir):
         print(f"harness: error: {run_dir} already holds a run; give another --run-id", file=sys.stderr)
         return 2
