@@ -41,6 +41,7 @@ import pytest
 
 from harness import report
 from harness.analysis import analyze
+from harness.files import OutputError
 from harness.frontier import adapter_facts
 from harness.gates import GatesError, check_gates, gates_json, load_gates
 from harness.results import (
@@ -241,6 +242,8 @@ class ResultsCollector:
         )
         try:
             self.paths = report.write_report(self.run_dir(), payload, self.analysis)
+        except OutputError as e:  # a full disk, say: one line naming the path
+            self.problems.append(f"the report could not be written: {e}")
         except Exception as e:  # keep the run's numbers: results.json is written first
             self.problems.append(
                 f"the report could not be written: {type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}"
