@@ -17,6 +17,9 @@ class OutputError(OSError):
     """A file could not be written (a full disk, a folder that cannot be made); the message is
     one line naming the path. Nothing half written is left at that path."""
 
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
+
 
 def atomic_write(path: Path, text: str) -> Path:
     """Write ``text`` to ``path`` through a temporary file beside it and a rename: a reader
