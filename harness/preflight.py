@@ -12,6 +12,10 @@ skips the run folder's lock: the controller holds it):
   (one run per id at a time: :class:`harness.run_folder.RunLock`);
 * the cache folder can be made and written.
 
+:func:`check_session` also shows the prediction cache's warnings (a line skipped as torn or
+changed) on the terminal past pytest's output capture, so that ``pytest benchmarks/`` shows
+them as ``harness bench`` (which runs pytest with ``-s``) does.
+
 Everything here is standard library and reads only small files (a safetensors header, a few
 JSON files); nothing loads a model.
 """
@@ -19,6 +23,7 @@ JSON files); nothing loads a model.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import struct
 import tempfile
@@ -65,6 +70,37 @@ def check_session(config: pytest.Config, exp, run_dir: Path, cache_root: Path, *
     except PreflightError as e:
         raise pytest.UsageError(str(e)) from None
     config.add_cleanup(release_run_locks)
+    show_on_terminal(config, logging.getLogger("harness.cache"))
+
+
+class _TerminalHandler(logging.Handler):
+    """Writes a record on pytest's terminal, with output capture suspended around it."""
+
+    def __init__(self, capture, terminal):
+        super().__init__(logging.WARNING)
+        self.capture, self.terminal = capture, terminal
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = f"harness: warning: {record.getMessage()}"
+            if self.capture is None:
+                self.terminal.write_line(line, yellow=True)
+                return
+            with self.capture.global_and_fixture_disabled():
+                self.terminal.write_line(line, yellow=True)
+        except Exception:  # a log line must never fail a case
+            self.handleError(record)
+
+
+def show_on_terminal(config: pytest.Config, logger: logging.Logger) -> None:
+    """Send ``logger``'s warnings to the terminal of this pytest process for the session (where
+    there is one: an xdist worker has none, and keeps the default of stderr)."""
+    terminal = config.pluginmanager.get_plugin("terminalreporter")
+    if terminal is None or hasattr(config, "workerinput"):
+        return
+    handler = _TerminalHandler(config.pluginmanager.get_plugin("capturemanager"), terminal)
+    logger.addHandler(handler)
+    config.add_cleanup(lambda: logger.removeHandler(handler))
 
 
 def release_run_locks() -> None:
