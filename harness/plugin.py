@@ -148,11 +148,16 @@ class ResultsCollector:
         return run_dir_of(self.config)
 
     def _append(self, row: CaseResult) -> None:
-        if self._jsonl is None:
-            self.run_dir().mkdir(parents=True, exist_ok=True)
-            self._jsonl = open(self.run_dir() / "results.jsonl", "a", encoding="utf-8")
-        self._jsonl.write(json.dumps(row.as_dict(), ensure_ascii=False) + "\n")
-        self._jsonl.flush()
+        path = self.run_dir() / "results.jsonl"
+        try:
+            if self._jsonl is None:
+                self.run_dir().mkdir(parents=True, exist_ok=True)
+                self._jsonl = open(path, "a", encoding="utf-8")
+            self._jsonl.write(json.dumps(row.as_dict(), ensure_ascii=False) + "\n")
+            self._jsonl.flush()
+        except OSError as e:  # a full disk, say: one line, and the run stops with no report
+            self.rows.clear()
+            pytest.exit(f"harness: cannot write {path}: {e.strerror or e}; the run stops", returncode=3)
 
     # -- hooks: as reports arrive ---------------------------------------------------------
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:

@@ -59,3 +59,80 @@ def test_a_folder_that_cannot_be_made_is_one_line(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(OutputError, match=r"cannot write .*file/sub/x.json: "):
         write_json(tmp_path / "file" / "sub" / "x.json", {})
+
+
+FULL_DISK_PLUGIN = """
+import builtins, errno
+
+_open = builtins.open
+
+
+class _Full:
+    def __init__(self, f):
+        self.f = f
+
+    def write(self, text):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+
+def fake_open(path, mode="r", *args, **kwargs):
+    f = _open(path, mode, *args, **kwargs)
+    return _Full(f) if str(path).endswith("results.jsonl") and "a" in mode else f
+
+
+def pytest_configure(config):
+    builtins.open = fake_open
+"""
+
+
+def test_a_full_disk_mid_run_is_one_line_and_no_results_json(tmp_path, tiny_model_dir):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.test_task_text2sql import ROWS, make_db
+    from tests.tiny_data import harness_options
+
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "full_disk.py").write_text(FULL_DISK_PLUGIN)
+    make_db(tmp_path / "dbs" / "music.sqlite")
+    questions = tmp_path / "q.jsonl"
+    questions.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    exp = tmp_path / "exp.toml"
+    exp.write_text(
+        f'[experiment]\nname = "own"\ntasks = ["text2sql"]\ngates = ""\n\n'
+        f'[text2sql]\npath = "{questions}"\ndatabases = "{tmp_path / "dbs"}"\nmax_new_tokens = 4\n\n'
+        f'[[variants]]\nname = "base"\nmodel = "{tiny_model_dir}"\n'
+    )
+    env = {
+        **os.environ,
+        "HARNESS_CACHE_DIR": str(tmp_path / "hcache"),
+        "PYTHONPATH": f"{root}{os.pathsep}{tmp_path / 'plugins'}",
+    }
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "benchmarks/",
+            "-p",
+            "full_disk",
+            *harness_options(tmp_path, exp, "full"),
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 3, out[-3000:]
+    run_dir = tmp_path / "reports" / "full"
+    assert f"harness: cannot write {run_dir / 'results.jsonl'}: No space left on device" in out
+    assert "Traceback" not in out and "INTERNALERROR" not in out
+    assert not (run_dir / "results.json").exists()
