@@ -210,3 +210,59 @@ def test_allowed_gold_errors_skip_their_items_and_are_never_the_models_miss(tmp_
     assert specs["item-0000"].test_case is not None
     assert "its gold query is a data error" in specs["bad"].skip_reason
     assert specs["write"].test_case is None
+
+
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ({"id": "a\nb"}, "'id' 'a\\\\nb' holds a control character"),
+        ({"group": "g\tforged"}, "'group' .* holds a control character"),
+        ({"id": "x" * 500}, "'id' of 500 characters"),
+        ({"id": [1]}, "'id' must be a string"),
+        ({"db_id": "mu\tsic", "db_path": "music.sqlite"}, "'db_id' .* holds a control character"),
+    ],
+)
+def test_labels_that_would_break_a_report_line_are_refused(tmp_path, row, message):
+    make_db(tmp_path / "music.sqlite")
+    item = {"question": "q", "query": "SELECT 1", "db_id": "music", **row}
+    path = write_items(tmp_path / "q.jsonl", [item])
+    with pytest.raises(Text2SQLDataError, match=f"q.jsonl:1: {message}"):
+        load_items(path)
+
+
+def test_json_nested_too_deeply_is_one_line(tmp_path):
+    path = tmp_path / "q.jsonl"
+    path.write_text("[" * 200_000 + "]" * 200_000 + "\n")
+    with pytest.raises(Text2SQLDataError, match="q.jsonl:1: not valid JSON here \\(nested too deeply\\)"):
+        load_items(path)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device link"])
+def test_a_wal_side_file_that_is_not_a_regular_file_is_ignored(tmp_path, kind):
+    db = tmp_path / "dbs" / "music.sqlite"
+    make_wal_db(db)
+    wal = db.with_name(db.name + "-wal")
+    if kind == "fifo":
+        os.mkfifo(wal)
+    else:
+        wal.symlink_to("/dev/zero")
+    start = time.monotonic()
+    assert execute_readonly(db, "SELECT name FROM singer").rows == [("Ann",)]
+    assert [t.name for t in read_schema("music", db).tables] == ["singer"]
+    assert time.monotonic() - start < 10
+    assert sorted(os.listdir(db.parent)) == ["music.sqlite", "music.sqlite-wal"]
+
+
+def test_a_wal_database_too_large_to_copy_is_one_line(tmp_path, monkeypatch):
+    import harness.sql.opening as opening
+
+    db = tmp_path / "dbs" / "music.sqlite"
+    writer = make_wal_db(db, pending=True)
+    try:
+        monkeypatch.setattr(opening, "MAX_COPY_BYTES", 1000)
+        outcome = execute_readonly(db, "SELECT 1")
+        assert outcome.kind == "error" and "checkpoint it first" in outcome.error
+        with pytest.raises(Text2SQLDataError, match="checkpoint it first"):
+            read_schema("music", db)
+    finally:
+        writer.close()

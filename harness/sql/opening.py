@@ -16,6 +16,7 @@ import atexit
 import os
 import shutil
 import sqlite3
+import stat
 import tempfile
 import threading
 from pathlib import Path
@@ -23,6 +24,10 @@ from urllib.parse import quote
 
 _HEADER = b"SQLite format 3\x00"
 _WAL_MODE = 2  # bytes 18 and 19 of the header: file format write/read version (2: WAL)
+
+# A private copy is made only of a file this size or smaller (with its -wal); a larger WAL-mode
+# database with pending changes must be checkpointed by its owner first.
+MAX_COPY_BYTES = 1 << 30
 
 _COPIES_LOCK = threading.Lock()
 _COPIES: dict[tuple, Path] = {}
@@ -41,17 +46,27 @@ def is_wal_mode(path: Path) -> bool:
 
 def readable_database(path: str | Path) -> tuple[Path, bool]:
     """(file to open, whether to open it ``immutable``) for reading ``path`` without creating
-    any file beside it; see the module's docstring."""
+    any file beside it; see the module's docstring. Raises ``ValueError`` (one line) for a
+    WAL-mode file with pending changes too large to copy."""
     path = Path(path)
     if not is_wal_mode(path):
         return path, False
     wal = path.with_name(path.name + "-wal")
     try:
-        pending = wal.stat().st_size > 0
+        info = wal.lstat()
     except OSError:
-        pending = False
-    if not pending:
         return path, True
+    # Only a regular -wal file is read: a link, a pipe or a device there is ignored, as an
+    # immutable open ignores every side file.
+    if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
+        return path, True
+    size = path.stat().st_size + info.st_size
+    if size > MAX_COPY_BYTES:
+        raise ValueError(
+            f"{path}: a WAL-mode database with changes pending in its -wal file, {size:,} bytes in all, "
+            f"more than the {MAX_COPY_BYTES >> 20} MiB copied to read it without writing beside it; "
+            f"checkpoint it first (sqlite3 {path.name} 'PRAGMA wal_checkpoint(TRUNCATE)')"
+        )
     return _private_copy(path, wal), True
 
 
@@ -94,7 +109,13 @@ def _private_copy(path: Path, wal: Path) -> Path:
 
 def _forget_copies_after_fork() -> None:
     global _COPIES_LOCK
-    _COPIES_LOCK = threading.Lock()
+    # A private copy is made only of a file this size or smaller (with its -wal); a larger WAL-mode
+
+
+# database with pending changes must be checkpointed by its owner first.
+MAX_COPY_BYTES = 1 << 30
+
+_COPIES_LOCK = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):

@@ -217,7 +217,10 @@ def _execute(db_path: str | Path, sql: str, **job) -> tuple[ExecOutcome, bool]:
     path = Path(db_path)
     if not path.is_file():
         return outcome("error", f"database file not found: {path}"), False
-    target, immutable = readable_database(path.resolve())
+    try:
+        target, immutable = readable_database(path.resolve())
+    except (OSError, ValueError) as e:
+        return outcome("error", f"cannot open {path} read-only: {e}"), False
     kind, error, rows, orders = _run_in_worker(_Job(str(target), sql, immutable=immutable, **job))
     if kind == "timeout" and error is None:
         error = _took_longer(job["timeout_s"])

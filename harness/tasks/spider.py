@@ -753,7 +753,7 @@ def write_sql_predictions(path_stem: Path, variant, items: Sequence, predictions
             }
         )
         sql_lines.append(one_line(pred.sql if pred else ""))
-        gold_lines.append(f"{one_line(item.gold_sql)}\t{item.db_id}")
+        gold_lines.append(f"{one_line(item.gold_sql)}\t{one_line(item.db_id)}")
     sql_path = path_stem.with_name(path_stem.name + ".sql")
     ids_path, gold_path = subset_files(sql_path)
     atomic_write(

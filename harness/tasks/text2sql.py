@@ -155,12 +155,12 @@ def _database_of(row: dict, where: str, folder: Path, databases: Path) -> tuple[
             )
         path = folder / relative
         db_id = row.get("db_id") or relative.stem
-        if not isinstance(db_id, str):
-            raise Text2SQLDataError(f"{where}: 'db_id' must be a string, got {db_id!r}")
+        _check_label(db_id, "db_id", where)
     else:
         db_id = row.get("db_id")
         if not isinstance(db_id, str) or not is_plain_name(db_id):
             raise Text2SQLDataError(f"{where}: 'db_id' must be a plain database name, got {db_id!r}")
+        _check_label(db_id, "db_id", where)
         flat, nested = databases / f"{db_id}.sqlite", databases / db_id / f"{db_id}.sqlite"
         path = nested if nested.is_file() and not flat.is_file() else flat
     if not path.exists():
@@ -173,6 +173,25 @@ def _database_of(row: dict, where: str, folder: Path, databases: Path) -> tuple[
         )
     _regular_file(resolved, f"database {db_id!r}", where)
     return str(db_id), resolved
+
+
+MAX_LABEL_CHARS = 200
+
+
+def _check_label(value, key: str, where: str) -> None:
+    """An id, group or db_id names the item in case ids, reports and TSV files: a string (or,
+    for ``id``, a whole number) of at most ``MAX_LABEL_CHARS`` characters, none of them a
+    control character (a tab or a newline would break a line of a report)."""
+    if value is None or value == "":
+        return
+    if isinstance(value, int) and not isinstance(value, bool) and key == "id":
+        value = str(value)
+    if not isinstance(value, str):
+        raise Text2SQLDataError(f"{where}: {key!r} must be a string, got {type(value).__name__}")
+    if len(value) > MAX_LABEL_CHARS:
+        raise Text2SQLDataError(f"{where}: {key!r} of {len(value):,} characters (at most {MAX_LABEL_CHARS})")
+    if any(ch.isspace() and ch != " " or not ch.isprintable() for ch in value):
+        raise Text2SQLDataError(f"{where}: {key!r} {value[:60]!r} holds a control character or a line break")
 
 
 def _lines(text: str):
@@ -210,6 +229,8 @@ def load_items(path: Path, databases: Path | None = None) -> list[SQLItem]:
             row = json.loads(line)
         except json.JSONDecodeError as e:
             raise Text2SQLDataError(f"{where}: not valid JSON ({e.msg})") from None
+        except RecursionError:
+            raise Text2SQLDataError(f"{where}: not valid JSON here (nested too deeply)") from None
         if not isinstance(row, dict):
             raise Text2SQLDataError(f"{where}: expected a JSON object, got {type(row).__name__}")
         missing = [k for k in ("question", "query") if not isinstance(row.get(k), str) or not row[k].strip()]
@@ -223,6 +244,8 @@ def load_items(path: Path, databases: Path | None = None) -> list[SQLItem]:
                 f"(at most {MAX_QUESTION_CHARS:,}; a question is a sentence or a paragraph)"
             )
         db_id, db_path = _database_of(row, where, path.parent, databases)
+        for key in ("id", "group"):
+            _check_label(row.get(key), key, where)
         item_id = str(row.get("id") or f"item-{len(items):04d}")
         if item_id in seen:
             raise Text2SQLDataError(f"{where}: id {item_id!r} already used on line {seen[item_id]}")
@@ -249,7 +272,7 @@ def read_schema(db_id: str, db_path: Path) -> Schema:
     beside it (:func:`harness.sql.opening.connect_readonly`)."""
     try:
         conn = connect_readonly(db_path.resolve())
-    except (sqlite3.Error, OSError) as e:
+    except (sqlite3.Error, OSError, ValueError) as e:
         raise Text2SQLDataError(f"{db_path}: not a readable SQLite database ({e})") from None
     try:
         names = [
