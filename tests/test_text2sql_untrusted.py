@@ -266,3 +266,37 @@ def test_a_wal_database_too_large_to_copy_is_one_line(tmp_path, monkeypatch):
             read_schema("music", db)
     finally:
         writer.close()
+
+
+def test_a_benchmark_run_with_a_too_long_prompt_stops_in_one_line(tmp_path, tiny_model_dir):
+    import subprocess
+    import sys
+
+    from tests.tiny_data import harness_options
+
+    root = Path(__file__).resolve().parents[1]
+    make_db(tmp_path / "dbs" / "music.sqlite")
+    rows = [
+        {"question": "Short?", "query": "SELECT 1", "db_id": "music"},
+        {"id": "long", "question": "word " * 3000, "query": "SELECT 1", "db_id": "music"},
+    ]
+    questions = write_items(tmp_path / "q.jsonl", rows)
+    exp = tmp_path / "exp.toml"
+    exp.write_text(
+        f'[experiment]\nname = "own"\ntasks = ["text2sql"]\ngates = ""\n\n'
+        f'[text2sql]\npath = "{questions}"\ndatabases = "{tmp_path / "dbs"}"\nmax_new_tokens = 4\n\n'
+        f'[[variants]]\nname = "base"\nmodel = "{tiny_model_dir}"\n'
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "benchmarks/", *harness_options(tmp_path, exp, "long")],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HARNESS_CACHE_DIR": str(tmp_path / "hcache")},
+        timeout=600,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 4, out[-3000:]
+    assert out.count("item 'long': its prompt is") == 1
+    assert "Traceback" not in out
+    assert not (tmp_path / "cache" / "text2sql").exists()  # nothing was generated

@@ -54,6 +54,7 @@ from harness.tasks.base import (
     Report,
     RunContext,
     TaskData,
+    TaskDataError,
     TaskSettings,
     VariantOptions,
     seeded_sample,
@@ -74,7 +75,7 @@ from harness.tasks.spider import (
 )
 
 
-class Text2SQLDataError(ValueError):
+class Text2SQLDataError(TaskDataError):
     """The questions file or a database is unusable; the message names the file and line."""
 
 
