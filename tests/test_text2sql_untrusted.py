@@ -119,9 +119,30 @@ def test_characters_json_allows_inside_strings_are_not_line_breaks(tmp_path, cha
     assert [i.question for i in items] == [f"How{char}many?"]
 
 
+def _unblock_a_reader_of(fifo: Path, seconds: float = 10.0) -> None:
+    """Write a line into ``fifo`` once someone opens it for reading (so that a reader that
+    should not have opened it gets a wrong answer instead of hanging the test)."""
+    import threading
+
+    def writer():
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # no reader yet
+                time.sleep(0.05)
+                continue
+            os.write(fd, b'{"question": "q", "query": "SELECT 1", "db_id": "x"}\n')
+            os.close(fd)
+            return
+
+    threading.Thread(target=writer, daemon=True).start()
+
+
 def test_a_fifo_or_a_device_is_refused_at_once(tmp_path):
     fifo = tmp_path / "q.jsonl"
     os.mkfifo(fifo)
+    _unblock_a_reader_of(fifo)
     start = time.monotonic()
     with pytest.raises(Text2SQLDataError, match="q.jsonl is not a regular file"):
         load_items(fifo)

@@ -119,8 +119,6 @@ def _matching_permutation(
     gold_bag = None if ordered else Counter(gold)
 
     def matches(perm: tuple) -> bool:
-        if deadline is not None and time.monotonic() > deadline:
-            raise _OutOfTime()
         permuted = [tuple(r[j] for j in perm) for r in pred]
         return permuted == gold if ordered else Counter(permuted) == gold_bag
 
@@ -128,6 +126,7 @@ def _matching_permutation(
     used: set[int] = set()
 
     def search(i: int) -> tuple | None:
+        # Looked at on every step, the leaves (which call matches) included.
         if deadline is not None and time.monotonic() > deadline:
             raise _OutOfTime()
         if i == ncols:
