@@ -321,3 +321,11 @@ def test_a_benchmark_run_with_a_too_long_prompt_stops_in_one_line(tmp_path, tiny
     assert out.count("item 'long': its prompt is") == 1
     assert "Traceback" not in out
     assert not (tmp_path / "cache" / "text2sql").exists()  # nothing was generated
+
+
+def test_a_lone_surrogate_is_refused_naming_its_field(tmp_path):
+    make_db(tmp_path / "music.sqlite")
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"question": "why\\ud800", "query": "SELECT 1", "db_id": "music"}\n')
+    with pytest.raises(Text2SQLDataError, match="q.jsonl:1: 'question' holds a lone surrogate"):
+        load_items(path)

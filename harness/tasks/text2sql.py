@@ -179,6 +179,16 @@ def _database_of(row: dict, where: str, folder: Path, databases: Path) -> tuple[
 MAX_LABEL_CHARS = 200
 
 
+def _is_text(value: str) -> bool:
+    """Whether ``value`` can be written as UTF-8 (JSON's "\\ud800" escape decodes to a lone
+    surrogate, which no file, prompt or report can hold)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _check_label(value, key: str, where: str) -> None:
     """An id, group or db_id names the item in case ids, reports and TSV files: a string (or,
     for ``id``, a whole number) of at most ``MAX_LABEL_CHARS`` characters, none of them a
@@ -234,6 +244,11 @@ def load_items(path: Path, databases: Path | None = None) -> list[SQLItem]:
             raise Text2SQLDataError(f"{where}: not valid JSON here (nested too deeply)") from None
         if not isinstance(row, dict):
             raise Text2SQLDataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+        for key, value in row.items():
+            if isinstance(value, str) and not _is_text(value):
+                raise Text2SQLDataError(
+                    f"{where}: {key!r} holds a lone surrogate (\\ud800-\\udfff), not text"
+                )
         missing = [k for k in ("question", "query") if not isinstance(row.get(k), str) or not row[k].strip()]
         if not row.get("db_id") and not row.get("db_path"):
             missing.append("db_id (or db_path)")
