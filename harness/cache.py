@@ -7,6 +7,10 @@ number (model and adapter hashes, load mode, generation or scoring settings); ea
 keyed by a hash of its exact prompt, so template, shots and seed are covered too, and two
 variants that send the same prompt to the same model share the record (e.g. base zero-shot and
 base 3-shot on MMLU).
+
+Each record also carries ``sum``, a hash of everything else it holds: a record whose payload
+was changed after it was written (one character flipped in a cached ``raw`` output, say) is
+skipped with a warning naming the file and line, and its item computed again, never scored.
 """
 
 from __future__ import annotations
@@ -26,7 +30,15 @@ from harness.progress import bar as progress_bar
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT_VERSION = 1
+# 2: records carry ``sum`` (see record_sum); format 1 files, without it, are never read.
+CACHE_FORMAT_VERSION = 2
+
+
+def record_sum(record: dict) -> str:
+    """The hash of a record's content (every key but ``sum``), as written in its ``sum``."""
+    body = {k: v for k, v in record.items() if k != "sum"}
+    blob = json.dumps(body, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def prompt_key(prompt: str) -> str:
@@ -94,6 +106,12 @@ class PredictionCache:
         if missing:
             log.warning("%s: cache line without %s skipped", where, ", ".join(missing))
             return None
+        if rec.get("sum") != record_sum(rec):
+            log.warning(
+                "%s: cache line whose content does not match its hash skipped (changed on disk?)", where
+            )
+            return None
+        del rec["sum"]  # checked: the record reads as it was computed
         return rec
 
     def load(self) -> dict[str, dict]:
@@ -123,7 +141,9 @@ class PredictionCache:
             if f.tell() > 0 and not _ends_with_newline(self.path):
                 f.write("\n")
             for rec in records:
-                f.write(json.dumps({**rec, "fp": self.key}, ensure_ascii=False) + "\n")
+                body = {k: v for k, v in rec.items() if k != "sum"}
+                body["fp"] = self.key
+                f.write(json.dumps({**body, "sum": record_sum(body)}, ensure_ascii=False) + "\n")
             f.flush()
             os.fsync(f.fileno())
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from harness.deepeval_env import apply_deepeval_env
 from harness.files import write_json
-from harness.run_folder import COMMAND_RECORD, holds_a_run, new_run_id
+from harness.run_folder import COMMAND_RECORD, check_run_id, holds_a_run, is_locked, new_run_id
 
 DESCRIPTION = """\
 Measure what fine-tuning buys (Spider execution accuracy) and what it costs (MMLU accuracy).
@@ -30,7 +30,7 @@ examples:
   harness bench -m "spider and base" --limit 20    # 20 Spider items, the base variant only
   harness bench --experiment experiments/paper_full.toml -n 8    # the whole study on a GPU
   harness train --config training/configs/default.toml --max-steps 5
-  harness score-spider preds.sql --out verdicts.tsv
+  harness score-spider reports/<run-id>/predictions/ft.spider.sql
 """
 
 BENCH_EPILOG = """\
@@ -139,7 +139,10 @@ def _cmd_bench(args: argparse.Namespace, extra: list[str]) -> int:
     if run_id is None:
         run_id = new_run_id()
         extra = [*extra, "--run-id", run_id]
-    run_dir = Path(_option(extra, "--report-dir") or exp.report_dir) / run_id
+    run_dir = Path(_option(extra, "--report-dir") or exp.report_dir) / check_run_id(run_id)
+    if is_locked(run_dir):
+        print(f"harness: error: {run_dir}: another run is writing into this folder now", file=sys.stderr)
+        return 2
     if holds_a_run(run_dir):
         print(f"harness: error: {run_dir} already holds a run; give another --run-id", file=sys.stderr)
         return 2
@@ -172,22 +175,9 @@ def _cmd_bench(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _cmd_score_spider(args: argparse.Namespace, extra: list[str]) -> int:
-    from harness.score_spider import format_summary, score_spider_file
-    from harness.tasks.spider import find_spider_dir
+    from harness.score_spider import run
 
-    # DISTINCT is stripped by default, as the official evaluator's default does.
-    keep = {"strip": False, "keep": True}.get(args.distinct, False)
-    summary = score_spider_file(
-        Path(args.predictions),
-        find_spider_dir(args.spider_dir),
-        Path(args.out),
-        timeout_s=args.timeout,
-        keep_distinct=keep,
-        show_rows=args.show_rows,
-        official=args.official,
-    )
-    print(format_summary(summary))
-    return 0
+    return run(args)
 
 
 def _cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
@@ -233,29 +223,42 @@ def build_parser() -> argparse.ArgumentParser:
         description="Score a file of Spider dev predictions (one SQL query per line, in "
         "dev.json order), item by item, with the harness's execution match.",
     )
-    score.add_argument("predictions", help="one SQL query per line, aligned with dev.json")
+    score.add_argument(
+        "predictions",
+        help="one SQL query per line, aligned with dev.json, or a run's predictions/<variant>.spider.sql "
+        "(its items are read from the <variant>.spider.ids.json beside it)",
+    )
     score.add_argument(
         "--spider-dir",
         default=None,
         help="Spider folder (default: $HARNESS_SPIDER_DIR or ../shared/data/spider)",
     )
-    score.add_argument("--out", required=True, help="TSV file to write: index, db_id, correct, reason")
+    score.add_argument(
+        "--ids",
+        default=None,
+        help="which items the lines answer: a run's .ids.json, or one dev index per line "
+        "(default: the .ids.json beside the predictions, else all of dev)",
+    )
+    score.add_argument(
+        "--out",
+        default=None,
+        help="TSV file to write: index, db_id, hardness, correct, reason "
+        "(default: <predictions name>.scores.tsv beside the predictions)",
+    )
     score.add_argument("--timeout", type=float, default=5.0, help="seconds per query (default 5)")
     score.add_argument(
         "--official",
         action="store_true",
         help="reproduce the official test-suite evaluator's comparison exactly (its rewrites of "
-        "'value', YEAR(CURDATE()), '> =', DISTINCT and the first statement), for published numbers",
+        "'value', YEAR(CURDATE()), '> =', DISTINCT and the first statement; DISTINCT stripped unless "
+        "--distinct keep, its --keep_distinct), for published numbers",
     )
-    # Without --official, "strip" removes DISTINCT from both queries as the official default
-    # does (but none of its other rewrites); the benchmarks keep DISTINCT, which judges the
-    # answer to the question (see tests/test_reference_agreement.py).
     score.add_argument(
         "--distinct",
-        choices=("strip", "keep"),
+        choices=("keep", "strip"),
         default=None,
-        help="strip DISTINCT from both queries (default: strip, as the official evaluator does; "
-        "--official --distinct keep is its --keep_distinct), or keep it as the benchmarks do",
+        help="keep DISTINCT in both queries (the default, as the benchmarks do: a query that forgets "
+        "DISTINCT answers another question), or strip it from both, as the official evaluator does",
     )
     score.add_argument(
         "--show-rows",

@@ -13,13 +13,31 @@ from pathlib import Path
 from typing import Any
 
 
+class OutputError(OSError):
+    """A file could not be written (a full disk, a folder that cannot be made); the message is
+    one line naming the path. Nothing half written is left at that path."""
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
+
+
 def atomic_write(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file beside it and a rename."""
+    """Write ``text`` to ``path`` through a temporary file beside it and a rename: a reader
+    sees the old file or the whole new one. When writing fails (ENOSPC, say), the temporary
+    file is removed, ``path`` is left as it was, and :class:`OutputError` names the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise OutputError(e.errno, f"cannot write {path}: {e.strerror or e}") from None
     return path
 
 

@@ -220,7 +220,10 @@ def check_adapter_usable(adapter: str | os.PathLike) -> None:
     """Refuse an adapter whose training run failed (its ``training_summary.json`` says so)."""
     summary = Path(adapter) / "training_summary.json"
     if summary.is_file():
-        status = json.loads(summary.read_text()).get("status")
+        try:
+            status = json.loads(summary.read_text(encoding="utf-8")).get("status")
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError) as e:
+            raise ModelLoadError(f"{summary}: not a readable training summary ({e})") from None
         if status != "succeeded":
             raise ModelLoadError(
                 f"adapter {str(adapter)!r}: its training run ended with status {status!r} "

@@ -44,6 +44,7 @@ import pytest
 
 from harness import progress, report
 from harness.analysis import analyze, conclusion
+from harness.files import OutputError
 from harness.frontier import adapter_facts
 from harness.gates import GatesError, check_gates, gates_json, load_gates
 from harness.results import (
@@ -155,11 +156,16 @@ class ResultsCollector:
     def _append(self, row: CaseResult) -> None:
         if not self.marked:  # under xdist the controller collects nothing: its first row
             self._mark_started()
-        if self._jsonl is None:
-            self.run_dir().mkdir(parents=True, exist_ok=True)
-            self._jsonl = open(self.run_dir() / "results.jsonl", "a", encoding="utf-8")
-        self._jsonl.write(json.dumps(row.as_dict(), ensure_ascii=False) + "\n")
-        self._jsonl.flush()
+        path = self.run_dir() / "results.jsonl"
+        try:
+            if self._jsonl is None:
+                self.run_dir().mkdir(parents=True, exist_ok=True)
+                self._jsonl = open(path, "a", encoding="utf-8")
+            self._jsonl.write(json.dumps(row.as_dict(), ensure_ascii=False) + "\n")
+            self._jsonl.flush()
+        except OSError as e:  # a full disk, say: one line, and the run stops with no report
+            self.rows.clear()
+            pytest.exit(f"harness: cannot write {path}: {e.strerror or e}; the run stops", returncode=3)
 
     # -- hooks: as reports arrive ---------------------------------------------------------
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
@@ -284,6 +290,8 @@ class ResultsCollector:
         self.labels = report.variant_labels(payload)
         try:
             self.paths = report.write_report(self.run_dir(), payload, self.analysis)
+        except OutputError as e:  # a full disk, say: one line naming the path
+            self.problems.append(f"the report could not be written: {e}")
         except Exception as e:  # keep the run's numbers: results.json is written first
             self.problems.append(
                 f"the report could not be written: {type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}"

@@ -1,27 +1,44 @@
-"""Score a file of Spider dev predictions, as the official evaluator's input, item by item.
+"""Score a file of Spider predictions, as the official evaluator's input, item by item.
 
 The input is what ``evaluation.py --pred`` reads: one SQL query per line, line *i* answering
-item *i* of ``dev.json``. Each line is stripped of surrounding whitespace and cut at its first
-tab, as the official script does; a UTF-8 byte order mark at the start of the file is dropped.
-Every item is scored with :func:`harness.sql.execution_match`, the same code as the
-``ExecutionAccuracy`` metric, so the CLI and the benchmarks agree.
+item *i* of ``dev.json``, or, for a run's ``predictions/<variant>.spider.sql``, item *i* of the
+subset its sidecar names (``<variant>.spider.ids.json``, ``{"split": "dev", "ids": [...]}``,
+or ``--ids``), so that the run's own items are scored again. Each line is stripped of
+surrounding whitespace and cut at its first tab, as the official script does; a UTF-8 byte
+order mark at the start of the file is dropped. Every item is scored with
+:func:`harness.sql.execution_match`, the same code and the same default as the
+``ExecutionAccuracy`` metric (DISTINCT kept), so the CLI and the benchmarks agree item by item.
 
-The TSV written is meant to be shared: its reasons count missing and unexpected rows instead
-of quoting them, unless ``show_rows`` asks for the excerpts.
+The TSV written (by default beside the input, ``<name>.scores.tsv``) is meant to be shared: its
+reasons count missing and unexpected rows instead of quoting them, unless ``show_rows`` asks
+for the excerpts. Its fields are escaped (a tab, a newline, a carriage return or a backslash in
+a ``db_id`` is written ``\\t``, ``\\n``, ``\\r``, ``\\\\``), so each item is one row of five fields.
+The output is never one of the inputs nor inside the Spider folder.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.files import atomic_write
 from harness.sql import database_file, execution_match
-from harness.tasks.spider import load_spider_split
+from harness.tasks.spider import find_spider_dir, load_spider_split, subset_files
 
-__all__ = ["ScoreSummary", "format_summary", "read_prediction_lines", "score_spider_file"]
+__all__ = [
+    "ScoreSummary",
+    "default_out",
+    "format_summary",
+    "read_ids",
+    "read_prediction_lines",
+    "run",
+    "score_spider_file",
+]
 
-TSV_HEADER = ("index", "db_id", "correct", "reason")
+TSV_HEADER = ("index", "db_id", "hardness", "correct", "reason")
 
 
 @dataclass(frozen=True)
@@ -38,7 +55,42 @@ class ScoreSummary:
     by_hardness: dict[str, tuple[int, int]] = field(default_factory=dict)  # level -> (scored, correct)
 
 
-def read_prediction_lines(predictions: Path, expected: int) -> list[str]:
+def default_out(predictions: Path) -> Path:
+    """Where the verdicts go when ``--out`` is not given: ``<name>.scores.tsv`` beside the input."""
+    predictions = Path(predictions)
+    return predictions.with_name(predictions.name.removesuffix(".sql") + ".scores.tsv")
+
+
+def read_ids(path: Path) -> tuple[str, list[int]]:
+    """(split, item indices) of an ids file: the JSON sidecar a run writes
+    (``{"split": "dev", "ids": [...]}``), or plain text, one dev index per line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: cannot read the item ids ({e})") from None
+    if text.lstrip().startswith("{"):
+        try:
+            data = json.loads(text)
+        except ValueError as e:
+            raise ValueError(f"{path}: not valid JSON ({e})") from None
+        split, ids = data.get("split", "dev"), data.get("ids")
+    else:
+        split = "dev"
+        try:
+            ids = [int(line) for line in text.split() if line]
+        except ValueError:
+            raise ValueError(f"{path}: expected one item index per line") from None
+    if split not in ("dev", "train") or not isinstance(ids, list):
+        raise ValueError(f'{path}: expected {{"split": "dev" or "train", "ids": [index, ...]}}')
+    if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
+        raise ValueError(f"{path}: item ids must be indices (whole numbers >= 0)")
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{path}: an item index appears twice")
+    return split, ids
+
+
+def read_prediction_lines(predictions: Path, expected: int, items: str = "the dev split") -> list[str]:
     """The ``expected`` predictions of ``predictions``, one per line, stripped and cut at the
     first tab. Raises ``ValueError`` naming the file and both counts when they differ."""
     path = Path(predictions)
@@ -55,8 +107,8 @@ def read_prediction_lines(predictions: Path, expected: int) -> list[str]:
         lines.pop()  # the newline that ends the last line does not start another one
     if len(lines) != expected:
         raise ValueError(
-            f"{path}: {len(lines)} lines, but the dev split has {expected} items; "
-            "give exactly one SQL query per line, in dev.json order (an empty line is an empty prediction)"
+            f"{path}: {len(lines)} lines, but {items} has {expected} items; give exactly one SQL "
+            "query per line, in the items' order (an empty line is an empty prediction)"
         )
     return [line.strip().split("\t")[0] for line in lines]
 
@@ -64,16 +116,18 @@ def read_prediction_lines(predictions: Path, expected: int) -> list[str]:
 def score_spider_file(
     predictions: Path,
     spider_dir: Path,
-    out: Path,
+    out: Path | None = None,
     *,
     timeout_s: float = 5.0,
     keep_distinct: bool | None = None,
     show_rows: bool = False,
     official: bool = False,
+    ids: Path | None = None,
 ) -> ScoreSummary:
-    """Score every line of ``predictions`` against Spider dev in ``spider_dir``; write one TSV
-    row per item to ``out`` (``index  db_id  correct  reason``, correct being 1, 0, or NA
-    when the item's database is absent) and return the counts.
+    """Score every line of ``predictions`` against Spider dev in ``spider_dir`` (or the subset
+    that ``ids``, else the sidecar beside ``predictions``, names); write one TSV row per item to
+    ``out`` (default :func:`default_out`: ``index  db_id  hardness  correct  reason``, correct
+    being 1, 0, or NA when the item's database is absent) and return the counts.
 
     ``official=True`` reproduces the exec comparison of the official test-suite evaluator
     (``evaluation.py --etype exec``), text handling included: "value" read as 1, split
@@ -88,14 +142,30 @@ def score_spider_file(
     ``show_rows``: quote database rows in the reasons of failed items. Off by default, since
     the TSV is meant to be shared; reasons then give counts ("missing 1 row, unexpected 2 rows").
 
-    Raises ``ValueError``, before any scoring, when the predictions do not match the dev
-    split, an item's ``db_id`` is not a plain name inside ``spider_dir/database`` (see
-    :func:`harness.sql.database_file`), or ``out`` cannot be written as a file.
+    Raises ``ValueError``, before any scoring, when the predictions do not match the items,
+    an item's ``db_id`` is not a plain name inside ``spider_dir/database`` (see
+    :func:`harness.sql.database_file`), or ``out`` cannot be written as a file, is one of the
+    inputs or lies inside ``spider_dir``.
     """
-    items = load_spider_split(Path(spider_dir), "dev")
-    preds = read_prediction_lines(Path(predictions), len(items))
-    dbs = _database_files(Path(spider_dir), items)
-    _check_output(Path(out))
+    predictions, spider_dir = Path(predictions), Path(spider_dir)
+    ids_file = Path(ids) if ids is not None else subset_files(predictions)[0]
+    inputs = [predictions] + ([ids_file] if ids_file.exists() else [])
+    out = Path(out) if out is not None else default_out(predictions)
+    _check_output(out, inputs, spider_dir)
+    split = "dev"
+    chosen = None
+    if ids is not None or ids_file.is_file():
+        split, chosen = read_ids(ids_file)
+    items = load_spider_split(spider_dir, split)
+    if chosen is not None:
+        beyond = [i for i in chosen if i >= len(items)]
+        if beyond:
+            raise ValueError(f"{ids_file}: item {beyond[0]} is beyond the {split} split's {len(items)} items")
+        items = [items[i] for i in chosen]
+    preds = read_prediction_lines(
+        predictions, len(items), f"the {split} split" if chosen is None else f"the subset in {ids_file}"
+    )
+    dbs = _database_files(spider_dir, items)
 
     rows = []
     scored = correct = 0
@@ -104,7 +174,15 @@ def score_spider_file(
     for item, pred, db in zip(items, preds, dbs):
         if not db.is_file():
             missing[item.db_id] = missing.get(item.db_id, 0) + 1
-            rows.append((item.index, item.db_id, "NA", f"database {item.db_id} is absent ({db}); not scored"))
+            rows.append(
+                (
+                    item.index,
+                    item.db_id,
+                    item.hardness or "unknown",
+                    "NA",
+                    f"database {item.db_id} is absent ({db}); not scored",
+                )
+            )
             continue
         verdict = execution_match(
             db,
@@ -120,9 +198,11 @@ def score_spider_file(
         level = by_hardness.setdefault(item.hardness or "unknown", [0, 0])
         level[0] += 1
         level[1] += verdict.ok
-        rows.append((item.index, item.db_id, "1" if verdict.ok else "0", verdict.reason))
+        rows.append(
+            (item.index, item.db_id, item.hardness or "unknown", "1" if verdict.ok else "0", verdict.reason)
+        )
 
-    _write_tsv(Path(out), rows)
+    _write_tsv(out, rows)
     return ScoreSummary(
         n=len(items),
         scored=scored,
@@ -145,9 +225,16 @@ def _database_files(spider_dir: Path, items: list) -> list[Path]:
     return paths
 
 
-def _check_output(out: Path) -> None:
+def _check_output(out: Path, inputs: list[Path] = (), data: Path | None = None) -> None:
     """Fail now, not after scoring every item, when ``out`` cannot be written as a file: it is
-    a folder, its folder cannot be made, or writing there is not allowed."""
+    a folder, one of the ``inputs``, inside the ``data`` folder, its folder cannot be made, or
+    writing there is not allowed."""
+    target = out.resolve()
+    for given in inputs:
+        if target == Path(given).resolve():
+            raise ValueError(f"--out {out} is one of the inputs ({given}); give another file")
+    if data is not None and target.is_relative_to(Path(data).resolve()):
+        raise ValueError(f"--out {out} is inside the Spider data folder {data}; write the verdicts elsewhere")
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder; give the path of the TSV file to write")
     try:
@@ -166,13 +253,21 @@ def _check_output(out: Path) -> None:
         raise ValueError(f"--out {out}: cannot be written ({e})") from None
 
 
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def tsv_field(value) -> str:
+    """``value`` as one TSV field: a backslash, tab, newline or carriage return escaped."""
+    return str(value).translate(_ESCAPES)
+
+
 def _write_tsv(out: Path, rows: list[tuple]) -> None:
-    with open(out, "w", encoding="utf-8", newline="\n") as f:
-        f.write("\t".join(TSV_HEADER) + "\n")
-        for index, db_id, correct, reason in rows:
-            # A reason quotes model SQL and values; keep each row on one line of four fields.
-            clean = " ".join(str(reason).replace("\t", " ").split())
-            f.write(f"{index}\t{db_id}\t{correct}\t{clean}\n")
+    lines = ["\t".join(TSV_HEADER)]
+    for index, db_id, hardness, correct, reason in rows:
+        # A reason quotes model SQL and values; its whitespace runs become one space.
+        clean = " ".join(str(reason).split())
+        lines.append("\t".join(tsv_field(v) for v in (index, db_id, hardness, correct, clean)))
+    atomic_write(out, "".join(line + "\n" for line in lines))
 
 
 _LEVELS = ("easy", "medium", "hard", "extra")
@@ -201,3 +296,22 @@ def format_summary(summary: ScoreSummary) -> str:
             parts.append(f"{level} {ok / n:.3f} ({ok}/{n})" if n else f"{level} -")
         lines.append("by hardness: " + ", ".join(parts))
     return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``harness score-spider``: score the file, write the TSV, print the summary."""
+    keep = None if args.distinct is None else args.distinct == "keep"
+    out = Path(args.out) if args.out else default_out(Path(args.predictions))
+    summary = score_spider_file(
+        Path(args.predictions),
+        find_spider_dir(args.spider_dir),
+        out,
+        timeout_s=args.timeout,
+        keep_distinct=keep,
+        show_rows=args.show_rows,
+        official=args.official,
+        ids=Path(args.ids) if args.ids else None,
+    )
+    print(format_summary(summary))
+    print(f"verdicts: {out}")
+    return 0

@@ -11,7 +11,6 @@ module imports neither.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,8 @@ import pytest
 from harness.config import ConfigError, ExperimentConfig, Overrides, load_experiment
 from harness.configfile import suggestion
 from harness.models import LOAD_MODES
-from harness.run_folder import new_run_id
+from harness.preflight import check_session
+from harness.run_folder import new_run_id, run_id_problem
 from harness.sharding import Shard, pin_worker, visible_gpus, worker_gpu
 from harness.tasks import TASKS
 from harness.tasks.mmlu import SELECTIONS as MMLU_SELECTIONS
@@ -28,7 +28,6 @@ EXPERIMENT_KEY = pytest.StashKey[ExperimentConfig]()
 RUN_ID_KEY = pytest.StashKey[str]()
 GPUS_KEY = pytest.StashKey[list]()  # the controller's visible GPUs, dealt out to the xdist workers
 GATES_DISABLED = ("", "none", "off")
-_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 # -- options, checked as they are parsed --------------------------------------------------------
@@ -69,8 +68,9 @@ def _load_mode(text: str) -> str:
 
 
 def _run_id(text: str) -> str:
-    if not _RUN_ID.match(text):
-        raise pytest.UsageError(f"--run-id {text!r}: use letters, digits, '.', '_' and '-' (a folder name)")
+    problem = run_id_problem(text)
+    if problem:
+        raise pytest.UsageError(problem)
     return text
 
 
@@ -233,7 +233,10 @@ def pytest_collection(session: pytest.Session) -> None:
     """A benchmark session reads its experiment before collecting, so a bad file or option is
     one usage error (exit status 4), not a traceback per benchmark file."""
     if collects_benchmarks(session.config):
-        experiment_of(session.config)
+        config = session.config
+        check_session(
+            config, experiment_of(config), run_dir_of(config), cache_root_of(config), worker=is_worker(config)
+        )
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -10,7 +10,8 @@ bottom up (a module may import its own layer or any below, never above):
 2. the model pool; 3. the engine; 4. the task shape; 5. the tasks; 6. the task registry, the
    external Spider scorer, the training config
 7. the experiment config, the frontier and the analysis of a run; the training package
-8. report, figures, gates; 9. the pytest session plugin; 10. the results and speed-up plugins;
+8. report, figures, gates, the pre-flight checks; 9. the pytest session plugin;
+10. the results and speed-up plugins;
 11. the CLI; then ``fixtures`` and ``benchmarks`` (the pytest layer over all of it), and ``tests``.
 """
 
@@ -58,6 +59,7 @@ LAYERS: dict[str, int] = {
     "harness.report": 8,
     "harness.figure": 8,
     "harness.gates": 8,
+    "harness.preflight": 8,
     "harness.session": 9,
     "harness.plugin": 10,
     "harness.speedups": 10,

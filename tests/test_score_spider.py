@@ -66,7 +66,7 @@ def test_scores_each_line_and_writes_tsv(spider_dir, tmp_path):
     assert summary.accuracy == 0.5
     assert summary.missing_db_ids == ("absent_db",)
     rows = read_tsv(out)
-    assert list(rows[0]) == ["index", "db_id", "correct", "reason"]
+    assert list(rows[0]) == ["index", "db_id", "hardness", "correct", "reason"]
     assert [r["correct"] for r in rows] == ["1", "1", "0", "0", "NA"]
     assert [r["index"] for r in rows] == ["0", "1", "2", "3", "4"]
     assert "gold has 2 rows, prediction 3" in rows[2]["reason"]
@@ -100,7 +100,7 @@ def test_reasons_stay_on_one_line(spider_dir, tmp_path):
     score_spider_file(preds, spider_dir, tmp_path / "v.tsv")
     lines = (tmp_path / "v.tsv").read_text(encoding="utf-8").split("\n")
     assert len(lines) == 1 + 5 + 1  # header, five rows, final newline
-    assert all(line.count("\t") == 3 for line in lines[:-1])
+    assert all(line.count("\t") == 4 for line in lines[:-1])
 
 
 @pytest.mark.parametrize("count", [4, 6])

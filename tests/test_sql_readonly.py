@@ -35,7 +35,7 @@ def db(tmp_path) -> Path:
     return build_tiny_db(tmp_path / "db" / "tiny.sqlite", non_utf8_row=True)
 
 
-def _open_read_write(path: Path) -> sqlite3.Connection:
+def _open_read_write(path: Path, immutable: bool = False) -> sqlite3.Connection:
     """What _open_readonly would be without mode=ro."""
     return sqlite3.connect(path, isolation_level=None, check_same_thread=False)
 

@@ -91,7 +91,7 @@ def test_non_utf8_and_missing_files_are_named(tmp_path):
     path.write_bytes(b'{"question": "caf\xe9", "query": "SELECT 1", "db_id": "x"}\n')
     with pytest.raises(Text2SQLDataError, match=r"q.jsonl:1: not UTF-8 text \(byte 17 of the file\)"):
         load_items(path)
-    with pytest.raises(Text2SQLDataError, match="nowhere.jsonl: questions file not found"):
+    with pytest.raises(Text2SQLDataError, match="text2sql.path: questions file not found: .*nowhere.jsonl"):
         load_items(tmp_path / "nowhere.jsonl")
 
 

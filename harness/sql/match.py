@@ -8,6 +8,7 @@ its reason, never as an exception.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from harness.sql.compare import Verdict, compare_results
@@ -39,7 +40,8 @@ def execution_match(
 
     An empty prediction, an error, a timeout or a refused statement is a failure with that
     reason; so is a gold query that fails, with a reason that says so. All work on both
-    texts happens in the worker, under ``timeout_s`` each (see :func:`execute_readonly`).
+    texts happens in the worker, under ``timeout_s`` each (see :func:`execute_readonly`);
+    running the prediction and comparing its result share one ``timeout_s``.
 
     ``keep_distinct`` (default: True, or False when ``official``): False strips DISTINCT from
     both queries first, as the test-suite evaluator does by default; the harness keeps it,
@@ -73,9 +75,13 @@ def execution_match(
     gold, ordered = _execute(db_path, gold_sql, **job)
     if not gold.ok:
         return Verdict(False, f"{GOLD_FAILED} ({gold.kind}): {gold.error}")
+    pred_start = time.monotonic()
     pred, _ = _execute(db_path, pred_sql, prediction=True, **job)
     if pred.kind == "error" and pred.error == _EMPTY:
         return Verdict(False, EMPTY_PREDICTION)
     if not pred.ok:
         return Verdict(False, f"{PREDICTION_FAILED[pred.kind]}: {pred.error}")
-    return compare_results(gold.rows, pred.rows, ordered=ordered, show_rows=show_rows)
+    # The comparison shares the prediction's deadline: its result must be judged in time too.
+    return compare_results(
+        gold.rows, pred.rows, ordered=ordered, show_rows=show_rows, deadline=pred_start + timeout_s
+    )

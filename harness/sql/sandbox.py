@@ -30,7 +30,6 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 from harness.sql.compare import gold_orders_rows
 from harness.sql.lexing import _collapse, _tokens
@@ -41,6 +40,7 @@ from harness.sql.official import (
     _replace_cur_year,
     strip_distinct,
 )
+from harness.sql.opening import readable_database, readonly_uri
 
 EXEC_KINDS = ("ok", "error", "timeout", "too_many_rows", "forbidden")
 
@@ -79,6 +79,10 @@ _MAX_COLUMNS = 256  # with the value cap, bounds the memory of one result row
 _MAX_RESULT_BYTES = 256 << 20  # Python memory of one result held by the caller (see _held_size)
 # SQLite's own heap in a worker: sorts, temporary tables and the page cache of one query.
 _WORKER_SQLITE_HEAP = 256 << 20
+# The worker's whole address space (RLIMIT_AS): its SQLite heap, one result row in Python (at
+# most 256 columns of the value cap) and that row pickled, the interpreter, with room to spare.
+# Whatever gets past the caps above, the worker fails with "out of memory", not the machine.
+_WORKER_ADDRESS_SPACE = 1 << 30
 _BATCH_BYTES = 1 << 20  # rows travel from the worker in batches of about this much memory
 _GRACE_S = 0.25  # how long past the deadline we wait for the worker to report before killing it
 _ORPHAN_S = 1.0  # a worker whose caller is gone stops itself this long after the deadline
@@ -190,6 +194,7 @@ class _Job:
     rewrite: str = "none"  # "none", "harness" or "official": see _prepare
     strip_distinct: bool = False
     prediction: bool = False
+    immutable: bool = False  # open with immutable=1 (a WAL-mode file: see harness.sql.opening)
 
 
 def _took_longer(timeout_s: float, note: str = "") -> str:
@@ -212,7 +217,11 @@ def _execute(db_path: str | Path, sql: str, **job) -> tuple[ExecOutcome, bool]:
     path = Path(db_path)
     if not path.is_file():
         return outcome("error", f"database file not found: {path}"), False
-    kind, error, rows, orders = _run_in_worker(_Job(str(path.resolve()), sql, **job))
+    try:
+        target, immutable = readable_database(path.resolve())
+    except (OSError, ValueError) as e:
+        return outcome("error", f"cannot open {path} read-only: {e}"), False
+    kind, error, rows, orders = _run_in_worker(_Job(str(target), sql, immutable=immutable, **job))
     if kind == "timeout" and error is None:
         error = _took_longer(job["timeout_s"])
     return outcome(kind, error, rows), orders
@@ -247,12 +256,13 @@ def _prepare(job: _Job) -> tuple[str, bool, tuple[str, str] | None]:
     return sql, orders, (("forbidden", problem) if problem else None)
 
 
-def _open_readonly(path: Path) -> sqlite3.Connection:
-    """A connection that cannot write ``path`` and never creates it."""
-    # mode=ro rather than immutable=1: immutable skips locking and change detection, so it
-    # could read a file mid-write.
+def _open_readonly(path: Path, immutable: bool = False) -> sqlite3.Connection:
+    """A connection that cannot write ``path`` and never creates it, nor anything beside it."""
+    # mode=ro rather than immutable=1 where it creates nothing (rollback mode): immutable skips
+    # locking and change detection, so it could read a file mid-write. A WAL-mode file comes
+    # here as immutable (harness.sql.opening), since mode=ro would make its -wal and -shm.
     return sqlite3.connect(
-        f"file:{quote(str(path))}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+        readonly_uri(path, immutable), uri=True, isolation_level=None, check_same_thread=False
     )
 
 
@@ -287,7 +297,7 @@ def _run_job(job: _Job, deadline: float, sink: _Sink) -> tuple[str, str | None, 
         return "timeout", None, orders
     path = Path(job.path)
     try:
-        conn = _open_readonly(path)
+        conn = _open_readonly(path, job.immutable)
     except Exception as e:  # reported as the outcome, never raised
         return "error", f"cannot open {path} read-only: {e}", orders
     try:
@@ -347,7 +357,10 @@ def _fetch(conn: sqlite3.Connection, sql: str, deadline: float, job: _Job, sink:
             return "error", f"{message} (values are capped at {job.max_value_bytes} bytes)"
         return "error", message
     except MemoryError:
-        return "error", f"out of memory (a worker's SQLite heap is capped at {_WORKER_SQLITE_HEAP >> 20} MiB)"
+        return "error", (
+            f"out of memory (a worker's SQLite heap is capped at {_WORKER_SQLITE_HEAP >> 20} MiB, "
+            f"its address space at {_WORKER_ADDRESS_SPACE >> 20} MiB)"
+        )
     except Exception as e:  # the promise is "never raises on bad SQL"
         return "error", f"{type(e).__name__}: {e}"
 
@@ -386,7 +399,9 @@ def _execute_in_process(db_path: str | Path, sql: str, **job) -> tuple[str, str 
     take away one defence at a time; callers use :func:`execute_readonly`."""
     job.setdefault("timeout_s", 5.0)
     sink = _Sink()
-    kind, error, _ = _run_job(_Job(str(Path(db_path)), sql, **job), time.monotonic() + job["timeout_s"], sink)
+    target, immutable = readable_database(Path(db_path))
+    job.setdefault("immutable", immutable)
+    kind, error, _ = _run_job(_Job(str(target), sql, **job), time.monotonic() + job["timeout_s"], sink)
     return kind, error, sink.rows if kind == "ok" else []
 
 
@@ -482,8 +497,13 @@ _BOOT = (
     "for name, path in (('harness', []), ('harness.sql', [sys.argv[1]])):\n"
     "    package = sys.modules[name] = types.ModuleType(name)\n"
     "    package.__path__ = path\n"
-    "importlib.import_module('harness.sql.sandbox')._serve(int(sys.argv[2]))\n"
+    "importlib.import_module('harness.sql.sandbox')._serve(int(sys.argv[2]), int(sys.argv[3]))\n"
 )
+
+
+# -I: isolated (no environment variables that steer Python, no user site, not the current
+# folder on the path); -S: no site module, so no site-packages and no .pth file runs.
+_INTERPRETER_FLAGS = ("-I", "-S")
 
 
 class _Worker:
@@ -492,7 +512,8 @@ class _Worker:
     def __init__(self) -> None:
         ours, theirs = socket.socketpair()
         folder = str(Path(__file__).resolve().parent)
-        argv = [sys.executable, "-I", "-S", "-c", _BOOT, folder, str(theirs.fileno())]
+        argv = [sys.executable, *_INTERPRETER_FLAGS, "-c", _BOOT, folder, str(theirs.fileno())]
+        argv.append(str(_WORKER_ADDRESS_SPACE))
         try:
             self.proc = subprocess.Popen(
                 argv,
@@ -641,11 +662,19 @@ class _Watchdog(threading.Thread):
                 self._cond.wait(left)
 
 
-def _serve(fd: int) -> None:
+def _limit_address_space(limit: int) -> None:
+    """Cap this process's address space at ``limit`` bytes (soft and hard: a query cannot lift it)."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _serve(fd: int, address_space: int = _WORKER_ADDRESS_SPACE) -> None:
     """The worker's loop: read a job, stream its rows and verdict back, until the caller
     closes its end."""
     import signal
 
+    _limit_address_space(address_space)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the caller, which kills us
     sock = socket.socket(fileno=fd)
     # Process-wide, which is why it is set here and not in a caller's process.

@@ -27,6 +27,11 @@ NonNegative = Annotated[int, Field(ge=0)]
 Positive = Annotated[int, Field(gt=0)]
 
 
+class TaskDataError(ValueError):
+    """The task's data is unusable (found while predicting, as a prompt too long for the
+    model): the whole run stops with this one line, not an error per case."""
+
+
 class TaskSettings(Strict):
     """The keys every task's table in the experiment file has (``[spider]``, ``[mmlu]``, ...)."""
 

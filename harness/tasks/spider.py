@@ -750,11 +750,37 @@ def sql_case(
     )
 
 
+# Beside a run's ``predictions/<variant>.<task>.sql``: which items its lines answer, and their gold.
+IDS_SUFFIX = ".ids.json"
+GOLD_SUFFIX = ".gold.sql"
+
+
+def subset_files(predictions: Path) -> tuple[Path, Path]:
+    """(ids sidecar, gold file) of a predictions file: ``ft.spider.sql`` has ``ft.spider.ids.json``
+    and ``ft.spider.gold.sql`` beside it."""
+    predictions = Path(predictions)
+    stem = predictions.name.removesuffix(".sql")
+    return predictions.with_name(stem + IDS_SUFFIX), predictions.with_name(stem + GOLD_SUFFIX)
+
+
+def one_line(sql: str) -> str:
+    """A query on one line, as the official files hold them: only the characters that would
+    break the line or the field (newline, carriage return, tab) become spaces, so the text the
+    benchmark scored is otherwise kept, inside string literals too."""
+    return (sql or "").replace("\r\n", " ").translate(_LINE_BREAKS).strip()
+
+
+_LINE_BREAKS = str.maketrans({"\n": " ", "\r": " ", "\t": " "})
+
+
 def write_sql_predictions(path_stem: Path, variant, items: Sequence, predictions: Predictions, row) -> None:
     """The predictions as JSONL (``row(item, prediction)`` per item) and as an official-evaluator
-    ``.sql`` file: one query per line, aligned with the items, blank for unscored items."""
+    ``.sql`` file: one query per line, aligned with the items, blank for unscored items; beside
+    it, the gold file in the official format (``query<TAB>db_id``) and a sidecar naming the items
+    (``{"split": ..., "ids": [index, ...]}``, for items that have a split index), so that
+    ``harness score-spider <variant>.spider.sql`` scores exactly these items."""
     path_stem.parent.mkdir(parents=True, exist_ok=True)
-    rows, sql_lines = [], []
+    rows, sql_lines, gold_lines = [], [], []
     for item in items:
         pred = predictions.by_item.get(item.item_id)
         rows.append(
@@ -766,12 +792,20 @@ def write_sql_predictions(path_stem: Path, variant, items: Sequence, predictions
                 "raw_output": pred.raw if pred else None,
             }
         )
-        sql_lines.append(" ".join((pred.sql if pred else "").split()))
+        sql_lines.append(one_line(pred.sql if pred else ""))
+        gold_lines.append(f"{one_line(item.gold_sql)}\t{one_line(item.db_id)}")
+    sql_path = path_stem.with_name(path_stem.name + ".sql")
+    ids_path, gold_path = subset_files(sql_path)
     atomic_write(
         path_stem.with_name(path_stem.name + ".jsonl"),
         "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
     )
-    atomic_write(path_stem.with_name(path_stem.name + ".sql"), "\n".join(sql_lines) + "\n")
+    atomic_write(gold_path, "".join(line + "\n" for line in gold_lines))
+    indexed = all(isinstance(getattr(item, "index", None), int) and hasattr(item, "split") for item in items)
+    if items and indexed:
+        sidecar = {"split": items[0].split, "ids": [item.index for item in items]}
+        atomic_write(ids_path, json.dumps(sidecar) + "\n")
+    atomic_write(sql_path, "".join(line + "\n" for line in sql_lines))
 
 
 class SpiderTask:
