@@ -21,16 +21,28 @@ DESCRIPTION = """\
 Measure what fine-tuning buys (Spider execution accuracy) and what it costs (MMLU accuracy).
 
 commands:
+  data           fetch the evaluation data (Spider, MMLU) and check a data folder
   bench          train the adapters the experiment needs and lacks, run the benchmarks, write the report
   train          train adapters from a training config (python -m training)
   score-spider   score a file of Spider dev predictions, one SQL query per line
 
 examples:
+  harness data fetch                               # Spider and MMLU into ./data ($HARNESS_DATA_DIR)
+  harness data check                               # is the data there, complete, the known release?
   harness bench                                    # the default experiment (make bench)
   harness bench -m "spider and base" --limit 20    # 20 Spider items, the base variant only
   harness bench --experiment experiments/paper_full.toml -n 8    # the whole study on a GPU
   harness train --config training/configs/default.toml --max-steps 5
   harness score-spider preds.sql --out verdicts.tsv
+"""
+
+DATA_DESCRIPTION = """\
+Get the evaluation data and check it. Sources (harness/data_sources.py): Spider 1.0's official
+release (spider_data.zip, CC BY-SA 4.0, sha256 checked) and MMLU's original data.tar (MIT; its
+171 CSV files checked one by one). Data folder: $HARNESS_DATA_DIR, default ./data.
+
+The harness looks for a dataset in: --spider-dir / --mmlu-dir (or a config's data_dir),
+$HARNESS_SPIDER_DIR / $HARNESS_MMLU_DIR, $HARNESS_DATA_DIR/<name>, ./data/<name>, ../shared/data/<name>.
 """
 
 BENCH_EPILOG = """\
@@ -190,6 +202,76 @@ def _cmd_score_spider(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def _print_findings(findings) -> None:
+    for finding in findings:
+        print(f"harness data: {finding.line()}", file=sys.stderr)
+
+
+def _cmd_data_fetch(args: argparse.Namespace, extra: list[str]) -> int:
+    from harness.data_fetch import FetchError, fetch
+    from harness.data_sources import SOURCES, data_root
+
+    root = data_root(args.data_dir)
+    rc = 0
+    for name in args.only or list(SOURCES):
+        try:
+            folder, findings = fetch(
+                name,
+                root,
+                url=getattr(args, f"{name}_url"),
+                sha256=getattr(args, f"{name}_sha256"),
+                force=args.force,
+            )
+        except FetchError as e:
+            print(f"harness data: error: {e}", file=sys.stderr)
+            _print_findings(e.findings)
+            rc = 1
+            continue
+        _print_findings(findings)
+        print(f"harness data: {name} -> {folder}")
+    if rc == 0:
+        again = f"harness data check {root}" if args.data_dir else "harness data check"
+        print(f"harness data: done; `{again}` checks it again")
+    return rc
+
+
+def _datasets_in(folder: Path) -> dict[str, Path]:
+    """The datasets a folder given to `harness data check` holds: itself, or its subfolders."""
+    from harness.data_sources import SOURCES
+
+    for name, source in SOURCES.items():
+        if (folder / source.marker).exists():
+            return {name: folder}
+    return {name: folder / name for name in SOURCES}
+
+
+def _cmd_data_check(args: argparse.Namespace, extra: list[str]) -> int:
+    from harness.data_check import Finding, check, is_known_release, summary_line
+    from harness.data_sources import DataNotFound, locate
+
+    if args.folder:
+        folders = _datasets_in(Path(args.folder))
+    else:
+        folders = {}
+        for name, explicit in (("spider", args.spider_dir), ("mmlu", args.mmlu_dir)):
+            try:
+                folders[name] = locate(name, explicit, option=f"--{name}-dir")
+            except DataNotFound as e:
+                _print_findings([Finding("error", name, str(e))])
+                folders[name] = None
+    errors = 0
+    for name, folder in folders.items():
+        if folder is None:
+            errors += 1
+            continue
+        release = False if args.layout_only else is_known_release(folder)
+        findings = check(name, folder, release=release)
+        _print_findings(findings)
+        errors += sum(f.level == "error" for f in findings)
+        print(f"harness data: {summary_line(name, folder, findings, release)}")
+    return 1 if errors else 0
+
+
 def _cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
     return subprocess.call([sys.executable, "-m", "training", *extra])
 
@@ -198,7 +280,62 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="harness", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{bench,train,score-spider}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{data,bench,train,score-spider}")
+
+    data = sub.add_parser(
+        "data",
+        help="fetch the evaluation data and check a data folder",
+        description=DATA_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="{fetch,check}")
+    fetch = data_sub.add_parser(
+        "fetch",
+        help="download Spider and MMLU, verify, unpack, check, put in place",
+        description="Download each dataset's official archive (or the URL given), verify its sha256, "
+        "unpack and check it in a scratch folder, then move it to <data dir>/<name>: a failure "
+        "leaves the data folder as it was.",
+    )
+    fetch.add_argument(
+        "--data-dir", default=None, help="where to put them (default: $HARNESS_DATA_DIR, else ./data)"
+    )
+    fetch.add_argument(
+        "--only", action="append", choices=("spider", "mmlu"), help="only this dataset (repeatable)"
+    )
+    fetch.add_argument(
+        "--force", action="store_true", help="fetch again a dataset already there (replaced atomically)"
+    )
+    for name in ("spider", "mmlu"):
+        fetch.add_argument(
+            f"--{name}-url",
+            default=None,
+            help=f"a mirror of the {name} archive (also $HARNESS_{name.upper()}_URL)",
+        )
+        fetch.add_argument(
+            f"--{name}-sha256",
+            default=None,
+            help=f"the sha256 the {name} archive must have "
+            f"(also $HARNESS_{name.upper()}_SHA256; 'none': no check)",
+        )
+    fetch.set_defaults(func=_cmd_data_fetch)
+    check = data_sub.add_parser(
+        "check",
+        help="check a data folder: layout, counts, checksums, missing databases",
+        description="Check the data the harness would use (or FOLDER: a data folder holding spider/ and "
+        "mmlu/, or one dataset's folder). One line per problem; exit status 1 if any, 0 when only "
+        "warnings (Spider's wta_1 database, known to be missing from some copies).",
+    )
+    check.add_argument(
+        "folder", nargs="?", default=None, help="a data folder (default: where the harness looks)"
+    )
+    check.add_argument("--spider-dir", default=None, help="the Spider folder to check")
+    check.add_argument("--mmlu-dir", default=None, help="the MMLU folder to check")
+    check.add_argument(
+        "--layout-only",
+        action="store_true",
+        help="check that the files are there and readable, not that they are the official release",
+    )
+    check.set_defaults(func=_cmd_data_check)
 
     bench = sub.add_parser(
         "bench",

@@ -100,7 +100,7 @@ Fraction = Annotated[float, Field(gt=0, le=1)]
 class DataSettings(Strict):
     """Which Spider train items become examples, and how long an example may be."""
 
-    spider_dir: str = ""  # empty: $HARNESS_SPIDER_DIR, else ../shared/data/spider
+    spider_dir: str = ""  # empty: looked up as harness.data_sources says ($HARNESS_SPIDER_DIR, ./data, ...)
     template: TemplateName = (
         "schema"  # a harness.tasks.spider template; the benchmark must prompt with the same
     )
