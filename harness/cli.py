@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -58,35 +59,13 @@ See `pytest benchmarks/ --help` (section "fine-tuning trade-off harness") for al
 """
 
 
-def _selected_variants(exp, mark: str | None) -> list:
-    """The variants a marker expression can select (a variant is a marker, as is each task)."""
-    if not mark:
-        return list(exp.variants)
-    try:
-        from _pytest.mark.expression import Expression
-
-        expression = Expression.compile(mark)
-    except Exception:  # an expression pytest will refuse anyway, or another pytest: train them all
-        return list(exp.variants)
-
-    def selects(variant) -> bool:
-        # The markers pytest gives the variant's cases (harness.session): its name and, for a
-        # sweep's variant, the sweep's, its run's and its checkpoint's.
-        return any(
-            expression.evaluate(lambda name, t=task, **_: name in (*variant.markers, t))
-            for task in exp.tasks_of(variant)
-        )
-
-    return [v for v in exp.variants if selects(v)]
-
-
-def _train(config: str, *extra: str) -> tuple[int, float]:
+def _train(config: str, *extra: str, env: dict | None = None) -> tuple[int, float]:
     start = time.perf_counter()
-    rc = subprocess.call([sys.executable, "-m", "training", "--config", config, *extra])
+    rc = subprocess.call([sys.executable, "-m", "training", "--config", config, *extra], env=env)
     return rc, time.perf_counter() - start
 
 
-def _train_missing(exp, variants, record: list) -> int:
+def _train_missing(exp, variants, record: list, env: dict | None = None) -> int:
     """Train what ``variants`` need and lack; 0 when all is there (or trained). A sweep's
     training config runs once with --missing-only: its points that diverge are reported and not
     benchmarked, the others are; a plain variant's failed training stops the command."""
@@ -103,7 +82,7 @@ def _train_missing(exp, variants, record: list) -> int:
                 f"harness: training what is missing of {v.train_config} (sweep {v.origin.sweep!r})",
                 flush=True,
             )
-            rc, seconds = _train(v.train_config, "--missing-only")
+            rc, seconds = _train(v.train_config, "--missing-only", env=env)
             record.append({"config": v.train_config, "seconds": round(seconds, 1), "exit": rc})
             done.add(v.train_config)
             if rc not in (0, 1):  # 1: a point failed or diverged; the report lists it
@@ -116,7 +95,7 @@ def _train_missing(exp, variants, record: list) -> int:
             f"training it with {v.train_config}",
             flush=True,
         )
-        rc, seconds = _train(v.train_config, "--output", v.adapter)
+        rc, seconds = _train(v.train_config, "--output", v.adapter, env=env)
         record.append({"config": v.train_config, "seconds": round(seconds, 1), "exit": rc})
         if rc != 0:
             print(
@@ -141,26 +120,57 @@ def _option(extra: list[str], name: str) -> str | None:
     return None
 
 
+def _training_env(options) -> dict:
+    """The environment of the training runs: the data folders the benchmarks were given, so
+    training reads the same Spider (by variable: a training config's own ``data.spider_dir``, when
+    it names one, still wins, and its fingerprint does not change with where the data lies)."""
+    from harness.data_sources import SOURCES
+
+    env = dict(os.environ)
+    for name, folder in (("spider", options.spider_dir), ("mmlu", options.mmlu_dir)):
+        if folder:
+            env[SOURCES[name].dir_env] = str(Path(folder).resolve())
+    return env
+
+
+def _remove_if_empty(run_dir: Path) -> None:
+    """A run that failed before its first case leaves no report folder (only the command record)."""
+    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {COMMAND_RECORD}:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
 def _cmd_bench(args: argparse.Namespace, extra: list[str]) -> int:
-    """Train every adapter the selected variants need and lack, then run the benchmarks."""
-    from harness.config import Overrides, load_experiment
+    """Check everything, train every adapter the selected variants need and lack, then run the
+    benchmarks."""
+    from harness.data_sources import DATA_DIR_ENV
+    from harness.preflight import PreflightError, preflight
 
     started = time.time()
-    exp = load_experiment(args.experiment, Overrides(variants=tuple(args.variant)))
-    run_id = _option(extra, "--run-id")
+    if args.data_dir:
+        os.environ[DATA_DIR_ENV] = str(Path(args.data_dir).resolve())
+    try:
+        plan = preflight(extra, experiment=args.experiment, variants=args.variant, mark=args.mark)
+    except PreflightError as e:
+        for line in str(e).splitlines():
+            print(f"harness: error: {line}", file=sys.stderr)
+        return 4  # pytest's status for a usage error
+    exp, options = plan.experiment, plan.options
+    for line in plan.notes:
+        print(f"harness: {line}", flush=True)
+    run_id = options.run_id
     if run_id is None:
         run_id = new_run_id()
         extra = [*extra, "--run-id", run_id]
-    run_dir = Path(_option(extra, "--report-dir") or exp.report_dir) / run_id
+    run_dir = Path(options.report_dir or exp.report_dir) / run_id
     if holds_a_run(run_dir):
         print(f"harness: error: {run_dir} already holds a run; give another --run-id", file=sys.stderr)
         return 2
     training: list[dict] = []
-    rc = _train_missing(exp, _selected_variants(exp, args.mark), training)
-    # The report tells the whole command's time and the training it ran (harness/plugin.py).
-    write_json(run_dir / COMMAND_RECORD, {"started": started, "argv": sys.argv, "training": training})
+    rc = _train_missing(exp, plan.variants, training, _training_env(options))
     if rc:
         return rc
+    # The report tells the whole command's time and the training it ran (harness/plugin.py).
+    write_json(run_dir / COMMAND_RECORD, {"started": started, "argv": sys.argv, "training": training})
     cmd = ["test", "run", "benchmarks/", "--experiment", args.experiment]
     for name in args.variant:
         cmd += ["--variant", name]
@@ -180,7 +190,10 @@ def _cmd_bench(args: argparse.Namespace, extra: list[str]) -> int:
         "from harness.deepeval_env import import_deepeval; import_deepeval(); "
         "from deepeval.cli.main import app; app()",
     ]
-    return subprocess.call(deepeval + cmd, env=apply_deepeval_env(dict(os.environ)))
+    try:
+        return subprocess.call(deepeval + cmd, env=apply_deepeval_env(dict(os.environ)))
+    finally:
+        _remove_if_empty(run_dir)
 
 
 def _cmd_score_spider(args: argparse.Namespace, extra: list[str]) -> int:
@@ -351,6 +364,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="experiment config (default: experiments/default.toml)",
     )
     bench.add_argument("--variant", action="append", default=[], help="only this variant (repeatable)")
+    bench.add_argument(
+        "--data-dir",
+        default=None,
+        help="the data folder (holding spider/ and mmlu/) for every step; sets $HARNESS_DATA_DIR",
+    )
     bench.add_argument(
         "-m",
         "--mark",

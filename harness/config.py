@@ -33,6 +33,7 @@ from pydantic import Field, PrivateAttr, create_model, model_validator
 
 from harness import configfile
 from harness.configfile import ConfigError, Problems, Strict, unknown
+from harness.data_sources import DataNotFound, locate
 from harness.models import DEFAULT_MODEL, LOAD_MODES
 from harness.tasks import DEFAULT_TASKS, TASKS
 from harness.training_config import training_plan
@@ -371,6 +372,29 @@ def _expand_sweeps(raw: dict, path) -> dict:
     if problems:
         raise ConfigError(f"{path}: invalid experiment config:\n  " + "\n  ".join(problems))
     return {**raw, "variants": variants}
+
+
+def required_data(exp) -> dict[str, str | None]:
+    """The datasets the experiment's tasks read from disk, each with its configured folder."""
+    needs: dict[str, str | None] = {}
+    if "spider" in exp.tasks:
+        needs["spider"] = exp.settings("spider").data_dir or None
+    if "mmlu" in exp.tasks and exp.settings("mmlu").source != "hub":
+        needs["mmlu"] = exp.settings("mmlu").data_dir or None
+    return needs
+
+
+def check_data(exp) -> None:
+    """ConfigError, one line per dataset the experiment needs and the harness cannot find (where
+    it looked, and the command that fetches it), before any model is converted or trained."""
+    problems = []
+    for name, explicit in required_data(exp).items():
+        try:
+            locate(name, explicit, option=f"--{name}-dir")
+        except DataNotFound as e:
+            problems.append(str(e))
+    if problems:
+        raise ConfigError("\n".join(problems))
 
 
 _TABLES = ("sweeps", "variants", *TASKS)  # the file's tables; the other keys go in [experiment]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import ConfigError, ExperimentConfig, Overrides, load_experiment
+from harness.config import ConfigError, ExperimentConfig, Overrides, check_data, load_experiment
 from harness.configfile import suggestion
 from harness.models import LOAD_MODES
 from harness.run_folder import new_run_id
@@ -161,6 +161,7 @@ def experiment_of(config: pytest.Config) -> ExperimentConfig:
     if EXPERIMENT_KEY not in config.stash:
         try:
             exp = load_experiment(config.getoption("experiment"), overrides_of(config))
+            check_data(exp)
         except ConfigError as e:
             raise pytest.UsageError(str(e)) from None
         # Each variant is also a marker of its own name: `-m ft` selects the fine-tuned variant.
@@ -169,6 +170,37 @@ def experiment_of(config: pytest.Config) -> ExperimentConfig:
                 config.addinivalue_line("markers", f"{marker}: cases of variant {v.name}")
         config.stash[EXPERIMENT_KEY] = exp
     return config.stash[EXPERIMENT_KEY]
+
+
+def selected_variants(exp: ExperimentConfig, mark: str | None) -> list:
+    """The variants a marker expression selects a case of (a variant is a marker, as is each task)."""
+    if not mark:
+        return list(exp.variants)
+    try:
+        from _pytest.mark.expression import Expression
+
+        expression = Expression.compile(mark)
+    except Exception:  # an expression pytest will refuse anyway, or another pytest: all of them
+        return list(exp.variants)
+
+    def selects(variant) -> bool:
+        # The markers of the variant's cases: its name and, for a sweep's variant, the sweep's,
+        # its run's and its checkpoint's, and the task's.
+        return any(
+            expression.evaluate(lambda name, t=task, **_: name in (*variant.markers, t))
+            for task in exp.tasks_of(variant)
+        )
+
+    return [v for v in exp.variants if selects(v)]
+
+
+def describe_markers(exp: ExperimentConfig) -> str:
+    """The markers that select benchmark cases: the experiment's tasks and its variants."""
+    variants = [m for v in exp.variants for m in v.markers]
+    return (
+        f"the markers are the tasks ({', '.join(exp.tasks)}) and the variants "
+        f'({", ".join(dict.fromkeys(variants))}), e.g. -m "{exp.tasks[0]} and {exp.variants[0].markers[0]}"'
+    )
 
 
 def collects_benchmarks(config: pytest.Config) -> bool:
@@ -234,6 +266,19 @@ def pytest_collection(session: pytest.Session) -> None:
     one usage error (exit status 4), not a traceback per benchmark file."""
     if collects_benchmarks(session.config):
         experiment_of(session.config)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
+    """After -m has deselected: an expression that leaves no benchmark case is a usage error
+    naming the markers that exist (pytest alone would say "no tests ran")."""
+    expression = config.getoption("markexpr", "")
+    if items or not expression or not has_experiment(config) or is_worker(config):
+        return
+    if collects_benchmarks(config):
+        raise pytest.UsageError(
+            f"-m {expression!r} selects no benchmark case; {describe_markers(experiment_of(config))}"
+        )
 
 
 @pytest.hookimpl(optionalhook=True)

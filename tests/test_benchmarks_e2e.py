@@ -93,7 +93,11 @@ def test_the_same_cases_without_the_speedups(setup):
     "args, code, message",
     [
         (["--load", "fp16"], 4, "--load fp16: not one of fp32, bf16, int8, nf4; did you mean 'bf16'?"),
-        (["--spider-dir", "/nowhere"], 4, "spider data: no Spider folder with tables.json at /nowhere"),
+        (
+            ["--spider-dir", "/nowhere"],
+            4,
+            "no spider data (a folder with tables.json) at /nowhere (the given folder)",
+        ),
         (["--limit", "spidr=3"], 4, "--limit spidr=3: unknown task 'spidr'"),
         (["--limit", "mmlu=five"], 4, "--limit mmlu=five: expected a whole number, got 'five'"),
         (["--shots", "-1"], 4, "--shots -1: expected a number >= 0, got -1"),

@@ -65,6 +65,7 @@ LAYERS: dict[str, int] = {
     "harness.session": 9,
     "harness.plugin": 10,
     "harness.speedups": 10,
+    "harness.preflight": 10,
     "harness.cli": 11,
     "fixtures": 12,
     "benchmarks": 13,
@@ -81,7 +82,16 @@ PACKAGE_LAYERS = (
 # arrow (the arrow is in the graph all the same): a command's --help must not wait seconds for
 # deepeval, torch or transformers, which these modules import.
 DEFERRED_OK = {
-    "harness.cli": {"harness.config", "harness.models", "harness.score_spider", "harness.tasks.spider"},
+    "harness.cli": {
+        "harness.config",
+        "harness.models",
+        "harness.score_spider",
+        "harness.tasks.spider",
+        "harness.preflight",
+        "harness.data_check",
+        "harness.data_fetch",
+        "harness.data_sources",
+    },
     "training._recipe": {"training._data", "training._guard", "training._progress"},
 }
 

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness.files import write_json
+from harness.tasks.spider import SpiderDataError, find_spider_dir
 from harness.training_config import (
     ConfigError,
     SweepPoint,
@@ -244,6 +245,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_data(config: str | Path, overrides: dict) -> None:
+    """SpiderDataError (where it looked, and the command that fetches the data) when a run's
+    Spider folder is missing: before any model is converted or loaded, and before any output
+    folder is made."""
+    for spider_dir in dict.fromkeys(p.config.data.spider_dir for p in load_sweep(config, **overrides)):
+        find_spider_dir(spider_dir or None)
+
+
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt(f"terminated by signal {signum}")
 
@@ -298,9 +307,10 @@ def _main(args: argparse.Namespace) -> int:
                     + note
                 )
             return 0
+        check_data(args.config, overrides)
         results = train_from_config(args.config, missing_only=args.missing_only, **overrides)
         barrier_and_close()  # rank 0 may still be writing the adapter; then the process group ends
-    except (ConfigError, OutputError) as e:
+    except (ConfigError, OutputError, SpiderDataError) as e:
         print(f"training: {e}", file=sys.stderr)
         return 2
     except TrainingFailed as e:
