@@ -52,7 +52,9 @@ Every other argument goes to pytest (through deepeval test run), for example:
   --limit 20            20 items of every task (--limit mmlu=100 for one task)
   --shots spider=3      few-shot examples for every variant on a task
   --load bf16           load mode of every variant (fp32, bf16, int8, nf4)
-  --model org/name      the model of every variant (HF id, folder or .gguf)
+  --model org/name      the model of every variant without an adapter (HF id, folder or .gguf);
+                        the variants with one stay on the base it was trained on, and are named
+  --batch-size 32       prompts per batch of every task (--batch-size mmlu=64 for one task)
   --run-id NAME         the report folder's name under reports/
   --gates none          check no gates
 See `pytest benchmarks/ --help` (section "fine-tuning trade-off harness") for all of them.
@@ -69,7 +71,7 @@ def _train_missing(exp, variants, record: list, env: dict | None = None) -> int:
     """Train what ``variants`` need and lack; 0 when all is there (or trained). A sweep's
     training config runs once with --missing-only: its points that diverge are reported and not
     benchmarked, the others are; a plain variant's failed training stops the command."""
-    from harness.models import check_adapter_usable
+    from harness.models import check_adapter_base, check_adapter_usable, is_local_adapter
 
     done: set[str] = set()
     for v in variants:
@@ -105,8 +107,9 @@ def _train_missing(exp, variants, record: list, env: dict | None = None) -> int:
             return rc
         done.add(v.adapter)
     for v in variants:
-        if v.adapter and v.origin is None:
+        if v.adapter and v.origin is None and is_local_adapter(v.adapter, v.adapter_revision or None):
             check_adapter_usable(v.adapter)
+            check_adapter_base(v.name, v.model, v.adapter, v.adapter)
     return 0
 
 

@@ -12,7 +12,14 @@ from dataclasses import dataclass
 
 import pytest
 
-from harness.config import ConfigError, ExperimentConfig, check_data, load_experiment
+from harness.config import (
+    ConfigError,
+    ExperimentConfig,
+    check_adapters,
+    check_data,
+    load_experiment,
+    model_note,
+)
 from harness.configfile import suggestion
 from harness.session import describe_markers, overrides_of, selected_variants
 
@@ -126,9 +133,11 @@ def preflight(extra: list[str], *, experiment: str, variants: list[str], mark: s
     try:
         exp = load_experiment(experiment, overrides_of(config))
         check_data(exp)
+        check_adapters(exp)
     except ConfigError as e:
         raise PreflightError(str(e)) from None
     chosen = selected_variants(exp, mark)
     if not chosen:
         raise PreflightError(f"-m {mark!r} selects no benchmark case; {describe_markers(exp)}")
-    return Preflight(exp, config.option, tuple(chosen))
+    note = model_note(exp)
+    return Preflight(exp, config.option, tuple(chosen), (note,) if note else ())

@@ -16,9 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import ConfigError, ExperimentConfig, Overrides, check_data, load_experiment
+from harness.config import (
+    ConfigError,
+    ExperimentConfig,
+    Overrides,
+    check_adapters,
+    check_data,
+    load_experiment,
+    model_note,
+)
 from harness.configfile import suggestion
-from harness.models import LOAD_MODES
+from harness.models import AUTO, LOAD_MODES
 from harness.run_folder import new_run_id
 from harness.sharding import Shard, pin_worker, visible_gpus, worker_gpu
 from harness.tasks import TASKS
@@ -61,10 +69,23 @@ def _per_task(option: str):
     return parse
 
 
+def _positive_per_task(option: str):
+    parse = _per_task(option)
+
+    def positive(text: str) -> tuple[str, int]:
+        task, value = parse(text)
+        if value < 1:
+            raise pytest.UsageError(f"{option} {text}: expected a number >= 1")
+        return task, value
+
+    return positive
+
+
 def _load_mode(text: str) -> str:
-    if text not in LOAD_MODES:
-        hint = suggestion(text, LOAD_MODES)
-        raise pytest.UsageError(f"--load {text}: not one of {', '.join(LOAD_MODES)}{hint}")
+    modes = (*LOAD_MODES, AUTO)
+    if text not in modes:
+        hint = suggestion(text, modes)
+        raise pytest.UsageError(f"--load {text}: not one of {', '.join(modes)}{hint}")
     return text
 
 
@@ -82,9 +103,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="experiment config (TOML); default: experiments/default.toml",
     )
     group.addoption("--variant", action="append", default=[], help="run only this variant (repeatable)")
-    group.addoption("--model", default=None, help="model of every variant: HF id, local folder or .gguf file")
     group.addoption(
-        "--load", default=None, type=_load_mode, help=f"load mode of every variant: {', '.join(LOAD_MODES)}"
+        "--model",
+        default=None,
+        help="model of every variant without an adapter (those with one stay on the base it was "
+        "trained on, and are named): HF id, local folder or .gguf file",
+    )
+    group.addoption(
+        "--load",
+        default=None,
+        type=_load_mode,
+        help=f"load mode of every variant: {', '.join(LOAD_MODES)}, or auto (bf16 on a CUDA GPU that has it)",
+    )
+    group.addoption(
+        "--batch-size",
+        action="append",
+        default=[],
+        type=_positive_per_task("--batch-size"),
+        metavar="[TASK=]N",
+        help="prompts per batch of every task, or of one task with TASK=N (repeatable); "
+        "overrides the experiment's batch_size",
     )
     group.addoption(
         "--limit",
@@ -149,6 +187,7 @@ def overrides_of(config: pytest.Config) -> Overrides:
         load=get("load"),
         limits=dict(get("limit") or ()),
         shots=dict(get("shots") or ()),
+        batch_sizes=dict(get("batch_size") or ()),
         data_dirs=dirs,
         settings=settings,
     )
@@ -162,6 +201,7 @@ def experiment_of(config: pytest.Config) -> ExperimentConfig:
         try:
             exp = load_experiment(config.getoption("experiment"), overrides_of(config))
             check_data(exp)
+            check_adapters(exp)
         except ConfigError as e:
             raise pytest.UsageError(str(e)) from None
         # Each variant is also a marker of its own name: `-m ft` selects the fine-tuned variant.
@@ -266,6 +306,13 @@ def pytest_collection(session: pytest.Session) -> None:
     one usage error (exit status 4), not a traceback per benchmark file."""
     if collects_benchmarks(session.config):
         experiment_of(session.config)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    """The variants a --model override left alone (on the base their adapter was trained on)."""
+    if has_experiment(config):
+        return model_note(experiment_of(config)) or None
+    return None
 
 
 @pytest.hookimpl(trylast=True)

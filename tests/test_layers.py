@@ -41,6 +41,7 @@ LAYERS: dict[str, int] = {
     "harness.data_check": 0,
     "harness.data_fetch": 0,
     "harness.models": 1,
+    "harness.backends": 1,
     "harness.sharding": 1,
     "harness.loglik": 1,
     "harness.token_counts": 1,
