@@ -207,6 +207,7 @@ class CheckpointSettings(Strict):
 class TrainingConfig(Strict):
     name: str = ""  # empty: the file's stem
     model: str = DEFAULT_MODEL  # harness.models.resolve_model: the default, an HF id, a folder or a .gguf
+    revision: str = ""  # a hub model's branch, tag or commit (the summary records the commit); empty: main
     output: str = ""  # the adapter folder; empty: adapters/<name>
     seed: int = 0  # data subset and order, adapter initialisation, dropout
     data: DataSettings = DataSettings()
