@@ -197,7 +197,7 @@ def check(name: str, folder: Path, *, release: bool | None = None) -> list[Findi
 def summary_line(name: str, folder: Path, findings: list[Finding], release: bool) -> str:
     errors = sum(f.level == "error" for f in findings)
     warnings = len(findings) - errors
-    what = "the official release" if release else "layout only (not fetched from the official archive)"
+    what = "the official release" if release else "the layout only: not fetched from the official archive"
     verdict = f"{errors} problem(s)" if errors else "ok"
     extra = f", {warnings} warning(s)" if warnings else ""
     return f"{name}: {verdict}{extra} at {folder} (checked: {what})"

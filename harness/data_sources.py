@@ -56,9 +56,8 @@ class Source:
 
 SOURCES: dict[str, Source] = {
     # The Yale-LILY page's "Spider Dataset" link (the corrected 2020 data, with the test set
-    # added in 2023). Its checksum and size are the ones two independent public records of the
-    # download give (a provenance record and a dataset card that both state 205,800,266 bytes
-    # and this sha256).
+    # added in 2023). Its checksum is the one two independent public records of the download
+    # give (a provenance record and a dataset card); the size is the provenance record's.
     "spider": Source(
         name="spider",
         url="https://drive.usercontent.google.com/download?id=1403EGqzIDoHMdQF4c9Bkyl7dZLZ5Wt6J"

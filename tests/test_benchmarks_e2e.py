@@ -92,7 +92,7 @@ def test_the_same_cases_without_the_speedups(setup):
 @pytest.mark.parametrize(
     "args, code, message",
     [
-        (["--load", "fp16"], 4, "--load fp16: not one of fp32, bf16, int8, nf4; did you mean 'bf16'?"),
+        (["--load", "fp16"], 4, "--load fp16: not one of fp32, bf16, int8, nf4, auto; did you mean 'bf16'?"),
         (
             ["--spider-dir", "/nowhere"],
             4,

@@ -3,13 +3,9 @@ small archives in the official layouts (no other network), and the data folders'
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import io
 import json
-import tarfile
-import threading
 import zipfile
 from pathlib import Path
 
@@ -18,14 +14,10 @@ import pytest
 from harness.cli import main
 from harness.data_check import SOURCE_RECORD, check_mmlu, check_spider
 from harness.data_sources import DATA_DIR_ENV, SOURCES, DataNotFound, locate
+from tests.fixture_archives import CONCERT_ONLY, mmlu_tar, publish, serve, spider_zip
 from tests.tiny_data import DEV, build_mmlu_dir, build_spider_dir
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
 
 
 @pytest.fixture
@@ -33,39 +25,18 @@ def server(tmp_path):
     """(folder served, base URL) of an HTTP server on 127.0.0.1, on a free port."""
     served = tmp_path / "served"
     served.mkdir()
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=served))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield served, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd, base = serve(served)
+    yield served, base
     httpd.shutdown()
     httpd.server_close()
 
 
-def _spider_zip(tmp: Path, dev: list[dict], *, root: str = "spider_data") -> bytes:
-    folder = build_spider_dir(tmp / "spider_src")
-    (folder / "dev.json").write_text(json.dumps(dev))
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as z:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                z.write(path, f"{root}/{path.relative_to(folder)}")
-    return buffer.getvalue()
+def _spider_zip(tmp: Path, dev: list[dict]) -> bytes:
+    return spider_zip(tmp, dev)
 
 
-def _mmlu_tar(tmp: Path) -> bytes:
-    folder = build_mmlu_dir(tmp / "mmlu_src")
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as t:
-        t.add(folder, arcname="data")
-    return buffer.getvalue()
-
-
-def _serve(served: Path, name: str, data: bytes) -> str:
-    (served / name).write_bytes(data)
-    return hashlib.sha256(data).hexdigest()
-
-
-CONCERT_ONLY = [row for row in DEV if row["db_id"] == "concert"]
+_mmlu_tar = mmlu_tar
+_serve = publish
 
 
 def _fetch_args(base: str, data_dir: Path, spider_sha: str, mmlu_sha: str) -> list[str]:
@@ -105,7 +76,7 @@ def test_fetch_then_check_from_a_local_server(tmp_path, server, capsys):
 
     assert main(["data", "check", str(data_dir)]) == 0
     out = capsys.readouterr().out
-    assert "spider: ok" in out and "mmlu: ok" in out and "layout only" in out
+    assert "spider: ok" in out and "mmlu: ok" in out and "the layout only" in out
 
 
 def test_a_corrupted_archive_is_refused_and_nothing_is_written(tmp_path, server, capsys):
