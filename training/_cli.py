@@ -35,7 +35,7 @@ from harness.training_config import (
     parse_override,
     run_status,
 )
-from training._distributed import barrier_and_close, keep_multicast_off, world_from_env
+from training._distributed import barrier_and_close, keep_multicast_off, split_accumulation, world_from_env
 from training._output import SUMMARY_NAME, OutputError
 from training._recipe import TrainingResult, format_loss, run
 
@@ -249,7 +249,15 @@ def check_data(config: str | Path, overrides: dict) -> None:
     """SpiderDataError (where it looked, and the command that fetches the data) when a run's
     Spider folder is missing: before any model is converted or loaded, and before any output
     folder is made."""
-    for spider_dir in dict.fromkeys(p.config.data.spider_dir for p in load_sweep(config, **overrides)):
+    points = load_sweep(config, **overrides)
+    world = world_from_env()
+    for point in points:  # the config's own problems first: a batch the processes cannot share
+        split_accumulation(
+            point.config.train.per_device_batch_size,
+            point.config.train.gradient_accumulation_steps,
+            world.size,
+        )
+    for spider_dir in dict.fromkeys(p.config.data.spider_dir for p in points):
         find_spider_dir(spider_dir or None)
 
 
