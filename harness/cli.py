@@ -158,8 +158,6 @@ def _cmd_bench(args: argparse.Namespace, extra: list[str]) -> int:
             print(f"harness: error: {line}", file=sys.stderr)
         return 4  # pytest's status for a usage error
     exp, options = plan.experiment, plan.options
-    for line in plan.notes:
-        print(f"harness: {line}", flush=True)
     run_id = options.run_id
     if run_id is None:
         run_id = new_run_id()

@@ -18,7 +18,6 @@ from harness.config import (
     check_adapters,
     check_data,
     load_experiment,
-    model_note,
 )
 from harness.configfile import suggestion
 from harness.session import describe_markers, overrides_of, selected_variants
@@ -69,7 +68,6 @@ class Preflight:
     experiment: ExperimentConfig
     options: object  # pytest's option namespace (spider_dir, mmlu_dir, model, load, limit, ...)
     variants: tuple  # the variants the marker expression selects
-    notes: tuple[str, ...] = ()  # what the user should know before the run (variants --model left alone)
 
 
 def pytest_arguments(extra: list[str]) -> list[str]:
@@ -139,5 +137,4 @@ def preflight(extra: list[str], *, experiment: str, variants: list[str], mark: s
     chosen = selected_variants(exp, mark)
     if not chosen:
         raise PreflightError(f"-m {mark!r} selects no benchmark case; {describe_markers(exp)}")
-    note = model_note(exp)
-    return Preflight(exp, config.option, tuple(chosen), (note,) if note else ())
+    return Preflight(exp, config.option, tuple(chosen))

@@ -308,9 +308,10 @@ def pytest_collection(session: pytest.Session) -> None:
         experiment_of(session.config)
 
 
-def pytest_report_header(config: pytest.Config) -> str | None:
-    """The variants a --model override left alone (on the base their adapter was trained on)."""
-    if has_experiment(config):
+def pytest_report_collectionfinish(config: pytest.Config) -> str | None:
+    """The variants a --model override left alone (on the base their adapter was trained on),
+    after "collected N items", at every verbosity."""
+    if has_experiment(config) and not is_worker(config):
         return model_note(experiment_of(config)) or None
     return None
 

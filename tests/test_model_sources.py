@@ -218,3 +218,15 @@ def test_training_publishes_adapter_configs_that_name_no_local_path(tmp_path):
     for path in (tmp_path / "out").rglob("adapter_config.json"):
         config = json.loads(path.read_text())
         assert config == {"base_model_name_or_path": "org/tiny", "r": 8, "revision": V2}
+
+
+def test_a_pytest_run_names_the_variants_model_left_alone(tmp_path):
+    from types import SimpleNamespace
+
+    from harness.session import EXPERIMENT_KEY, pytest_report_collectionfinish
+
+    exp = load_experiment(_write_experiment(tmp_path, _adapter(tmp_path, "x")), Overrides(model="org/other"))
+    line = pytest_report_collectionfinish(SimpleNamespace(stash={EXPERIMENT_KEY: exp}))
+    assert line == model_note(exp) and line.endswith(": ft")
+    unchanged = load_experiment(_write_experiment(tmp_path, _adapter(tmp_path, "x")))
+    assert pytest_report_collectionfinish(SimpleNamespace(stash={EXPERIMENT_KEY: unchanged})) is None
