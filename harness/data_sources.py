@@ -138,11 +138,11 @@ def locate(name: str, explicit: str | os.PathLike | None = None, *, option: str 
     for path, _ in looked:
         if (path / source.marker).exists():
             return path.resolve()
-    where = "; ".join(f"{path} ({how})" for path, how in looked)
-    marker = source.marker if "." in source.marker else f"{source.marker}/ folder"
+    where = "; ".join(f"{path.resolve()} ({how})" for path, how in looked)
+    marker = source.marker if "." in source.marker else f"{source.marker}/"
     hint = f"pass {option}, " if option else ""
     raise DataNotFound(
-        f"no {name} data (a folder with {marker}) at {where}; "
+        f"no {name} data ({marker} not found) at {where}; "
         f"get it with `{FETCH_COMMAND}` (into ./{DEFAULT_DATA_DIR} or ${DATA_DIR_ENV}), "
         f"or {hint}set ${source.dir_env}"
     )

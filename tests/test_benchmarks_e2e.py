@@ -96,7 +96,7 @@ def test_the_same_cases_without_the_speedups(setup):
         (
             ["--spider-dir", "/nowhere"],
             4,
-            "no spider data (a folder with tables.json) at /nowhere (the given folder)",
+            "no spider data (tables.json not found) at /nowhere (the given folder)",
         ),
         (["--limit", "spidr=3"], 4, "--limit spidr=3: unknown task 'spidr'"),
         (["--limit", "mmlu=five"], 4, "--limit mmlu=five: expected a whole number, got 'five'"),
