@@ -97,6 +97,10 @@ class _VariantBase(Strict):
     attn_implementation: str = ""  # transformers' attn_implementation; empty: its default
     device_map: str = ""  # "auto": spread the model over the GPUs; empty: on one device
     origin: Origin | None = None  # set by the loader for a sweep's variants
+    # The baseline scored a second time another way (another batch size, ``mmlu = {batch_size =
+    # 1}``, or load mode): a null variant. Its "changes" are the run's noise floor, reported beside
+    # the real ones; a continuous change below them is flagged as within noise.
+    noise_floor: bool = False
 
     @model_validator(mode="before")
     @classmethod
@@ -189,6 +193,11 @@ class _ExperimentBase(Strict):
     report_dir: str = "reports"
     gates: str = ""  # a gates TOML file; empty: no gates
     tasks: tuple[TaskName, ...] = DEFAULT_TASKS
+    # The best trade-off's non-inferiority margin: the generalization accuracy loss (percentage
+    # points) that the lower end of a point's 95% interval may not reach.
+    margin_points: Annotated[float, Field(ge=0, le=100)] = 1.0
+    # Where this experiment departs from a protocol it reproduces (a paper's): listed in the report.
+    departures: tuple[str, ...] = ()
     sweeps: tuple[SweepConfig, ...] = ()  # type: ignore[valid-type]  # expanded into variants by the loader
     variants: Annotated[tuple[VariantConfig, ...], Field(min_length=1)] = ()  # type: ignore[valid-type]
     source: str = ""  # the file it was loaded from (set by the loader, not a key of the file)
@@ -224,6 +233,10 @@ class _ExperimentBase(Strict):
                     problems.append(
                         f"{key}.tasks: {t!r} is not one of the experiment's tasks ({', '.join(self.tasks)})"
                     )
+            if v.noise_floor and v.adapter:
+                problems.append(
+                    f"{key}.noise_floor: a null variant re-scores the baseline: it has no adapter"
+                )
             if v.train_config and not Path(v.train_config).is_file():
                 problems.append(f"{key}.train_config: no such file {v.train_config!r}")
             local = is_local_adapter(v.adapter, v.adapter_revision or None)
@@ -250,6 +263,10 @@ class _ExperimentBase(Strict):
             if v.name == name:
                 return v
         raise ConfigError(f"{self.source}: " + unknown("variant", name, [v.name for v in self.variants]))
+
+    @property
+    def noise_floor_variants(self) -> tuple[str, ...]:
+        return tuple(v.name for v in self.variants if v.noise_floor)
 
     @property
     def baseline_variant(self) -> str:

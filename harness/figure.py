@@ -5,7 +5,8 @@
 when the run has both kinds of task); right, every variant's accuracy per task with its 95%
 Wilson interval. ``frontier.png``: one point per adapter or checkpoint, the checkpoints of one
 training run joined in training order, the Pareto front ringed and the best trade-off starred;
-left with the generalization task's accuracy, right with the log-probability of its right answer.
+left with the generalization task's accuracy, right with the probability of its right answer
+among the choices.
 
 Labels are placed where they overlap neither another label nor a point (:func:`place_labels`);
 a run whose selection leaves a panel empty does not draw it. Drawn on a bare ``Figure`` with
@@ -263,9 +264,9 @@ def plot_frontier(frontier: Frontier, path: Path, *, baseline: str, title: str =
                     if p.continuous
                     else (math.nan,) * 3
                 ),
-                f"{gen}: log-probability of the right answer Δ (nats)",
+                f"{gen}: probability of the right answer among the choices Δ (points)",
                 "on_front_continuous",
-                1.0,
+                100.0,
             )
         )
     for ax, y_of, ylabel, front_attr, scale in panels:
@@ -300,7 +301,8 @@ def plot_frontier(frontier: Frontier, path: Path, *, baseline: str, title: str =
                     ax.plot([x], [y], "*", ms=16, color="gold", mec="black", mew=0.8, zorder=5)
             ax.plot([], [], "o-", color=colors[run], label=run)
         ax.plot([], [], "o", ms=11, mfc="none", mec="black", label="Pareto front")
-        ax.plot([], [], "*", ms=12, color="gold", mec="black", label=f"best trade-off ({frontier.best})")
+        if frontier.best is not None:
+            ax.plot([], [], "*", ms=12, color="gold", mec="black", label=f"best trade-off ({frontier.best})")
         ax.set_xlabel(f"{spec} Δ vs {baseline} (points)")
         ax.set_ylabel(ylabel)
         ax.grid(True, lw=0.3, alpha=0.5)
@@ -314,7 +316,7 @@ def plot_frontier(frontier: Frontier, path: Path, *, baseline: str, title: str =
         )
     axes[0].set_title("Accuracy (95% paired intervals)", fontsize=10)
     if with_logp:
-        axes[1].set_title("Log-probability of the right answer (95% paired t intervals)", fontsize=10)
+        axes[1].set_title("Probability of the right answer (95% paired t intervals)", fontsize=10)
     if title:
         fig.suptitle(f"Learning-forgetting frontier, run {title}", fontsize=12)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,11 +2,16 @@
 
 For every variant with an adapter, one point: x = its change on the specialization task
 (Spider execution accuracy, paired with the baseline on the same items), y = its change on the
-generalization task (MMLU accuracy, and the continuous log-probability of the right answer,
-which moves before accuracy does), each with its 95% interval. Points that no other point beats
-on both axes are the Pareto front; the best trade-off is the front point with the largest gain
-among those whose cost stays within a bound (all of them without one). Adapters whose training
-diverged or failed are listed with the reason and are not points: they were not benchmarked.
+generalization task (MMLU accuracy, and the probability of the right answer among the choices,
+which moves before accuracy does), each with its 95% interval and its p-value corrected across
+the run's tests (Holm). The Pareto front is drawn on the changes the corrected tests can tell
+from zero (a change that is not significant counts as none), so noise puts no point on it.
+
+The best trade-off is the point with the largest specialization gain among those that
+*qualify*: the gain significant after Holm's correction, and the generalization change
+non-inferior at the experiment's margin (the lower end of its interval above -margin). None is
+named when none qualifies. Adapters whose training diverged or failed are listed with the reason
+and are not points: they were not benchmarked.
 
 :func:`adapter_facts` reads what training left behind (the adapters' summaries); everything
 else here is a pure function of the run's numbers.
@@ -15,12 +20,23 @@ else here is a pure function of the run's numbers.
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from harness.stats import PairedMean, best_tradeoff, pareto_front
-from harness.summary import Comparison, Continuous
+from harness.formatting import points as fmt_points
+from harness.stats import (
+    ALPHA,
+    PairedMean,
+    SeedsChange,
+    adjust_pvalues,
+    best_tradeoff,
+    pareto_front,
+    seeds_and_items_bootstrap,
+)
+from harness.summary import Comparison, Continuous, field_values, verdicts
 from harness.tasks import TASKS
 from harness.training_config import run_status
 
@@ -115,6 +131,11 @@ def adapter_facts(variants: Sequence) -> dict[str, AdapterFacts]:
     return out
 
 
+def _name(task: str) -> str:
+    """The task's name as a reader knows it ("Spider", "MMLU"), from its report title."""
+    return TASKS[task].report.title.split()[0] if task in TASKS else task
+
+
 def roles(tasks: Sequence[str]) -> tuple[str | None, str | None]:
     """The experiment's (specialization, generalization) tasks: the first of each role."""
     spec = next((t for t in tasks if TASKS[t].report.role == "specialization"), None)
@@ -127,11 +148,32 @@ class FrontierPoint:
     variant: str
     gain: Comparison  # on the specialization task
     cost: Comparison  # accuracy on the generalization task
-    continuous: PairedMean | None  # log-probability of the right answer on the generalization task
+    continuous: PairedMean | None  # probability of the right answer on the generalization task
     task_kl: PairedMean | None  # KL(base || adapted) on the specialization task's gold answers
     facts: AdapterFacts | None
-    on_front: bool  # by accuracy on both axes
+    on_front: bool  # by accuracy on both axes (significant changes only)
     on_front_continuous: bool  # by the specialization accuracy and the continuous measure
+    non_inferior: bool = False  # the cost's interval stays above -margin
+    qualifies: bool = False  # gain significant (Holm) and cost non-inferior
+
+
+@dataclass(frozen=True)
+class SeedGroup:
+    """One training setting (sweep point and checkpoint) trained with several seeds: its changes
+    as seed means with the seeds' spread and an interval over seeds and items
+    (:func:`harness.stats.seeds_and_items_bootstrap`), p-values Holm-corrected across the
+    groups' tests."""
+
+    setting: str  # the variants' name without the seed: "lr=2e-4@1ep"
+    variants: tuple[str, ...]  # one per seed
+    epochs_at: float | None
+    gain: SeedsChange  # specialization accuracy change
+    cost: SeedsChange  # generalization accuracy change
+    prob: SeedsChange | None  # probability of the right generalization answer, change
+    gain_p_holm: float = math.nan
+    cost_p_holm: float = math.nan
+    non_inferior: bool = False
+    qualifies: bool = False
 
 
 @dataclass(frozen=True)
@@ -140,9 +182,118 @@ class Frontier:
     generalization: str
     points: tuple[FrontierPoint, ...]
     not_benchmarked: tuple[AdapterFacts, ...]
-    best: str | None  # the variant of the best trade-off
+    best: str | None  # the variant of the best trade-off; None when no point qualifies
     best_rule: str  # how it was chosen, for a reader
-    max_cost: float | None  # the bound on the cost used (a fraction), if any
+    margin: float  # the non-inferiority margin on the generalization accuracy (a fraction)
+    why_none: str = ""  # when best is None: "no point gains significantly" or "no point qualifies"
+    drawn: bool = False  # a sweep or checkpoints: a frontier to draw (one adapter is not one)
+    groups: tuple[SeedGroup, ...] = ()  # settings trained with several seeds; best is chosen among them
+    split: str = ""  # the specialization items' split ("dev", "validation"): where it chose and measured
+
+    @property
+    def selection_note(self) -> str:
+        """Which split chose the point and which measured it, and what that means."""
+        if not self.drawn or not self.split:
+            return ""
+        if self.split == "validation":
+            return (
+                f"The point was chosen on the {_name(self.specialization)} validation split (train databases "
+                "held out from training) and its numbers are measured there: confirm the chosen "
+                'setting on dev (spider.split = "dev") before quoting its gain.'
+            )
+        return (
+            f"The point was chosen and measured on the same split ({self.split}): its gain is "
+            'optimistic by the choice. Choose on validation (spider.split = "validation", trained '
+            'with data.hold_out = "validation") and confirm on dev.'
+        )
+
+
+DEFAULT_MARGIN = 0.01
+_SEED = re.compile(r"seed=[^,@]+,?")
+
+
+def setting_of(variant: str) -> str:
+    """A sweep variant's name without its seed: "lr=2e-4,seed=1@1ep" -> "lr=2e-4@1ep"."""
+    return _SEED.sub("", variant).replace(",@", "@")
+
+
+def _is_seed_key(key: str) -> bool:
+    return key.rsplit(".", 1)[-1] == "seed"
+
+
+def split_of(rows: Sequence, task: str) -> str:
+    """The split of a task's items, read from their ids ("dev-0001", "validation-0123"); "" when
+    they do not say or disagree."""
+    splits = {r.item_id.rpartition("-")[0] for r in rows if r.benchmark == task}
+    return splits.pop() if len(splits) == 1 else ""
+
+
+def seed_groups(
+    rows: Sequence, baseline: str, tasks: Sequence[str], facts: Mapping[str, AdapterFacts]
+) -> list[SeedGroup]:
+    """The settings of a sweep whose seed is one of its axes, each with its changes over seeds
+    and items against ``baseline``, on the items every seed and the baseline scored."""
+    spec, gen = roles(tasks)
+    if spec is None or gen is None:
+        return []
+    by_setting: dict[str, list[str]] = {}
+    for v, f in facts.items():
+        if f.benchmarkable and any(_is_seed_key(k) for k, _ in f.values):
+            by_setting.setdefault(setting_of(v), []).append(v)
+    out = []
+    for setting, variants in by_setting.items():
+        if len(variants) < 2:
+            continue
+        gain = _accuracy_changes(rows, variants, baseline, spec)
+        cost = _accuracy_changes(rows, variants, baseline, gen)
+        if gain is None or cost is None:
+            continue
+        prob = _value_changes(rows, variants, baseline, gen, "gold_prob")
+        out.append(SeedGroup(setting, tuple(variants), facts[variants[0]].epochs_at, gain, cost, prob))
+    return out
+
+
+def _accuracy_changes(rows, variants, baseline, task) -> SeedsChange | None:
+    ref = verdicts(rows, baseline, task)
+    mine = [verdicts(rows, v, task) for v in variants]
+    shared = sorted(set(ref).intersection(*mine))
+    if not shared:
+        return None
+    return seeds_and_items_bootstrap([[int(m[k]) - int(ref[k]) for k in shared] for m in mine])
+
+
+def _value_changes(rows, variants, baseline, task, field) -> SeedsChange | None:
+    ref = field_values(rows, baseline, task, field)
+    mine = [field_values(rows, v, task, field) for v in variants]
+    shared = sorted(set(ref).intersection(*mine))
+    if not shared:
+        return None
+    return seeds_and_items_bootstrap([[float(m[k]) - float(ref[k]) for k in shared] for m in mine])
+
+
+def _judge_groups(groups: Sequence[SeedGroup], margin: float) -> list[SeedGroup]:
+    """Holm across the groups' gain and cost tests; non-inferiority and qualification."""
+    holm, _ = adjust_pvalues([g.gain.p_value for g in groups] + [g.cost.p_value for g in groups])
+    k = len(groups)
+    out = []
+    for i, g in enumerate(groups):
+        non_inferior = g.cost.ci_low > -margin
+        qualifies = holm[i] < ALPHA and g.gain.mean > 0 and non_inferior
+        out.append(
+            replace(
+                g,
+                gain_p_holm=holm[i],
+                cost_p_holm=holm[k + i],
+                non_inferior=non_inferior,
+                qualifies=qualifies,
+            )
+        )
+    return out
+
+
+def _credible(c: Comparison | None, estimate: float) -> float:
+    """A change the run's corrected test tells from zero, else 0: what the front is drawn on."""
+    return estimate if c is not None and c.significant else 0.0
 
 
 def build_frontier(
@@ -151,53 +302,90 @@ def build_frontier(
     continuous: Sequence[Continuous],
     facts: Mapping[str, AdapterFacts],
     *,
-    max_cost: float | None = None,
+    margin: float = DEFAULT_MARGIN,
+    groups: Sequence[SeedGroup] = (),
+    split: str = "",
 ) -> Frontier | None:
     """The frontier of the variants with adapters, or None when the run has no specialization
-    or no generalization task, or no adapter variant."""
+    or no generalization task, or no adapter variant. ``margin``: the generalization accuracy
+    loss (a fraction) a point's interval may reach and still count as non-inferior."""
     spec, gen = roles(tasks)
     if spec is None or gen is None or not facts:
         return None
     by = {(c.variant, c.benchmark): c for c in comparisons}
-    cont = {(c.variant, c.benchmark, c.measure): c.result for c in continuous}
+    cont = {(c.variant, c.benchmark, c.measure): c for c in continuous}
     names = [v for v in facts if (v, spec) in by and (v, gen) in by]
-    gains = [by[(v, spec)].paired.delta for v in names]
-    costs = [by[(v, gen)].paired.delta for v in names]
-    logp = [cont.get((v, gen, "gold_logprob")) for v in names]
-    by_accuracy = list(zip(gains, costs))
-    front = pareto_front(by_accuracy)
-    if names and all(p is not None for p in logp):
-        candidates, rule_axis = (
-            [(g, p.delta) for g, p in zip(gains, logp)],
-            "log-probability of the right answer",
+    gains = [by[(v, spec)] for v in names]
+    costs = [by[(v, gen)] for v in names]
+    probs = [cont.get((v, gen, "gold_prob")) for v in names]
+    front = pareto_front(
+        [(_credible(g, g.paired.delta), _credible(c, c.paired.delta)) for g, c in zip(gains, costs)]
+    )
+    if names and all(p is not None for p in probs):
+        front_c = pareto_front(
+            [(_credible(g, g.paired.delta), _credible(p, p.result.delta)) for g, p in zip(gains, probs)]
         )
-        front_c = pareto_front(candidates)
     else:
-        candidates, rule_axis = by_accuracy, "accuracy"
         front_c = [False] * len(names)
-    # The bound is on accuracy (the frontier gates' max_cost_points), whichever axis draws the front.
-    best_index = best_tradeoff(candidates, max_cost, changes=costs)
-    bound = "" if max_cost is None else f" whose {gen} accuracy change is no worse than -{max_cost:g}"
+    significant = [g.significant for g in gains]
+    lows = [c.paired.delta_ci_low for c in costs]
+    best_index = best_tradeoff([g.paired.delta for g in gains], significant, lows, margin)
+    non_inferior = [low > -margin for low in lows]  # NaN: not shown to be
+    qualifies = [s and g.paired.delta > 0 and ni for s, g, ni in zip(significant, gains, non_inferior)]
+    if best_index is not None:
+        why_none = ""
+    elif not any(s and g.paired.delta > 0 for s, g in zip(significant, gains)):
+        why_none = f"no point gains significantly on {_name(spec)}"
+    else:
+        why_none = (
+            f"no point qualifies: every significant {_name(spec)} gain comes with {_name(gen)} "
+            f"intervals reaching past -{fmt_points(margin)[1:]} points"
+        )
     points = tuple(
         FrontierPoint(
             v,
-            by[(v, spec)],
-            by[(v, gen)],
-            logp[i],
-            cont.get((v, spec, "kl_to_base")),
+            gains[i],
+            costs[i],
+            probs[i].result if probs[i] is not None else None,
+            cont[(v, spec, "kl_to_base")].result if (v, spec, "kl_to_base") in cont else None,
             facts.get(v),
             front[i],
             front_c[i],
+            non_inferior[i],
+            qualifies[i],
         )
         for i, v in enumerate(names)
     )
+    drawn = any(f.sweep or f.point or f.epochs_at is not None for f in facts.values())
+    m = fmt_points(margin)[1:]
+    best = names[best_index] if best_index is not None else None
+    what = "points"
+    judged = _judge_groups(groups, margin) if groups else []
+    if judged:  # several seeds per setting: the choice is among settings, on seed-aware intervals
+        what = "settings (seed means, intervals over seeds and items)"
+        ok = [g for g in judged if g.qualifies]
+        best = max(ok, key=lambda g: g.gain.mean).setting if ok else None
+        if best is not None:
+            why_none = ""
+        elif not any(g.gain_p_holm < ALPHA and g.gain.mean > 0 for g in judged):
+            why_none = f"no setting gains significantly on {_name(spec)} over its seeds"
+        else:
+            why_none = (
+                f"no setting qualifies: every significant {_name(spec)} gain comes with {_name(gen)} "
+                f"intervals reaching past -{m} points"
+            )
     return Frontier(
         spec,
         gen,
         points,
         tuple(f for f in facts.values() if not f.benchmarkable),
-        names[best_index] if best_index is not None else None,
-        f"the Pareto-front point (by {spec} accuracy and {gen} {rule_axis}) "
-        f"with the largest {spec} gain{bound}",
-        max_cost,
+        best,
+        f"the largest {_name(spec)} gain among the {what} whose gain is significant (Holm-adjusted "
+        f"p < 0.05) and whose {_name(gen)} accuracy change is non-inferior at a margin of "
+        f"{m} points (the lower end of its 95% interval above -{m})",
+        margin,
+        why_none,
+        drawn,
+        tuple(judged),
+        split,
     )

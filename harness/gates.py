@@ -18,9 +18,10 @@ A gates file is TOML with three kinds of gate (every key is listed; none other i
     variant = "ft"
     complete = true           # fail when the time budget cut it short
 
-    [[frontier]]              # some adapter gains on the specialization task without costing much
-    max_cost_points = 1.0     # generalization accuracy drop allowed (paired, points)
-    min_gain_points = 0.0     # specialization gain required (paired, points)
+    [[frontier]]              # some adapter gains on the specialization task without costing much,
+                              # read from the 95% intervals (paired, points), not the estimates:
+    max_cost_points = 1.0     # the generalization interval's lower end must be above -this
+    min_gain_points = 0.0     # the specialization interval's lower end must be above this
 
     [baseline_file]           # compare with a stored results.json (one table, optional)
     path = "reports/ci-baseline/results.json"   # relative to the working directory
@@ -115,9 +116,10 @@ class AdapterGate(Strict):
 
 
 class FrontierGate(Strict):
-    """The learning-forgetting frontier must hold a point that gains at least ``min_gain_points``
-    on the specialization task while losing at most ``max_cost_points`` of generalization
-    accuracy (both paired with the baseline, in percentage points)."""
+    """The learning-forgetting frontier must hold a point whose specialization gain's 95%
+    interval lies above ``min_gain_points`` and whose generalization change's interval lies
+    above ``-max_cost_points`` (both paired with the baseline, in percentage points): a point
+    estimate within the bound is not enough when its interval reaches past it."""
 
     max_cost_points: Annotated[float, Field(ge=0, le=100)]
     min_gain_points: Annotated[float, Field(ge=-100, le=100)] = 0.0
@@ -356,7 +358,10 @@ def _adapter_result(name: str, g: AdapterGate, analysis: Analysis, narrowed: str
 
 def _frontier_result(name: str, g: FrontierGate, analysis: Analysis) -> GateResult:
     f = analysis.frontier
-    what = f"a point gaining >= {g.min_gain_points:g} points while losing <= {g.max_cost_points:g}"
+    what = (
+        f"a point whose gain's interval is above {g.min_gain_points:g} points and whose cost's "
+        f"interval is above -{g.max_cost_points:g}"
+    )
     if f is None or not f.points:
         return GateResult(
             name,
@@ -367,17 +372,19 @@ def _frontier_result(name: str, g: FrontierGate, analysis: Analysis) -> GateResu
     ok = [
         p
         for p in f.points
-        if -100 * p.cost.paired.delta <= g.max_cost_points + _EPS
-        and 100 * p.gain.paired.delta >= g.min_gain_points - _EPS
+        if 100 * p.cost.paired.delta_ci_low > -g.max_cost_points - _EPS
+        and 100 * p.gain.paired.delta_ci_low > g.min_gain_points + _EPS
     ]
     if ok:
         best = max(ok, key=lambda p: p.gain.paired.delta)
+        gain, cost = best.gain.paired, best.cost.paired
         return GateResult(
             name,
             "passed",
-            f"{name} {what}: {best.variant} gains {points(best.gain.paired.delta)} on "
-            f"{f.specialization} and changes {f.generalization} by "
-            f"{points(best.cost.paired.delta)} points",
+            f"{name} {what}: {best.variant} gains {points(gain.delta)} "
+            f"{interval(gain.delta_ci_low, gain.delta_ci_high, points)} on {f.specialization} and "
+            f"changes {f.generalization} by {points(cost.delta)} "
+            f"{interval(cost.delta_ci_low, cost.delta_ci_high, points)} points",
             {"variant": best.variant},
         )
     return GateResult(name, "failed", f"{name} {what}: none of the {len(f.points)} points does")

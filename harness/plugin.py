@@ -40,7 +40,7 @@ from pathlib import Path
 import pytest
 
 from harness import report
-from harness.analysis import analyze
+from harness.analysis import analyze, conclusion
 from harness.frontier import adapter_facts
 from harness.gates import GatesError, check_gates, gates_json, load_gates
 from harness.results import (
@@ -202,14 +202,14 @@ class ResultsCollector:
         except GatesError as e:
             gates = None
             self.problems.append(str(e))
-        max_cost = min((g.max_cost_points / 100 for g in gates.frontier), default=None) if gates else None
         self.analysis = analyze(
             rows,
             baseline=exp.baseline_variant,
             tasks=exp.tasks,
             facts=adapter_facts(exp.variants),
             same=exp.same_measurements(),
-            max_cost=max_cost,
+            margin=exp.margin_points / 100,
+            null_variants=exp.noise_floor_variants,
         )
         if gates is not None:
             self.gates_note = narrowed_by(self.config)
@@ -252,6 +252,7 @@ class ResultsCollector:
         tr = terminalreporter
         tr.write_sep("=", "harness: accuracy per variant and benchmark")
         tr.write_line(report.format_table(self.analysis))
+        tr.write_line("\n" + conclusion(self.analysis))
         if self.gate_results:
             tr.write_sep("=", f"harness: gates ({gates_path_of(self.config)})")
             for g in self.gate_results:

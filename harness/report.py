@@ -19,12 +19,12 @@ from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 
-from harness.analysis import Analysis
+from harness.analysis import Analysis, conclusion
 from harness.figure import plot_frontier, plot_tradeoff
 from harness.files import atomic_write, file_sha256, write_json
 from harness.formatting import interval, p_value, pct, points
 from harness.stats import CONFIDENCE, Accuracy, PairedMean
-from harness.summary import MEASURES, PairSummary
+from harness.summary import MEASURES, Continuous, PairSummary
 from harness.tasks import TASKS
 
 SCHEMA = "harness-results/2"
@@ -153,21 +153,53 @@ def _frontier_json(analysis: Analysis) -> dict | None:
         "generalization": f.generalization,
         "best": f.best,
         "best_rule": f.best_rule,
-        "max_cost": f.max_cost,
+        "why_none": f.why_none,
+        "split": f.split,
+        "selection_note": f.selection_note,
+        "margin_points": 100 * f.margin,
+        "drawn": f.drawn,
         "points": [
             {
                 "variant": p.variant,
-                "gain": asdict(p.gain.paired),
-                "cost": asdict(p.cost.paired),
-                "log_probability": asdict(p.continuous) if p.continuous else None,
-                "kl_to_base": asdict(p.task_kl) if p.task_kl else None,
+                "gain": {**asdict(p.gain.paired), "p_holm": p.gain.p_holm, "q_bh": p.gain.q_bh},
+                "cost": {**asdict(p.cost.paired), "p_holm": p.cost.p_holm, "q_bh": p.cost.q_bh},
+                "gold_prob": asdict(p.continuous) if p.continuous else None,
+                "kl_to_base": _size_json(p.task_kl) if p.task_kl else None,
                 "on_front": p.on_front,
                 "on_front_continuous": p.on_front_continuous,
+                "non_inferior": p.non_inferior,
+                "qualifies": p.qualifies,
             }
             for p in f.points
         ],
         "not_benchmarked": [asdict(x) for x in f.not_benchmarked],
+        "seed_groups": [
+            {
+                "setting": g.setting,
+                "variants": list(g.variants),
+                "epochs_at": g.epochs_at,
+                "interval": "two-way bootstrap over seeds and items (percentile)",
+                "gain": {**asdict(g.gain), "p_holm": g.gain_p_holm},
+                "cost": {**asdict(g.cost), "p_holm": g.cost_p_holm},
+                "gold_prob": asdict(g.prob) if g.prob else None,
+                "non_inferior": g.non_inferior,
+                "qualifies": g.qualifies,
+            }
+            for g in f.groups
+        ],
     }
+
+
+def _size_json(m: PairedMean) -> dict:
+    """A KL: a size with its bootstrap interval, no test and no reference mean."""
+    return {"n": m.n, "mean": m.delta, "ci_low": m.ci_low, "ci_high": m.ci_high, "method": m.method}
+
+
+def _continuous_json(c: Continuous) -> dict:
+    head = {"variant": c.variant, "reference": c.reference, "benchmark": c.benchmark, "measure": c.measure}
+    if MEASURES[c.measure].is_size:
+        return {**head, **_size_json(c.result)}
+    return {**head, **asdict(c.result), "p_holm": c.p_holm, "q_bh": c.q_bh}
 
 
 def results_payload(
@@ -197,20 +229,36 @@ def results_payload(
                 }
                 for s in analysis.summary
             ],
+            "conclusion": conclusion(analysis),
+            "multiple_comparisons": {
+                "policy": "Holm-adjusted p (p_holm) decides 'significant' at 0.05; Benjamini-Hochberg "
+                "q (q_bh) beside it; the family is every accuracy comparison and every paired "
+                "continuous change of the run; a KL is a size, not a test",
+                "family_size": sum(math.isfinite(c.p_holm) for c in analysis.comparisons)
+                + sum(math.isfinite(c.p_holm) for c in analysis.continuous),
+            },
+            "noise_floor": {
+                "null_variants": list(analysis.null_variants),
+                "floors": [
+                    {"benchmark": t, "measure": m, "floor": v} for (t, m), v in sorted(analysis.noise.items())
+                ],
+                "within_noise": [
+                    {"variant": v, "benchmark": t, "measure": m} for v, t, m in sorted(analysis.within_noise)
+                ],
+            },
             "comparisons": [
-                {"variant": c.variant, "reference": c.reference, "benchmark": c.benchmark, **asdict(c.paired)}
-                for c in analysis.comparisons
-            ],
-            "continuous": [
                 {
                     "variant": c.variant,
                     "reference": c.reference,
                     "benchmark": c.benchmark,
-                    "measure": c.measure,
-                    **asdict(c.result),
+                    **asdict(c.paired),
+                    "p_holm": c.p_holm,
+                    "q_bh": c.q_bh,
+                    "significant": c.significant,
                 }
-                for c in analysis.continuous
+                for c in analysis.comparisons
             ],
+            "continuous": [_continuous_json(c) for c in analysis.continuous],
             "adapters": {v: asdict(f) for v, f in analysis.facts.items()},
             "frontier": _frontier_json(analysis),
             "gates": dict(gates)
@@ -229,7 +277,7 @@ def write_report(run_dir: Path, payload: Mapping, analysis: Analysis) -> dict[st
     paths = {"results": write_json(run_dir / "results.json", payload)}
     paths["markdown"] = atomic_write(run_dir / "report.md", render_markdown(payload, analysis))
     paths["figure"] = plot_tradeoff(analysis, run_dir / FIGURE_NAME, title=payload["manifest"]["run_id"])
-    if analysis.frontier is not None and analysis.frontier.points:
+    if analysis.frontier is not None and analysis.frontier.drawn and analysis.frontier.points:
         paths["frontier"] = plot_frontier(
             analysis.frontier,
             run_dir / FRONTIER_NAME,
@@ -295,6 +343,11 @@ def render_markdown(payload: Mapping, analysis: Analysis) -> str:
         "",
         f"Experiment `{exp['name']}` ({exp['source']}); baseline variant **{baseline}**; {_wall(man)}.",
         "",
+        "## Conclusion",
+        "",
+        conclusion(analysis),
+        "",
+        *_departures_section(exp),
         "## How to read this report",
         "",
         "- Every benchmark item is one test case; a variant's **accuracy** on a task is its pass rate.",
@@ -305,10 +358,17 @@ def render_markdown(payload: Mapping, analysis: Analysis) -> str:
         "for a difference, Newcombe's",
         "  hybrid score interval for paired proportions (method 10; Newcombe 1998, Stat Med 17:2635), on",
         "  the items both variants scored. **p** is the two-sided exact McNemar test on those items.",
-        "- **Continuous measures** see what accuracy cannot: the log-probability the model gives the",
-        "  right answer (mean paired change, paired t interval and test), the KL divergence of its answer",
-        "  distribution from the baseline's, and, for an adapter, the KL of its next-token distributions",
-        "  from the base model's on the fine-tuning task's own gold answers (which predicts forgetting).",
+        "- **Many tests at once.** Every accuracy comparison and every paired continuous change of this run",
+        "  is one test of one family; **Holm p** is its p-value adjusted by Holm's method (the chance of any",
+        '  false "significant" in the family stays under 5%) and **BH q** by Benjamini-Hochberg\'s (the',
+        "  expected share of false discoveries). *Significant* means Holm p < 0.05, nowhere the raw p.",
+        "- **The best trade-off** is the largest gain among the points whose gain is significant (Holm)",
+        "  and whose generalization change is *non-inferior*: the lower end of its interval above -margin",
+        "  (the experiment's `margin_points`). When no point qualifies, none is named.",
+        "- **Continuous measures**, each defined once (per item, then averaged over the items):",
+        *[f"  - *{m.title}*: {_md_escape(m.definition)}." for m in MEASURES.values()],
+        "  A change is the variant minus the baseline on the same items (paired t interval and test); a",
+        "  KL is a size (never below 0): its mean with a bootstrap (BCa) interval, no sign and no test.",
         "- **(= v)** marks predictions identical to variant v's (e.g. MMLU of a 3-shot Spider variant):",
         "  the same measurement twice, not compared.",
         "",
@@ -351,11 +411,13 @@ def render_markdown(payload: Mapping, analysis: Analysis) -> str:
                 "gained",
                 "lost",
                 "McNemar p",
+                "Holm p",
+                "BH q",
             ],
             [
                 [
                     c.benchmark,
-                    c.variant,
+                    c.variant + (" (*null*)" if analysis.is_null(c.variant) else ""),
                     c.paired.n,
                     pct(c.paired.accuracy),
                     pct(c.paired.reference_accuracy),
@@ -364,11 +426,14 @@ def render_markdown(payload: Mapping, analysis: Analysis) -> str:
                     c.paired.only_variant,
                     c.paired.only_reference,
                     p_value(c.paired.mcnemar_p),
+                    p_value(c.p_holm) + (" *" if c.significant else ""),
+                    p_value(c.q_bh),
                 ]
                 for c in analysis.comparisons
             ],
-            align="llrrrrrrrr",
+            align="llrrrrrrrrrr",
         )
+        out += ["", "\\* significant: Holm-adjusted p < 0.05."]
     else:
         out.append("No other variant ran a task that the baseline ran (with predictions of its own).")
     out += _continuous_section(analysis)
@@ -418,52 +483,94 @@ def render_markdown(payload: Mapping, analysis: Analysis) -> str:
 def _continuous_section(analysis: Analysis) -> list[str]:
     if not analysis.continuous:
         return []
-    out = [
+    out = ["", "## Continuous measures", ""]
+    changes = [c for c in analysis.continuous if not MEASURES[c.measure].is_size]
+    sizes = [c for c in analysis.continuous if MEASURES[c.measure].is_size]
+    if changes:
+        out += [
+            "Changes: variant minus baseline on the same items (paired t interval and test; Holm p "
+            'and BH q across the run\'s tests, as in "How to read").',
+            "",
+        ]
+        out += _table(
+            ["task", "variant", "measure", "n", "variant", "baseline", "Δ", "95% CI", "p", "Holm p", "BH q"],
+            [
+                [
+                    c.benchmark,
+                    _variant_cell(c, analysis),
+                    _md_escape(MEASURES[c.measure].title),
+                    c.result.n,
+                    _num(c.result.mean_variant).lstrip("+"),
+                    _num(c.result.mean_reference).lstrip("+"),
+                    _num(c.result.delta),
+                    _mean_interval(c.result),
+                    p_value(c.result.p_value),
+                    p_value(c.p_holm) + (" *" if c.significant else ""),
+                    p_value(c.q_bh),
+                ]
+                for c in changes
+            ],
+            align="lllrrrrrrrr",
+        )
+        out.append("")
+    if sizes:
+        out += ["Sizes: a KL's mean (nats, never below 0) with its 95% bootstrap interval; not tested.", ""]
+        out += _table(
+            ["task", "variant", "measure", "n", "mean", "95% CI"],
+            [
+                [
+                    c.benchmark,
+                    _variant_cell(c, analysis),
+                    _md_escape(MEASURES[c.measure].title),
+                    c.result.n,
+                    _size(c.result.delta),
+                    interval(c.result.ci_low, c.result.ci_high, _size),
+                ]
+                for c in sizes
+            ],
+            align="lllrrr",
+        )
+    if analysis.null_variants:
+        out += [
+            "",
+            f"**Noise floor**: {', '.join(analysis.null_variants)} (*null*) re-scored the baseline another "
+            'way (batch size or load mode); its "changes" are what scoring alone moves. A change no '
+            "larger than the farther bound of the null's interval (for a KL, its upper bound) is marked "
+            "*within noise*.",
+        ]
+    return out
+
+
+def _variant_cell(c, analysis: Analysis) -> str:
+    if analysis.is_null(c.variant):
+        return f"{c.variant} (*null*)"
+    if (c.variant, c.benchmark, c.measure) in analysis.within_noise:
+        return f"{c.variant} (*within noise*)"
+    return c.variant
+
+
+def _size(x: float | None) -> str:
+    """A non-negative size (a KL), unsigned."""
+    if x is None or not math.isfinite(x):
+        return "n/a"
+    return f"{x:.2e}" if 0 < abs(x) < 1e-3 else f"{x:.4f}"
+
+
+def _change_cell(m: PairedMean) -> str:
+    """A change of a probability, in points, with its interval."""
+    return f"{points(m.delta)} {interval(m.ci_low, m.ci_high, points)}"
+
+
+def _departures_section(exp: Mapping) -> list[str]:
+    departures = exp.get("departures") or ()
+    if not departures:
+        return []
+    return [
+        "## Departures from the protocol reproduced",
         "",
-        "## Continuous measures",
-        "",
-        "Per item, then averaged: Δ is the variant minus the baseline on the same items (paired t), a KL is",
-        "the mean divergence itself (0 = no change). Log-probabilities and KL in nats.",
+        *(f"- {_md_escape(d)}" for d in departures),
         "",
     ]
-    rows = []
-    for c in analysis.continuous:
-        title = MEASURES[c.measure][0]
-        m = c.result
-        if c.measure == "gold_logprob":
-            rows.append(
-                [
-                    c.benchmark,
-                    c.variant,
-                    title,
-                    m.n,
-                    _num(m.mean_variant),
-                    _num(m.mean_reference),
-                    _num(m.delta),
-                    _mean_interval(m),
-                    p_value(m.p_value),
-                ]
-            )
-        else:
-            rows.append(
-                [
-                    c.benchmark,
-                    c.variant,
-                    title,
-                    m.n,
-                    _num(m.mean_variant, 4),
-                    "–",
-                    _num(m.delta, 4),
-                    _mean_interval(m, 4),
-                    p_value(m.p_value),
-                ]
-            )
-    out += _table(
-        ["task", "variant", "measure", "n", "variant", "baseline", "Δ or mean", "95% CI", "p"],
-        rows,
-        align="lllrrrrrr",
-    )
-    return out
 
 
 def _values(facts) -> str:
@@ -475,17 +582,21 @@ def _values(facts) -> str:
 
 def _frontier_section(analysis: Analysis) -> list[str]:
     f = analysis.frontier
-    if f is None:
+    if f is None or not f.drawn:  # one adapter with different shots is no frontier
         return []
+    margin = points(f.margin)[1:]
     out = [
         "",
         "## The learning-forgetting frontier",
         "",
         f"One point per adapter or checkpoint: what it bought on {f.specialization} and what it cost on "
         f"{f.generalization}, against the baseline ({analysis.baseline}), paired on the same items. "
-        f"**front**: no other point is at least as good on both axes and better on one (by accuracy; "
-        f"**front (logp)**: by the log-probability of the right answer instead). "
-        f"The best trade-off is {f.best_rule}.",
+        f"**front**: no other point is at least as good on both axes and better on one, a change counting "
+        f"only where its Holm-corrected test is significant (by accuracy; **front (p)**: by the "
+        f"probability of the right answer instead). **non-inf.**: the {f.generalization} interval's lower "
+        f"end is above -{margin} points (the margin). The best trade-off is {f.best_rule}"
+        + (f": **{f.best}**." if f.best else f"; none is named: {f.why_none}.")
+        + (f" {f.selection_note}" if f.selection_note else ""),
         "",
     ]
     if f.points:
@@ -506,9 +617,14 @@ def _frontier_section(analysis: Analysis) -> list[str]:
                     loss,
                     status,
                     f"{points(g.delta)} {interval(g.delta_ci_low, g.delta_ci_high, points)}",
+                    p_value(p.gain.p_holm) + (" *" if p.gain.significant else ""),
                     f"{points(c.delta)} {interval(c.delta_ci_low, c.delta_ci_high, points)}",
-                    f"{_num(p.continuous.delta)} {_mean_interval(p.continuous)}" if p.continuous else "–",
-                    f"{_num(p.task_kl.delta, 4)}" if p.task_kl else "–",
+                    p_value(p.cost.p_holm) + (" *" if p.cost.significant else ""),
+                    "yes" if p.non_inferior else "no",
+                    _change_cell(p.continuous) if p.continuous else "–",
+                    f"{_size(p.task_kl.delta)} {interval(p.task_kl.ci_low, p.task_kl.ci_high, _size)}"
+                    if p.task_kl
+                    else "–",
                     "yes" if p.on_front else "",
                     "yes" if p.on_front_continuous else "",
                 ]
@@ -521,17 +637,26 @@ def _frontier_section(analysis: Analysis) -> list[str]:
                 "final loss",
                 "status",
                 f"{f.specialization} Δ [CI]",
+                "Holm p",
                 f"{f.generalization} Δ [CI]",
-                "logp Δ [CI]",
-                "KL to base",
+                "Holm p",
+                "non-inf.",
+                "p(right) Δ [CI]",
+                "KL to base [CI]",
                 "front",
-                "front (logp)",
+                "front (p)",
             ],
             rows,
-            align="lllrlrrrrll",
+            align="lllrlrrrrlrrll",
         )
+        out += [
+            "",
+            "Δ in points; p(right): the probability of the right answer among the choices, in points; "
+            "\\* significant (Holm).",
+        ]
     else:
         out.append("No adapter variant ran both tasks.")
+    out += _seeds_table(f)
     if f.not_benchmarked:
         out += ["", "Not benchmarked (their training did not succeed; they count as run and lost):", ""]
         out += [
@@ -540,6 +665,56 @@ def _frontier_section(analysis: Analysis) -> list[str]:
             + f": {_md_escape(x.reason or 'no reason recorded')}"
             for x in f.not_benchmarked
         ]
+    return out
+
+
+def _seed_cell(c) -> str:
+    return f"{points(c.mean)} {interval(c.ci_low, c.ci_high, points)}"
+
+
+def _seeds_table(f) -> list[str]:
+    if not f.groups:
+        return []
+    out = [
+        "",
+        "### Over seeds",
+        "",
+        "Each setting trained with several seeds: the seed mean of its changes, the seeds' spread "
+        "(standard deviation of the per-seed changes, and each seed's), and a 95% interval from a "
+        "two-way bootstrap that resamples seeds and items, so seed-to-seed variance is in it. The "
+        "best trade-off is chosen here, among the settings.",
+        "",
+    ]
+    rows = []
+    for g in f.groups:
+        rows.append(
+            [
+                ("**" + g.setting + "** (best)") if g.setting == f.best else g.setting,
+                g.gain.seeds,
+                _seed_cell(g.gain),
+                f"{100 * g.gain.spread:.1f} ({', '.join(points(x) for x in g.gain.per_seed)})",
+                p_value(g.gain_p_holm) + (" *" if g.gain_p_holm < 0.05 else ""),
+                _seed_cell(g.cost),
+                f"{100 * g.cost.spread:.1f} ({', '.join(points(x) for x in g.cost.per_seed)})",
+                "yes" if g.non_inferior else "no",
+                _seed_cell(g.prob) if g.prob else "–",
+            ]
+        )
+    out += _table(
+        [
+            "setting",
+            "seeds",
+            f"{f.specialization} Δ, seed mean [CI]",
+            "seeds' SD (each)",
+            "Holm p",
+            f"{f.generalization} Δ, seed mean [CI]",
+            "seeds' SD (each)",
+            "non-inf.",
+            "p(right) Δ [CI]",
+        ],
+        rows,
+        align="lrrrrrrlr",
+    )
     return out
 
 
@@ -728,7 +903,7 @@ def format_table(analysis: Analysis) -> str:
         lines.append("")
         head = (
             f"{'task':<{tw}} {'variant':<{width}} {'vs':<{width}} {'n':>5} {'Δ points':>8}  {'95% CI':<15} "
-            f"{'+/-':>9} {'McNemar p':>9}"
+            f"{'+/-':>9} {'McNemar p':>9} {'Holm p':>7}"
         )
         lines += [head, "-" * len(head)]
         for c in analysis.comparisons:
@@ -737,15 +912,19 @@ def format_table(analysis: Analysis) -> str:
                 f"{c.benchmark:<{tw}} {c.variant:<{width}} {c.reference:<{width}} "
                 f"{p.n:>5} {points(p.delta):>8}  "
                 f"{interval(p.delta_ci_low, p.delta_ci_high, points):<15} "
-                f"{f'+{p.only_variant}/-{p.only_reference}':>9} {p_value(p.mcnemar_p):>9}"
+                f"{f'+{p.only_variant}/-{p.only_reference}':>9} {p_value(p.mcnemar_p):>9} "
+                f"{p_value(c.p_holm):>7}"
             )
     for c in analysis.continuous:
         m = c.result
-        lines.append(
-            f"{c.benchmark} {c.variant}: {MEASURES[c.measure][0]} "
-            f"{'Δ ' if c.measure == 'gold_logprob' else ''}{_num(m.delta, 4)} {_mean_interval(m, 4)} "
-            f"(n={m.n}, p={p_value(m.p_value)})"
-        )
+        if MEASURES[c.measure].is_size:
+            value = f"{_size(m.delta)} {interval(m.ci_low, m.ci_high, _size)} (n={m.n})"
+        else:
+            value = (
+                f"Δ {_num(m.delta, 4)} {_mean_interval(m, 4)} "
+                f"(n={m.n}, p={p_value(m.p_value)}, Holm p={p_value(c.p_holm)})"
+            )
+        lines.append(f"{c.benchmark} {c.variant}: {MEASURES[c.measure].title} {value}")
     f = analysis.frontier
     if f is not None and f.best:
         lines.append(f"best trade-off: {f.best} ({f.best_rule})")

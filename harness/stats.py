@@ -6,8 +6,16 @@
   test.
 - :func:`paired_mean_difference`: two systems' continuous scores on the same items (a paired t
   interval and test, or a seeded paired BCa bootstrap with a sign-flip permutation test).
-- :func:`categorical_kl` and :func:`renormalised_logprob`: how far a variant's answer
-  distribution over a question's choices moved from the reference's.
+- :func:`bootstrap_mean`: the mean of a non-negative size (a KL) with a bootstrap interval and
+  no test (a KL is never below 0, so a test against 0 says nothing).
+- :func:`categorical_kl`, :func:`renormalised_logprob` and :func:`choice_probability`: a
+  question's answer distribution over its choices, and how far a variant's moved from the
+  reference's.
+- :func:`seeds_and_items_bootstrap`: a change measured with several training seeds on the same
+  items: its seed mean, the seeds' spread and an interval that includes seed-to-seed variance.
+- :func:`adjust_pvalues`: Holm's and Benjamini-Hochberg's corrections across a run's tests.
+- :func:`minimum_detectable_difference`: the smallest accuracy difference the paired test could
+  detect on n items.
 - :func:`pareto_front` and :func:`best_tradeoff`: which variants are not beaten on both the
   gain (Spider) and the cost (generalisation, e.g. MMLU) at once.
 
@@ -340,6 +348,164 @@ def _bootstrap_interval(v, r, diff, alpha: float, n_resamples: int, seed: int) -
     return low, high, min(float(perm.pvalue), 1.0)
 
 
+def bootstrap_mean(
+    values: Mapping[str, float], alpha: float = ALPHA, *, n_resamples: int = 9999, seed: int = 0
+) -> PairedMean:
+    """The mean of per-item values (a KL: a size, never below 0) with its BCa bootstrap interval
+    (``scipy.stats.bootstrap``, ``numpy.random.default_rng(seed)``, items in sorted key order)
+    and no p-value: a size is reported, not tested against 0. Returned as a :class:`PairedMean`
+    whose ``delta`` is the mean and whose ``mean_reference`` and ``p_value`` are NaN.
+
+    Edge cases: no values gives NaN everywhere; one value gives a NaN interval; equal values
+    give the interval [v, v] (every resample has mean v).
+    """
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    _check_alpha(alpha)
+    keys = sorted(values)
+    x = np.asarray([float(values[k]) for k in keys], dtype=float)
+    if not np.all(np.isfinite(x)):
+        bad = next(k for k, v in zip(keys, x) if not math.isfinite(v))
+        raise ValueError(f"value of item {bad!r} is not finite: {values[bad]!r}")
+    n = len(x)
+    nan = math.nan
+    if n == 0:
+        return PairedMean(0, nan, nan, nan, nan, nan, nan, "bootstrap")
+    mean = float(x.mean())
+    if n < 2:
+        return PairedMean(n, mean, nan, mean, nan, nan, nan, "bootstrap")
+    if np.all(x == x[0]):
+        return PairedMean(n, mean, nan, mean, float(x[0]), float(x[0]), nan, "bootstrap")
+    boot = bootstrap(
+        (x,),
+        np.mean,
+        n_resamples=n_resamples,
+        batch=max(1, _RESAMPLE_CELLS // n),
+        vectorized=True,
+        confidence_level=1 - alpha,
+        method="BCa",
+        rng=np.random.default_rng(seed),
+    )
+    low, high = float(boot.confidence_interval.low), float(boot.confidence_interval.high)
+    return PairedMean(n, mean, nan, mean, low, high, nan, "bootstrap")
+
+
+@dataclass(frozen=True)
+class SeedsChange:
+    """A change (variant minus reference, paired on items) measured for several training seeds.
+
+    ``per_seed``: each seed's mean change; ``mean``: their mean (every seed has the same items);
+    ``spread``: the seeds' standard deviation (ddof 1; NaN for one seed); ``ci_low``/``ci_high``:
+    the percentile interval of a two-way bootstrap resampling seeds and items; ``p_value``: twice
+    the smaller tail of that bootstrap distribution at 0 (a bootstrap test of no change).
+    """
+
+    seeds: int
+    n: int
+    per_seed: tuple[float, ...]
+    mean: float
+    spread: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+
+
+def seeds_and_items_bootstrap(
+    differences, alpha: float = ALPHA, *, n_resamples: int = 4000, seed: int = 0
+) -> SeedsChange:
+    """Seed mean, spread and interval of per-item changes ``differences[s][i]`` (seed s, item i;
+    every seed on the same items, in the same order).
+
+    A two-way (crossed) bootstrap, Owen's "pigeonhole" bootstrap (2007, Ann Appl Stat 1:386):
+    each resample draws S seeds with replacement and, independently, n items with replacement,
+    and takes the mean of the S x n drawn cells; both the seed-to-seed and the item-to-item
+    variance enter the interval, which an item-only interval leaves out. Draws from
+    ``numpy.random.default_rng(seed)``: for each resample, first the seed indices
+    (``integers(0, S, S)``), then the item indices (``integers(0, n, n)``). Percentile interval
+    at ``1 - alpha``. With one seed it is the item bootstrap alone.
+    """
+    import numpy as np
+
+    _check_alpha(alpha)
+    d = np.asarray(differences, dtype=float)
+    if d.ndim != 2 or d.shape[0] == 0:
+        raise ValueError(f"differences must be a seeds x items table, got shape {d.shape}")
+    if not np.all(np.isfinite(d)):
+        raise ValueError("differences holds NaN or inf")
+    n_seeds, n = d.shape
+    per_seed = tuple(float(x) for x in d.mean(axis=1)) if n else (math.nan,) * n_seeds
+    if n == 0:
+        return SeedsChange(n_seeds, 0, per_seed, *(math.nan,) * 5)
+    mean = float(d.mean())
+    spread = float(np.std(d.mean(axis=1), ddof=1)) if n_seeds > 1 else math.nan
+    rng = np.random.default_rng(seed)
+    stats = np.empty(n_resamples)
+    for b in range(n_resamples):
+        seeds_drawn = rng.integers(0, n_seeds, n_seeds)
+        items_drawn = rng.integers(0, n, n)
+        stats[b] = d[np.ix_(seeds_drawn, items_drawn)].mean()
+    low, high = (float(x) for x in np.quantile(stats, [alpha / 2, 1 - alpha / 2]))
+    if np.all(d == 0):
+        p = 1.0
+    else:
+        p = min(1.0, 2 * min(float(np.mean(stats <= 0)), float(np.mean(stats >= 0))))
+    return SeedsChange(n_seeds, n, per_seed, mean, spread, low, high, p)
+
+
+# -- many tests at once -----------------------------------------------------------------------
+
+
+def adjust_pvalues(pvalues: Sequence[float]) -> tuple[list[float], list[float]]:
+    """Holm-adjusted p-values and Benjamini-Hochberg q-values of a family of tests.
+
+    Holm (1979, Scand J Stat 6:65) controls the family-wise error rate (the chance of any false
+    "significant"); Benjamini & Hochberg (1995, JRSS B 57:289) the false discovery rate. Both are
+    statsmodels' ``multipletests`` ("holm", "fdr_bh"); a NaN p-value (a test that could not be
+    run) is not a member of the family and stays NaN.
+    """
+    from statsmodels.stats.multitest import multipletests
+
+    ps = [float(p) for p in pvalues]
+    idx = [i for i, p in enumerate(ps) if math.isfinite(p)]
+    holm, bh = [math.nan] * len(ps), [math.nan] * len(ps)
+    if idx:
+        finite = [ps[i] for i in idx]
+        for out, method in ((holm, "holm"), (bh, "fdr_bh")):
+            adjusted = multipletests(finite, alpha=ALPHA, method=method)[1]
+            for i, value in zip(idx, adjusted):
+                out[i] = min(float(value), 1.0)
+    return holm, bh
+
+
+def minimum_detectable_difference(n: int, discordant: int, alpha: float = ALPHA, power: float = 0.8) -> float:
+    """The smallest accuracy difference (a fraction) that a paired comparison on ``n`` items,
+    ``discordant`` of which the two systems disagree on, detects with probability ``power`` at
+    two-sided level ``alpha``.
+
+    Normal approximation to McNemar's test (Connor 1987, Biometrics 43:207): the difference d
+    has variance about ``(p_d - d^2) / n`` with p_d the discordant fraction, so
+    ``d_min = (z_{1-alpha/2} + z_{power}) sqrt(p_d / n)``; p_d is the observed one, at least
+    1/n. Never below the exact test's own floor: with m discordant items all one way the exact
+    McNemar p is ``2^(1-m)``, so at least ``m_min = ceil(1 - log2(alpha))`` items must move
+    (6 at alpha 0.05), ``d >= m_min / n``. ``inf`` when n < m_min: no difference could be
+    significant. NaN for n == 0.
+    """
+    from scipy.stats import norm
+
+    _check_count("n", n)
+    _check_count("discordant", discordant)
+    _check_alpha(alpha)
+    if n == 0:
+        return math.nan
+    m_min = math.ceil(1 - math.log2(alpha))
+    if n < m_min:
+        return math.inf
+    p_d = max(discordant, 1) / n
+    approx = (float(norm.ppf(1 - alpha / 2)) + float(norm.ppf(power))) * math.sqrt(p_d / n)
+    return min(max(approx, m_min / n), 1.0)
+
+
 # -- answer distributions ---------------------------------------------------------------------
 
 
@@ -368,6 +534,13 @@ def renormalised_logprob(logps: Sequence[float], index: int) -> float:
     if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(logps):
         raise ValueError(f"index must be a choice number in 0..{len(logps) - 1}, got {index!r}")
     return float(_log_normalised(logps, "logps")[index])
+
+
+def choice_probability(scores: Sequence[float], index: int) -> float:
+    """The probability of choice ``index`` among the choices: ``softmax(scores)[index]``, the
+    scores being those whose largest is the predicted answer (so the measure and the prediction
+    read the same distribution)."""
+    return math.exp(renormalised_logprob(scores, index))
 
 
 def categorical_kl(logp_reference: Sequence[float], logp_variant: Sequence[float]) -> float:
@@ -428,27 +601,32 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
 
 
 def best_tradeoff(
-    points: Sequence[tuple[float, float]],
-    max_cost: float | None = None,
-    changes: Sequence[float] | None = None,
+    gains: Sequence[float],
+    gain_significant: Sequence[bool],
+    cost_ci_lows: Sequence[float],
+    margin: float,
 ) -> int | None:
-    """Index of the front point with the largest gain x whose change y is >= -``max_cost``.
+    """Index of the point with the largest gain among those that qualify; None when none does.
 
-    ``max_cost`` is the largest generalisation loss accepted (e.g. 0.02 for two MMLU points; a
-    negative value demands a gain); None accepts any front point. ``changes``: what the bound
-    applies to when it is not y (the front drawn by log-probability, the bound on accuracy).
-    Identical best points give the first index. None when no front point qualifies.
+    A point qualifies when its gain is positive and significant (``gain_significant``: after the
+    run's multiple-comparison correction) and its cost is non-inferior at ``margin``: the lower
+    end of the cost's interval (the change on the generalization task, a loss negative) lies
+    above ``-margin`` (Piaggio et al. 2012, JAMA 308:2594, the CONSORT non-inferiority rule).
+    A point estimate never qualifies a point whose interval reaches past the margin. Equal best
+    gains give the first index.
     """
-    if max_cost is not None and (
-        isinstance(max_cost, bool) or not isinstance(max_cost, numbers.Real) or math.isnan(max_cost)
-    ):
-        raise ValueError(f"max_cost must be a number or None, got {max_cost!r}")
-    pts = _as_points(points)
-    bounded = [y for _, y in pts] if changes is None else [float(c) for c in changes]
+    if isinstance(margin, bool) or not isinstance(margin, numbers.Real) or not margin >= 0:
+        raise ValueError(f"margin must be a number >= 0, got {margin!r}")
+    if not len(gains) == len(gain_significant) == len(cost_ci_lows):
+        raise ValueError(
+            f"gains, gain_significant and cost_ci_lows differ in length: "
+            f"{len(gains)}, {len(gain_significant)}, {len(cost_ci_lows)}"
+        )
     best = None
-    for i, on_front in enumerate(pareto_front(pts)):
-        if not on_front or (max_cost is not None and bounded[i] < -max_cost):
+    for i, (gain, significant, low) in enumerate(zip(gains, gain_significant, cost_ci_lows)):
+        gain, low = float(gain), float(low)
+        if not (significant and gain > 0 and low > -margin):  # NaN fails every comparison
             continue
-        if best is None or pts[i][0] > pts[best][0]:
+        if best is None or gain > float(gains[best]):
             best = i
     return best

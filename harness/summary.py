@@ -14,11 +14,22 @@ The report (harness/report.py) renders these; the gates (harness/gates.py) decid
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from harness.stats import Accuracy, Paired, PairedMean, categorical_kl, paired, paired_mean_difference, wilson
+from harness.stats import (
+    ALPHA,
+    Accuracy,
+    Paired,
+    PairedMean,
+    bootstrap_mean,
+    categorical_kl,
+    paired,
+    paired_mean_difference,
+    wilson,
+)
 
 
 @dataclass(frozen=True)
@@ -49,6 +60,15 @@ class Comparison:
     reference: str
     benchmark: str
     paired: Paired
+    # the McNemar p-value corrected across the run's tests (harness/analysis.py): Holm's
+    # family-wise and Benjamini-Hochberg's false-discovery-rate adjustments
+    p_holm: float = math.nan
+    q_bh: float = math.nan
+
+    @property
+    def significant(self) -> bool:
+        """Significant after Holm's correction across the run's tests."""
+        return self.p_holm < ALPHA
 
 
 def _accuracy_of(rows: Sequence) -> Accuracy:
@@ -143,11 +163,55 @@ def compare_to_baseline(
 
 # -- continuous measures: what accuracy cannot see -----------------------------------------------
 
+
+@dataclass(frozen=True)
+class Measure:
+    """A continuous measure: its name in the report, the row field it reads, how it is compared
+    with the baseline ("paired": mean paired change, t interval and test; "kl": the mean KL of
+    the variant's answer distribution from the baseline's; "mean": the mean of a value the engine
+    measured against the base model), and its definition, printed once in the report."""
+
+    title: str
+    field: str
+    how: str
+    definition: str
+
+    @property
+    def is_size(self) -> bool:
+        """A divergence (never below 0): reported as a size with its interval, never tested."""
+        return self.how in ("kl", "mean")
+
+
 MEASURES = {
-    # name: (title, the row's extra field, how it is compared with the baseline)
-    "gold_logprob": ("log-probability of the right answer", "gold_logprob", "paired"),
-    "answer_kl": ("KL(baseline || variant) of the answer distribution", "letter_scores", "kl"),
-    "kl_to_base": ("KL(base || adapted) on the task's gold answers", "kl_to_base", "mean"),
+    "gold_prob": Measure(
+        "probability of the right answer among the choices",
+        "gold_prob",
+        "paired",
+        "p(gold) = exp(s_gold) / sum_c exp(s_c), s_c the choice scores the prediction ranks "
+        "(the letter's log-likelihood; in the cloze form, the choice text's log-likelihood per "
+        "character, lm-eval's acc_norm); mean over items, change = variant minus baseline, paired",
+    ),
+    "gold_token_loglik": Measure(
+        "per-token log-likelihood of the right answer's text",
+        "gold_token_loglik",
+        "paired",
+        "log p(gold text | prompt) / (tokens in the gold text), in nats (cloze form only); not a "
+        "probability among the choices: it ignores the other choices",
+    ),
+    "answer_kl": Measure(
+        "KL(baseline || variant) of the answer distribution",
+        "choice_scores",
+        "kl",
+        "sum_c p_base(c) log(p_base(c) / p_variant(c)) over the choices, p = the softmax of the "
+        "choice scores above, in nats; 0 = the same beliefs",
+    ),
+    "kl_to_base": Measure(
+        "KL(base || adapted) on the task's gold answers",
+        "kl_to_base",
+        "mean",
+        "mean over the gold answer's tokens of KL(p_base(. | prefix) || p_adapted(. | prefix)) "
+        "over the vocabulary, in nats (Shenfeld et al. 2025: it predicts forgetting)",
+    ),
 }
 
 
@@ -162,9 +226,15 @@ class Continuous:
     benchmark: str
     measure: str
     result: PairedMean
+    p_holm: float = math.nan  # a paired change's t-test p corrected across the run's tests
+    q_bh: float = math.nan
+
+    @property
+    def significant(self) -> bool:
+        return self.p_holm < ALPHA
 
 
-def _field_values(rows: Iterable, variant: str, task: str, field_name: str) -> dict:
+def field_values(rows: Iterable, variant: str, task: str, field_name: str) -> dict:
     return {
         r.item_id: (r.extra or {}).get(field_name)
         for r in rows
@@ -179,21 +249,23 @@ def continuous_measures(
     rows: Sequence, baseline: str, same: Mapping[tuple[str, str], str] | None = None
 ) -> list[Continuous]:
     """Every continuous measure that the rows carry, per non-baseline variant and task, against
-    the baseline on the items both scored (paired t interval and test, harness/stats.py)."""
+    the baseline on the items both scored: a paired change with its t interval and test, or a
+    divergence (a KL) as a size with its bootstrap interval and no test (harness/stats.py)."""
     pairs = sorted({(r.benchmark, r.variant) for r in rows})
     skip = _not_compared(rows, baseline, same)
     out = []
     for task, variant in pairs:
         if variant == baseline or (variant, task) in skip:
             continue
-        for measure, (_, field_name, how) in MEASURES.items():
-            mine = _field_values(rows, variant, task, field_name)
+        for measure, m in MEASURES.items():
+            field_name, how = m.field, m.how
+            mine = field_values(rows, variant, task, field_name)
             if not mine:
                 continue
             if how == "mean":  # measured against the base model by the engine: its mean and interval
-                result = paired_mean_difference(mine, {k: 0.0 for k in mine})
+                result = bootstrap_mean(mine)
             else:
-                theirs = _field_values(rows, baseline, task, field_name)
+                theirs = field_values(rows, baseline, task, field_name)
                 if not theirs:
                     continue
                 if how == "kl":
@@ -202,7 +274,7 @@ def continuous_measures(
                         k: categorical_kl(list(theirs[k].values()), [mine[k][a] for a in theirs[k]])
                         for k in shared
                     }
-                    result = paired_mean_difference(kl, {k: 0.0 for k in kl})
+                    result = bootstrap_mean(kl)
                 else:
                     result = paired_mean_difference(mine, theirs)
             out.append(Continuous(variant, baseline, task, measure, result))

@@ -115,6 +115,9 @@ class DataSettings(Strict):
     overlong: Literal["drop", "truncate"] = (
         "drop"  # an example longer than max_length: drop it, or truncate it (losing its EOS)
     )
+    # "validation": leave out the databases of the validation split carved from train
+    # (harness.tasks.spider.split_validation), so a sweep can choose its point on them unseen
+    hold_out: Literal["none", "validation"] = "none"
 
 
 class LoraSettings(Strict):
@@ -361,6 +364,8 @@ def load_sweep(path: str | Path, **overrides) -> list[SweepPoint]:
     raw.setdefault("name", path.stem)
     axes: list[tuple[str, list]] = []
     for key, values in sweep_raw.items():
+        if key == "seeds":  # `seeds = [0, 1, 2]`: the seed as a sweep axis, each point trained with each
+            key = "seed"
         try:
             dotted = resolve_key(key)
         except ConfigError as e:
@@ -424,6 +429,8 @@ def config_fingerprint(cfg: TrainingConfig) -> str:
     """sha256 of the config's canonical JSON (sorted keys), without where the run is kept
     (``name``, ``output``, ``source``): equal fingerprints mean the same training."""
     data = {k: v for k, v in cfg.to_dict().items() if k not in _IDENTITY}
+    if data["data"].get("hold_out") == "none":  # a key added later: its default trains as before,
+        del data["data"]["hold_out"]  # so adapters trained before it keep their fingerprint
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

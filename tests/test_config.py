@@ -179,3 +179,24 @@ def test_a_sweep_becomes_variants_that_keep_each_points_model_and_markers(tmp_pa
     assert picked == set(swept)
     one = exp.variant("model=model-a@1ep").markers[-2]  # the run's marker
     assert {v.name for v in _selected_variants(exp, one)} == {"model=model-a@1ep"}
+
+
+def test_a_null_variant_is_declared_and_rescored_at_its_own_batch_size(tmp_path):
+    text = (
+        GOOD
+        + '\n[[variants]]\nname = "base-b1"\nmodel = "org/model"\nnoise_floor = true\n'
+        + "mmlu = { batch_size = 1 }\n"
+    )
+    cfg = load_experiment(write(tmp_path, text))
+    assert cfg.noise_floor_variants == ("base-b1",)
+    assert cfg.variant("base-b1").options("mmlu").batch_size == 1
+    assert ("base-b1", "mmlu") not in cfg.same_measurements()  # another batch size: measured again
+    bad = (
+        GOOD
+        + '\n[[variants]]\nname = "n"\nmodel = "org/model"\nadapter = "a"\n'
+        + 'train_config = "exp.toml"\nnoise_floor = true\n'
+    )
+    with pytest.raises(
+        ConfigError, match=r"variants\[2\].noise_floor: a null variant re-scores the baseline"
+    ):
+        load_experiment(write(tmp_path, bad))

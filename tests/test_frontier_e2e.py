@@ -123,9 +123,10 @@ def test_a_sweep_becomes_a_frontier(frontier):
     diverged = f["not_benchmarked"]
     assert {d["variant"] for d in diverged} == {"lr=1e4@0.5ep", "lr=1e4@1ep"}
     assert all(d["status"] == "diverged" and d["reason"] for d in diverged)
-    assert f["best"] in variants and any(p["on_front"] for p in f["points"])
+    # a tiny random model gains nothing significant: no point is called best, and the report says why
+    assert f["best"] is None and f["why_none"] and f["drawn"]
     measures = {(c["variant"], c["benchmark"], c["measure"]) for c in results["continuous"]}
-    assert ("lr=1e-3@1ep", "mmlu", "gold_logprob") in measures and (
+    assert ("lr=1e-3@1ep", "mmlu", "gold_prob") in measures and (
         "lr=1e-3@1ep",
         "spider",
         "kl_to_base",

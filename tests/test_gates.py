@@ -92,23 +92,31 @@ def test_the_default_gates_pass_on_plausible_tiny_model_numbers_and_catch_a_brok
     }
 
 
-def test_the_frontier_gate_asks_for_a_point_that_gains_without_costing_too_much():
+def test_the_frontier_gate_reads_intervals_not_point_estimates():
     gates = parse_gates({"frontier": [{"max_cost_points": 5.0, "min_gain_points": 5.0}]}, variants=VARIANTS)
     rows = rows_of(
         {
-            ("base", "spider"): (10, 100),
-            ("ft", "spider"): (20, 100),
-            ("base", "mmlu"): (50, 100),
-            ("ft", "mmlu"): (47, 100),
+            ("base", "spider"): (10, 400),
+            ("ft", "spider"): (80, 400),
+            ("base", "mmlu"): (200, 400),
+            ("ft", "mmlu"): (198, 400),
         }
     )
     facts = {"ft": AdapterFacts("ft", "a", "succeeded")}
     analysis = analyze(rows, baseline="base", tasks=("spider", "mmlu"), facts=facts)
+    [point] = analysis.frontier.points
+    cost = point.cost.paired
+    assert cost.delta == pytest.approx(-0.005) and -0.05 < cost.delta_ci_low < -0.01
     [result] = check_gates(gates, rows, analysis)
-    assert result.status == "passed" and "ft gains +10.0" in result.message
+    assert result.status == "passed" and "ft gains +17.5" in result.message
+    # the estimate (-0.5) is within a 1-point bound, but its interval crosses -1: the gate fails
     strict = parse_gates({"frontier": [{"max_cost_points": 1.0}]}, variants=VARIANTS)
     [result] = check_gates(strict, rows, analysis)
     assert result.status == "failed" and "none of the 1 points" in result.message
+    # a gain whose interval reaches below the required gain does not pass either
+    greedy = parse_gates({"frontier": [{"max_cost_points": 5.0, "min_gain_points": 15.0}]}, variants=VARIANTS)
+    [result] = check_gates(greedy, rows, analysis)
+    assert result.status == "failed"
 
 
 @pytest.mark.parametrize(

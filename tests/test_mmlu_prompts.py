@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -124,16 +122,19 @@ def test_the_cloze_prompt_is_lm_evals_mmlu_continuation_layout_exactly():
 
 
 def test_cloze_picks_by_log_likelihood_per_character_and_scores_the_gold_per_token():
-    from harness.tasks.mmlu import MMLUPrediction, acc_norm_choice, gold_logprob
+    from harness.tasks.mmlu import MMLUPrediction, acc_norm_choice, choice_scores, gold_token_loglik
 
     # -6 over 12 characters beats -3 over 4: acc_norm divides by the text's length
     assert acc_norm_choice([-3.0, -6.0, -9.0, -9.0], ["abcd", "abcdefghijkl", "x", "y"]) == 1
     assert acc_norm_choice([-2.0, -2.0, -5.0, -5.0], ["ab", "cd", "e", "f"]) == 0  # a tie: the earlier
     cloze = MMLUPrediction("q", "B", (-3.0, -6.0, -9.0, -9.0), None, (2, 3, 1, 1), "p", 0, "cloze")
-    assert gold_logprob(cloze, 1) == -2.0  # the gold text's log-probability per token
+    assert gold_token_loglik(cloze, 1) == -2.0  # the gold text's log-likelihood per token
+    # the scores the prediction ranks: per character of each choice's text ("A feather" is 9)
+    assert choice_scores(cloze, QUESTION) == pytest.approx(
+        tuple(lp / len(c) for lp, c in zip(cloze.logprobs, QUESTION.choices))
+    )
     letters = MMLUPrediction("q", "A", (-1.0, -2.0, -3.0, -4.0), None, None, "p", 0, "loglik")
-    expected = -1.0 - math.log(sum(math.exp(-x) for x in (1.0, 2.0, 3.0, 4.0)))
-    assert gold_logprob(letters, 0) == pytest.approx(expected)  # renormalised over the four letters
+    assert choice_scores(letters, QUESTION) == letters.logprobs
 
 
 def test_the_cloze_task_asks_for_each_choices_text_and_answers_by_acc_norm(tmp_path, tiny_model_dir):

@@ -251,7 +251,12 @@ def test_results_json_schema(tmp_path):
         "gates",
         "manifest",
         "cases",
+        "conclusion",
+        "multiple_comparisons",
+        "noise_floor",
     }
+    assert data["conclusion"].startswith("No fine-tuned variant was measured")
+    assert data["multiple_comparisons"]["family_size"] == len(data["comparisons"])
     assert data["schema"] == report.SCHEMA and data["baseline"] == "base"
     s = next(s for s in data["summary"] if (s["variant"], s["benchmark"]) == ("base", "spider"))
     assert set(s) >= {
@@ -286,7 +291,13 @@ def test_results_json_schema(tmp_path):
         "delta_ci_low",
         "delta_ci_high",
         "mcnemar_p",
+        "p_holm",
+        "q_bh",
+        "significant",
     }
+    # two tests in the family (spider and mmlu): Holm doubles the smaller p-value at most
+    raw = sorted(c["mcnemar_p"] for c in data["comparisons"])
+    assert min(c["p_holm"] for c in data["comparisons"]) == pytest.approx(min(1.0, 2 * raw[0]))
     man = data["manifest"]
     assert man["wall_s"] == 12.5 and man["devices"] == ["cpu"]
     assert man["phases"]["spider-base"]["cached"] == 2 and "unreadable" in man["phases"]["mmlu-base"]
@@ -343,3 +354,105 @@ def test_terminal_table_lists_accuracies_and_deltas():
     text = report.format_table(analyze(rows, baseline="base", tasks=("spider", "mmlu"), facts={}))
     assert "spider    base" in text and "50.0%" in text and "[" in text
     assert "+33.3" in text and "+2/-0" in text
+
+
+def _sweep_rows(n=200):
+    rows = [row("base", "spider", i, "passed" if i < 20 else "failed") for i in range(n)]
+    rows += [row("base", "mmlu", i, "passed" if i < 100 else "failed", gold_prob=0.3) for i in range(n)]
+    for variant, spider, mmlu in (("lr=1@1ep", 60, 100), ("lr=2@1ep", 22, 99)):
+        rows += [
+            row(variant, "spider", i, "passed" if i < spider else "failed", kl_to_base=0.01 * (i % 5))
+            for i in range(n)
+        ]
+        rows += [
+            row(variant, "mmlu", i, "passed" if i < mmlu else "failed", gold_prob=0.3 + 0.001 * (i % 3))
+            for i in range(n)
+        ]
+    return rows
+
+
+def _sweep_report(tmp_path, *, drawn=True, departures=()):
+    from harness.frontier import AdapterFacts
+
+    rows = _sweep_rows()
+    where = {"point": "lr", "epochs_at": 1.0} if drawn else {}
+    facts = {v: AdapterFacts(v, "a", "succeeded", **where) for v in ("lr=1@1ep", "lr=2@1ep")}
+    analysis = analyze(rows, baseline="base", tasks=("spider", "mmlu"), facts=facts)
+    manifest = report.collect_manifest(
+        tmp_path,
+        run_id="r1",
+        experiment={"name": "t", "source": "missing.toml", "departures": list(departures)},
+        gates_file="",
+        command=["pytest"],
+        started=0.0,
+        finished=1.0,
+    )
+    payload = report.results_payload(analysis, rows, manifest=manifest)
+    paths = report.write_report(tmp_path, payload, analysis)
+    return json.loads((tmp_path / "results.json").read_text()), (tmp_path / "report.md").read_text(), paths
+
+
+def test_the_report_opens_with_its_conclusion_and_names_every_measure_once(tmp_path):
+    data, md, paths = _sweep_report(tmp_path, departures=["fp32 where the paper used 8-bit"])
+    sections = [line for line in md.splitlines() if line.startswith("## ")]
+    assert sections[:3] == [
+        "## Conclusion",
+        "## Departures from the protocol reproduced",
+        "## How to read this report",
+    ]
+    assert md.split("## Conclusion\n\n")[1].startswith("Fine-tuning (lr=1@1ep, against base)")
+    assert "- fp32 where the paper used 8-bit" in md
+    for m in summary_mod.MEASURES.values():
+        assert md.count(f"*{m.title}*:") == 1
+    assert "log-probability of the right answer" not in md
+    # the frontier is drawn for a sweep, best named, Holm beside raw p
+    assert "## The learning-forgetting frontier" in md and "frontier" in paths
+    assert data["frontier"]["best"] == "lr=1@1ep" and "Holm p" in md and "BH q" in md
+    # a KL: a size with its interval; no sign, no p-value, in the report and in results.json
+    kl_lines = [line for line in md.splitlines() if "KL(" in line and line.startswith("| ")]
+    assert kl_lines and all("+" not in line and "<0.001" not in line for line in kl_lines)
+    kl = [c for c in data["continuous"] if c["measure"] == "kl_to_base"]
+    assert kl and all("p_value" not in c and "p_holm" not in c for c in kl)
+    changes = [c for c in data["continuous"] if c["measure"] == "gold_prob"]
+    assert changes and all("p_holm" in c and "q_bh" in c for c in changes)
+    # the family: 4 accuracy comparisons and 2 paired changes
+    assert data["multiple_comparisons"]["family_size"] == 6
+
+
+def test_one_adapter_is_no_frontier(tmp_path):
+    data, md, paths = _sweep_report(tmp_path, drawn=False)
+    assert "## The learning-forgetting frontier" not in md and "frontier" not in paths
+    assert data["frontier"]["drawn"] is False
+
+
+def test_the_report_shows_seeds_and_the_noise_floor(tmp_path):
+    from tests.test_analysis import _seed_facts, _seed_sweep_rows
+
+    rows = _seed_sweep_rows()
+    rows += [
+        row("base-b1", "mmlu", i, "passed" if i < 100 else "failed", gold_prob=0.3 + 0.004 * (-1) ** i)
+        for i in range(200)
+    ]
+    analysis = analyze(
+        rows, baseline="base", tasks=("spider", "mmlu"), facts=_seed_facts(), null_variants=("base-b1",)
+    )
+    manifest = report.collect_manifest(
+        tmp_path,
+        run_id="r",
+        experiment={"name": "t", "source": "x"},
+        gates_file="",
+        command=[],
+        started=0,
+        finished=1,
+    )
+    payload = report.results_payload(analysis, rows, manifest=manifest)
+    report.write_report(tmp_path, payload, analysis)
+    md = (tmp_path / "report.md").read_text()
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert "### Over seeds" in md and "**lr=1@1ep** (best)" in md
+    line = next(x for x in md.splitlines() if x.startswith("| **lr=1@1ep**"))
+    assert "5.0 (+15.0, +20.0, +25.0)" in line  # the seeds' SD and each seed's change
+    assert "base-b1 (*null*)" in md and "**Noise floor**" in md and "(*within noise*)" in md
+    assert data["noise_floor"]["null_variants"] == ["base-b1"] and data["noise_floor"]["within_noise"]
+    [group] = [g for g in data["frontier"]["seed_groups"] if g["setting"] == "lr=1@1ep"]
+    assert group["gain"]["per_seed"] == pytest.approx([0.15, 0.2, 0.25]) and group["qualifies"]

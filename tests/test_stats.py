@@ -393,24 +393,34 @@ def test_pareto_front_hand_made():
         (-0.01, 0.01),  # 7: a loss on x, but the best y: front
     ]
     assert stats.pareto_front(points) == [True, True, False, False, True, False, True, True]
-    assert stats.best_tradeoff(points) == 4
-    assert stats.best_tradeoff(points, max_cost=0.05) == 0
-    assert stats.best_tradeoff(points, max_cost=0.0) == 1  # ties: the first of the identical points
-    assert stats.best_tradeoff(points, max_cost=-0.005) == 7  # a negative cost demands a gain on y
-    assert stats.best_tradeoff(points, max_cost=-0.5) is None
-    assert stats.best_tradeoff([]) is None and stats.pareto_front([]) == []
+    assert stats.pareto_front([]) == []
     assert stats.pareto_front([(math.nan, math.nan)]) == [False]
-    # The front by y (log-probability), the bound on another change (accuracy): point 4 loses
-    # 0.08 on y but nothing on accuracy, so a 0.05 bound keeps it.
-    accuracy = [-0.06, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
-    assert stats.best_tradeoff(points, max_cost=0.05, changes=accuracy) == 4
+
+
+def test_best_tradeoff_needs_a_significant_gain_and_a_non_inferior_cost():
+    gains = [0.10, 0.05, 0.12, 0.08, math.nan]
+    significant = [True, True, True, False, True]
+    cost_lows = [-0.015, -0.005, -0.03, 0.0, 0.0]
+    # 0's cost interval reaches -1.5 points: a 1-point margin refuses it, a 2-point one takes it
+    assert stats.best_tradeoff(gains, significant, cost_lows, margin=0.01) == 1
+    assert stats.best_tradeoff(gains, significant, cost_lows, margin=0.02) == 0
+    assert stats.best_tradeoff(gains, significant, cost_lows, margin=0.05) == 2
+    # a gain that is not significant never qualifies, however large
+    assert stats.best_tradeoff([0.4], [False], [0.0], margin=0.01) is None
+    # a significant loss is no gain
+    assert stats.best_tradeoff([-0.1], [True], [0.0], margin=0.01) is None
+    assert stats.best_tradeoff([], [], [], margin=0.01) is None
+    # the lower end on the margin itself is not above it
+    assert stats.best_tradeoff([0.1], [True], [-0.01], margin=0.01) is None
 
 
 def test_pareto_front_rejects_bad_input():
     with pytest.raises(ValueError, match=r"points\[1\]"):
         stats.pareto_front([(0.0, 0.0), (1.0,)])
-    with pytest.raises(ValueError, match="max_cost"):
-        stats.best_tradeoff([(0.0, 0.0)], max_cost=math.nan)
+    with pytest.raises(ValueError, match="margin"):
+        stats.best_tradeoff([0.1], [True], [0.0], margin=math.nan)
+    with pytest.raises(ValueError, match="differ in length"):
+        stats.best_tradeoff([0.1, 0.2], [True], [0.0], margin=0.01)
 
 
 coordinate = st.one_of(
@@ -434,8 +444,85 @@ def test_pareto_front_properties(points):
             assert not any(finite[j] and _dominates(points[j], p) for j in range(len(points)))
         elif finite[i]:
             assert any(front[j] and _dominates(points[j], p) for j in range(len(points)))
-    best = stats.best_tradeoff(points)
-    if any(front):
-        assert front[best] and points[best][0] == max(points[i][0] for i in range(len(points)) if front[i])
-    else:
-        assert best is None
+
+
+# -- multiple comparisons, sizes, what n can see -----------------------------------------------
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.one_of(st.floats(0, 1), st.just(math.nan)), max_size=30))
+def test_adjusted_pvalues_equal_statsmodels(pvalues):
+    from statsmodels.stats.multitest import multipletests
+
+    holm, bh = stats.adjust_pvalues(pvalues)
+    finite = [p for p in pvalues if not math.isnan(p)]
+    where = [i for i, p in enumerate(pvalues) if not math.isnan(p)]
+    assert all(math.isnan(holm[i]) and math.isnan(bh[i]) for i in range(len(pvalues)) if i not in where)
+    if finite:
+        ref_holm = multipletests(finite, method="holm")[1]
+        ref_bh = multipletests(finite, method="fdr_bh")[1]
+        assert [holm[i] for i in where] == pytest.approx(list(ref_holm), abs=1e-15)
+        assert [bh[i] for i in where] == pytest.approx(list(ref_bh), abs=1e-15)
+
+
+def test_holm_by_hand():
+    holm, bh = stats.adjust_pvalues([0.01, 0.04, 0.03, 0.5])
+    assert holm == pytest.approx([0.04, 0.09, 0.09, 0.5])  # 4x0.01, max(3x0.03, 2x0.04), ..
+    assert bh == pytest.approx([0.04, 0.04 * 4 / 3, 0.04 * 4 / 3, 0.5])
+
+
+def test_bootstrap_mean_is_a_size_without_a_test():
+    from scipy.stats import bootstrap
+
+    values = {str(i): 0.001 * (i % 7) ** 2 for i in range(40)}
+    m = stats.bootstrap_mean(values)
+    x = np.array([values[k] for k in sorted(values)])
+    ref = bootstrap((x,), np.mean, n_resamples=9999, method="BCa", rng=np.random.default_rng(0))
+    assert (m.n, m.delta, m.ci_low, m.ci_high) == pytest.approx(
+        (40, x.mean(), ref.confidence_interval.low, ref.confidence_interval.high)
+    )
+    assert math.isnan(m.p_value) and m.ci_low >= 0
+    assert stats.bootstrap_mean({"a": 0.0, "b": 0.0}).ci_high == 0.0
+    assert math.isnan(stats.bootstrap_mean({}).delta)
+
+
+def test_minimum_detectable_difference():
+    from scipy.stats import norm
+
+    # 5 items: the exact McNemar test cannot reach p < 0.05 (6 items must move one way)
+    assert stats.minimum_detectable_difference(5, 0) == math.inf
+    # 150 items, 30 discordant: (1.96 + 0.84) sqrt(0.2 / 150)
+    z = norm.ppf(0.975) + norm.ppf(0.8)
+    assert stats.minimum_detectable_difference(150, 30) == pytest.approx(z * math.sqrt(0.2 / 150))
+    # never below 6 items' worth
+    assert stats.minimum_detectable_difference(1000, 0) == pytest.approx(6 / 1000)
+    assert math.isnan(stats.minimum_detectable_difference(0, 0))
+
+
+def test_choice_probability_is_the_softmax():
+    scores = [-1.0, -2.0, -0.5, -3.0]
+    assert stats.choice_probability(scores, 2) == pytest.approx(np.exp(-0.5) / np.exp(scores).sum())
+
+
+def test_seeds_and_items_bootstrap_follows_its_recipe_and_widens_with_seed_variance():
+    rng = np.random.default_rng(5)
+    items = rng.normal(0.05, 0.2, 60)
+    same = np.vstack([items, items, items])  # three seeds that agree item by item
+    apart = same + np.array([[-0.05], [0.0], [0.05]])  # seeds that disagree by +-5 points
+    a, b = stats.seeds_and_items_bootstrap(same), stats.seeds_and_items_bootstrap(apart)
+    assert a.mean == pytest.approx(items.mean()) and b.mean == pytest.approx(items.mean())
+    assert b.per_seed == pytest.approx((items.mean() - 0.05, items.mean(), items.mean() + 0.05))
+    assert b.spread == pytest.approx(0.05) and a.spread == pytest.approx(0.0, abs=1e-15)
+    assert (b.ci_high - b.ci_low) > (a.ci_high - a.ci_low)  # seed variance is in the interval
+    # the recipe, by hand: per resample, S seed indices then n item indices, percentile interval
+    draw = np.random.default_rng(0)
+    values = []
+    for _ in range(4000):
+        s = draw.integers(0, 3, 3)
+        i = draw.integers(0, 60, 60)
+        values.append(apart[np.ix_(s, i)].mean())
+    assert (b.ci_low, b.ci_high) == pytest.approx(tuple(np.quantile(values, [0.025, 0.975])))
+    one = stats.seeds_and_items_bootstrap([[0.0, 0.0, 0.0]])
+    assert (one.mean, one.p_value) == (0.0, 1.0) and math.isnan(one.spread)
+    with pytest.raises(ValueError, match="seeds x items"):
+        stats.seeds_and_items_bootstrap([1.0, 2.0])

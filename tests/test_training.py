@@ -969,3 +969,18 @@ def test_the_command_line_prints_rounded_losses_and_no_kernels_hub_notice(
     losses = re.findall(r"loss[ =:]+'?(\d+\.\d+)", text)
     assert losses and all(len(x.split(".")[1]) <= 4 for x in losses), losses
     assert "cut short" in text and "succeeded ->" in text
+
+
+def test_seeds_are_a_sweep_axis(tmp_path):
+    from harness.training_config import training_plan
+
+    path = write_config(
+        tmp_path / "s.toml", 'output = "runs/s"\n[sweep]\nlearning_rate = [2e-4, 2e-3]\nseeds = [0, 1, 2]\n'
+    )
+    points = load_sweep(path)
+    assert sorted((p.config.train.learning_rate, p.config.seed) for p in points) == [
+        (lr, s) for lr in (2e-4, 2e-3) for s in (0, 1, 2)
+    ]
+    assert len({p.config.output for p in points}) == 6  # one run, one folder per seed
+    names = {a.short_name for a in training_plan(path)}
+    assert "lr=2e-4,seed=1@1ep" in names

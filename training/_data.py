@@ -21,6 +21,7 @@ from harness.tasks.spider import (
     select_shots,
     spider_completion,
     spider_prompt,
+    split_validation,
 )
 
 
@@ -69,6 +70,7 @@ def build_examples(
     length_percentile: float,
     overlong: str,
     seed: int,
+    hold_out: str = "none",
 ) -> Examples:
     """Format, measure, filter and subset the Spider train split.
 
@@ -83,6 +85,7 @@ def build_examples(
         overlong: "drop" examples longer than ``max_length``, or "truncate" them (they then
             lose the end of their completion, EOS included).
         seed: the subset and shot seed.
+        hold_out: "validation" leaves out the validation split's databases (never trained on).
 
     Returns:
         The examples, in seeded random order, with counts of everything dropped or truncated.
@@ -92,6 +95,8 @@ def build_examples(
     """
     root = find_spider_dir(spider_dir or None)
     items = load_spider_split(root, "train")
+    if hold_out == "validation":
+        items, _ = split_validation(items)
     schemas = load_schemas(root)
     tmpl = get_spider_template(template)
     eos = tokenizer.eos_token

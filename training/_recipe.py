@@ -416,6 +416,7 @@ def _setup_dataset(cfg: TrainingConfig, tokenizer):
         length_percentile=d.length_percentile,
         overlong=d.overlong,
         seed=cfg.seed,
+        hold_out=d.hold_out,
     )
     s = examples.stats
     log.info(

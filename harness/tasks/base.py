@@ -131,7 +131,9 @@ def seeded_sample(items: Sequence, limit: int, seed: int) -> list:
 
 def stratified_sample(items: Sequence, limit: int, seed: int, stratum) -> list:
     """A seeded sample of ``limit`` items spread over strata in proportion to their sizes
-    (largest remainders), in the items' original order."""
+    (largest remainders), in the items' original order. Strata with equal remainders (equal
+    sizes, say, with fewer items asked than strata) are served in a seeded random order, so a
+    small limit spreads over the strata rather than taking the alphabetically first ones."""
     if not limit or limit >= len(items):
         return list(items)
     groups: dict[Any, list[int]] = {}
@@ -139,7 +141,12 @@ def stratified_sample(items: Sequence, limit: int, seed: int, stratum) -> list:
         groups.setdefault(stratum(item), []).append(i)
     quotas = {k: limit * len(v) / len(items) for k, v in groups.items()}
     counts = {k: int(q) for k, q in quotas.items()}
-    for k in sorted(groups, key=lambda k: (-(quotas[k] - counts[k]), str(k)))[: limit - sum(counts.values())]:
+    # a string seed is hashed by random.seed with SHA-512: the same order in every process
+    tie_order = sorted(groups, key=str)
+    random.Random(f"strata:{seed}").shuffle(tie_order)
+    rank = {k: i for i, k in enumerate(tie_order)}
+    by_remainder = sorted(groups, key=lambda k: (-(quotas[k] - counts[k]), rank[k]))
+    for k in by_remainder[: limit - sum(counts.values())]:
         counts[k] += 1
     rng = random.Random(seed)
     chosen = [i for k in sorted(groups, key=str) for i in rng.sample(groups[k], counts[k])]

@@ -16,7 +16,6 @@ Data: the original CSV layout (Hendrycks et al.'s ``data.tar``: ``<dir>/{dev,val
 from __future__ import annotations
 
 import csv
-import math
 import os
 import random
 import typing
@@ -34,7 +33,7 @@ from harness.configfile import Problems, unknown
 from harness.data_sources import SOURCES, DataNotFound, locate
 from harness.engine import GenerationSettings, LoglikSettings
 from harness.results import CaseSpec
-from harness.stats import renormalised_logprob
+from harness.stats import choice_probability
 from harness.tasks.base import (
     NonNegative,
     Positive,
@@ -622,8 +621,9 @@ class MultipleChoice(BaseMetric):
     and the reason says it was not a valid choice.
 
     ``score`` is the probability the model gives the gold answer among the choices when the test
-    case carries the choices' log-probabilities (``metadata["choice_logprobs"]``, from the
-    log-likelihood and cloze scorings): a continuous measure that moves before the accuracy does.
+    case carries the choices' scores (``metadata["choice_scores"]``, from the log-likelihood and
+    cloze scorings, in the normalisation the prediction uses): a continuous measure that moves
+    before the accuracy does.
     Without them (the generate scoring) it is 1.0 or 0.0. Pass or fail never depends on it.
     """
 
@@ -649,11 +649,9 @@ class MultipleChoice(BaseMetric):
             ok, reason = True, f"prediction {predicted.upper()} is the answer"
         else:
             ok, reason = False, f"prediction {predicted.upper()}, answer {answer}"
-        logprobs = (test_case.metadata or {}).get("choice_logprobs")
+        scores = (test_case.metadata or {}).get("choice_scores")
         self.correct = ok
-        self.score = (
-            math.exp(renormalised_logprob(logprobs, LETTERS.index(answer))) if logprobs else float(ok)
-        )
+        self.score = choice_probability(scores, LETTERS.index(answer)) if scores else float(ok)
         self.reason = reason
         self.success = self.is_successful()
         return self.score
@@ -670,13 +668,20 @@ class MultipleChoice(BaseMetric):
         return "Multiple Choice"
 
 
-def gold_logprob(prediction: MMLUPrediction, gold: int) -> float:
-    """The continuous measure of one answer: the log-probability of the gold letter among the
-    four (renormalised over them: the model's confidence in the right choice), or, for the cloze
-    form, the gold text's mean log-probability per token (length-normalised)."""
-    if prediction.token_counts is not None:
-        return prediction.logprobs[gold] / max(prediction.token_counts[gold], 1)
-    return renormalised_logprob(prediction.logprobs, gold)
+def choice_scores(prediction: MMLUPrediction, item: MMLUItem) -> tuple[float, ...]:
+    """The four scores whose largest is the predicted answer: the letters' log-likelihoods, or,
+    in the cloze form, each choice text's log-likelihood per character (:func:`acc_norm_choice`).
+    The probability of the right answer and the answer KL read these, so the measures and the
+    prediction read one distribution."""
+    if prediction.scoring == "cloze":
+        return tuple(lp / max(len(c), 1) for lp, c in zip(prediction.logprobs, item.choices))
+    return tuple(prediction.logprobs)
+
+
+def gold_token_loglik(prediction: MMLUPrediction, gold: int) -> float:
+    """Cloze form: the gold text's log-likelihood per token, log p(text | prompt) / tokens. Not a
+    probability among the choices (it ignores the others), and reported only under this name."""
+    return prediction.logprobs[gold] / max(prediction.token_counts[gold], 1)
 
 
 def acc_norm_choice(logprobs: Sequence[float], choices: Sequence[str]) -> int:
@@ -733,9 +738,11 @@ class MMLUSettings(TaskSettings):
 
 
 class MMLUOptions(VariantOptions):
-    """A variant's ``mmlu = {...}`` table: ``shots`` and ``scoring`` override the task's."""
+    """A variant's ``mmlu = {...}`` table: ``shots``, ``scoring`` and ``batch_size`` override the
+    task's (another batch size: a null variant that measures the run's noise floor)."""
 
     scoring: Scoring | None = None
+    batch_size: Positive | None = None
 
 
 @dataclass(frozen=True)
@@ -829,11 +836,15 @@ class MMLUTask:
         )
         version = MMLU_CLOZE_TEMPLATE_VERSION if cloze else MMLU_TEMPLATE_VERSION
         fingerprint = {"scoring": scoring, "template_version": version}
+        batch_size = settings.batch_size
+        if options is not None and options.batch_size is not None:
+            # its own cache entry: scored again at this batch size, never read from another's
+            batch_size = fingerprint["batch_size"] = options.batch_size
         desc = f"mmlu {variant.name} ({scoring})"
         if scoring in ("loglik", "cloze"):
             # cloze: the choices' texts differ per question, so no prefix is shared between them
             loglik = LoglikSettings(
-                batch_size=settings.batch_size,
+                batch_size=batch_size,
                 max_batch_tokens=settings.max_batch_tokens,
                 reuse_prefix="off" if cloze else settings.reuse_prefix,
             )
@@ -857,7 +868,7 @@ class MMLUTask:
             ]
         else:
             gen = GenerationSettings(
-                max_new_tokens=_GENERATE_TOKENS, batch_size=settings.batch_size, add_special_tokens=True
+                max_new_tokens=_GENERATE_TOKENS, batch_size=batch_size, add_special_tokens=True
             )
             raws, phase = engine.generate(
                 variant,
@@ -907,9 +918,14 @@ class MMLUTask:
     ) -> CaseSpec:
         extra = {"shots_used": prediction.shots_used, "scoring": prediction.scoring}
         logprobs = list(prediction.logprobs) if prediction.logprobs is not None else None
+        scores = list(choice_scores(prediction, item)) if logprobs is not None else None
         if logprobs is not None:
-            extra["letter_scores"] = dict(zip(LETTERS, logprobs))
-            extra["gold_logprob"] = gold_logprob(prediction, LETTERS.index(item.answer))
+            gold = LETTERS.index(item.answer)
+            extra["letter_scores"] = dict(zip(LETTERS, logprobs))  # as the model scored them
+            extra["choice_scores"] = dict(zip(LETTERS, scores))  # as the prediction ranks them
+            extra["gold_prob"] = choice_probability(scores, gold)
+            if prediction.scoring == "cloze":
+                extra["gold_token_loglik"] = gold_token_loglik(prediction, gold)
         test_case = LLMTestCase(
             name=f"{variant.name}/{item.item_id}",
             input=item.question,
@@ -922,6 +938,7 @@ class MMLUTask:
                 "predicted_letter": prediction.letter,
                 "letter_scores": extra.get("letter_scores"),
                 "choice_logprobs": logprobs,
+                "choice_scores": scores,
                 "raw_output": prediction.raw,
                 "shots_used": prediction.shots_used,
             },

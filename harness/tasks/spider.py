@@ -183,6 +183,35 @@ def load_spider_split(spider_dir: Path, split: str) -> list[SpiderItem]:
     return items_from_rows(rows, split, str(Path(spider_dir) / files[0]))
 
 
+# A validation split carved from train, for choosing a sweep's point without peeking at dev: the
+# items of a seeded tenth of train's databases (Spider's train and dev databases are disjoint, so
+# these are disjoint from dev's too). Training configs with data.hold_out = "validation" never
+# see them.
+VALIDATION_FRACTION = 0.1
+VALIDATION_SEED = 0
+
+
+def validation_databases(
+    train: Sequence[SpiderItem], fraction: float = VALIDATION_FRACTION, seed: int = VALIDATION_SEED
+) -> frozenset[str]:
+    """The train databases whose items form the validation split: a seeded sample of
+    ``fraction`` of them (at least one), the same in every process."""
+    databases = sorted({item.db_id for item in train})
+    if not databases:
+        return frozenset()
+    k = max(1, round(fraction * len(databases)))
+    return frozenset(random.Random(f"spider-validation:{seed}").sample(databases, k))
+
+
+def split_validation(train: Sequence[SpiderItem]) -> tuple[list[SpiderItem], list[SpiderItem]]:
+    """(train without the validation databases, the validation items relabelled
+    ``validation-<train index>``), both in file order."""
+    held = validation_databases(train)
+    rest = [item for item in train if item.db_id not in held]
+    validation = [replace(item, split="validation") for item in train if item.db_id in held]
+    return rest, validation
+
+
 def load_spider_hub(split: str, spider_dir: Path | None = None) -> list[SpiderItem]:
     """Items from the Hugging Face hub copy ``xlangai/spider`` (needs internet, or a local
     copy of the same schema passed as ``spider_dir`` to ``datasets.load_dataset``).
@@ -527,8 +556,13 @@ class SpiderSettings(TaskSettings):
 
     data_dir: str = ""  # empty: looked up as harness.data_sources says ($HARNESS_SPIDER_DIR, ./data, ...)
     source: Literal["disk", "hub"] = "disk"  # "hub": rows from xlangai/spider, databases still from data_dir
-    split: Literal["dev", "train"] = "dev"
+    # "validation": items of a seeded tenth of train's databases (split_validation), for choosing
+    # a sweep's point; the shots then come from the rest of train
+    split: Literal["dev", "train", "validation"] = "dev"
     template: TemplateName = "schema"
+    # How ``limit`` picks its items: "seeded", a seeded random sample; "first", the split's first
+    # ``limit`` items in file order (the paper's 200: dev 0-199, docs/paper_protocol.md).
+    sample: Literal["seeded", "first"] = "seeded"
     timeout_s: Annotated[float, Field(gt=0)] = 5.0  # per query, gold and predicted
     max_new_tokens: Positive = 128
     batch_size: Positive = 8
@@ -568,13 +602,19 @@ class SpiderPrediction:
 
 def load_spider_data(settings: SpiderSettings, seed: int) -> TaskData:
     spider_dir = find_spider_dir(settings.data_dir or None)
+    split = "train" if settings.split == "validation" else settings.split
     if settings.source == "hub":
-        items, train = load_spider_hub(settings.split), load_spider_hub("train")
+        items, train = load_spider_hub(split), load_spider_hub("train")
     else:
-        items, train = load_spider_split(spider_dir, settings.split), load_spider_split(spider_dir, "train")
+        items, train = load_spider_split(spider_dir, split), load_spider_split(spider_dir, "train")
+    if settings.split == "validation":
+        train, items = split_validation(train)
     # Resolved once per database; a db_id that would leave database/ is refused here.
     databases = {db_id: database_path(spider_dir, db_id) for db_id in dict.fromkeys(i.db_id for i in items)}
-    selected = sample_items(items, settings.limit, seed)
+    if settings.sample == "first" and settings.limit:
+        selected = items[: settings.limit]
+    else:
+        selected = sample_items(items, settings.limit, seed)
     context = SpiderContext(spider_dir, load_schemas(spider_dir), tuple(train), databases)
     return TaskData(tuple(selected), context)
 
