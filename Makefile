@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 # deepeval's environment is set by the harness itself (harness/deepeval_env.py).
 
-.PHONY: venv bench test lint wheels test-slow clean
+.PHONY: venv data bench test lint wheels test-slow clean
 
 venv: $(STAMP)
 
@@ -17,6 +17,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check "torch==2.13.0" || $(BIN)/pip install --quiet "torch>=2.4"
 	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev]"
 	touch $(STAMP)
+
+# Spider and MMLU into ./data (or $HARNESS_DATA_DIR), checksummed and checked: harness/data_sources.py.
+data: venv
+	$(BIN)/harness data fetch
 
 bench: venv
 	$(BIN)/harness bench $(if $(EXPERIMENT),--experiment $(EXPERIMENT))

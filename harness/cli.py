@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -21,16 +22,28 @@ DESCRIPTION = """\
 Measure what fine-tuning buys (Spider execution accuracy) and what it costs (MMLU accuracy).
 
 commands:
+  data           fetch the evaluation data (Spider, MMLU) and check a data folder
   bench          train the adapters the experiment needs and lacks, run the benchmarks, write the report
   train          train adapters from a training config (python -m training)
   score-spider   score a file of Spider dev predictions, one SQL query per line
 
 examples:
+  harness data fetch                               # Spider and MMLU into ./data ($HARNESS_DATA_DIR)
+  harness data check                               # is the data there, complete, the known release?
   harness bench                                    # the default experiment (make bench)
   harness bench -m "spider and base" --limit 20    # 20 Spider items, the base variant only
   harness bench --experiment experiments/paper_full.toml -n 8    # the whole study on a GPU
   harness train --config training/configs/default.toml --max-steps 5
   harness score-spider reports/<run-id>/predictions/ft.spider.sql
+"""
+
+DATA_DESCRIPTION = """\
+Get the evaluation data and check it. Sources (harness/data_sources.py): Spider 1.0's official
+release (spider_data.zip, CC BY-SA 4.0, sha256 checked) and MMLU's original data.tar (MIT; its
+171 CSV files checked one by one). Data folder: $HARNESS_DATA_DIR, default ./data.
+
+The harness looks for a dataset in: --spider-dir / --mmlu-dir (or a config's data_dir),
+$HARNESS_SPIDER_DIR / $HARNESS_MMLU_DIR, $HARNESS_DATA_DIR/<name>, ./data/<name>, ../shared/data/<name>.
 """
 
 BENCH_EPILOG = """\
@@ -39,46 +52,26 @@ Every other argument goes to pytest (through deepeval test run), for example:
   --limit 20            20 items of every task (--limit mmlu=100 for one task)
   --shots spider=3      few-shot examples for every variant on a task
   --load bf16           load mode of every variant (fp32, bf16, int8, nf4)
-  --model org/name      the model of every variant (HF id, folder or .gguf)
+  --model org/name      the model of every variant without an adapter (HF id, folder or .gguf);
+                        the variants with one stay on the base it was trained on, and are named
+  --batch-size 32       prompts per batch of every task (--batch-size mmlu=64 for one task)
   --run-id NAME         the report folder's name under reports/
   --gates none          check no gates
 See `pytest benchmarks/ --help` (section "fine-tuning trade-off harness") for all of them.
 """
 
 
-def _selected_variants(exp, mark: str | None) -> list:
-    """The variants a marker expression can select (a variant is a marker, as is each task)."""
-    if not mark:
-        return list(exp.variants)
-    try:
-        from _pytest.mark.expression import Expression
-
-        expression = Expression.compile(mark)
-    except Exception:  # an expression pytest will refuse anyway, or another pytest: train them all
-        return list(exp.variants)
-
-    def selects(variant) -> bool:
-        # The markers pytest gives the variant's cases (harness.session): its name and, for a
-        # sweep's variant, the sweep's, its run's and its checkpoint's.
-        return any(
-            expression.evaluate(lambda name, t=task, **_: name in (*variant.markers, t))
-            for task in exp.tasks_of(variant)
-        )
-
-    return [v for v in exp.variants if selects(v)]
-
-
-def _train(config: str, *extra: str) -> tuple[int, float]:
+def _train(config: str, *extra: str, env: dict | None = None) -> tuple[int, float]:
     start = time.perf_counter()
-    rc = subprocess.call([sys.executable, "-m", "training", "--config", config, *extra])
+    rc = subprocess.call([sys.executable, "-m", "training", "--config", config, *extra], env=env)
     return rc, time.perf_counter() - start
 
 
-def _train_missing(exp, variants, record: list) -> int:
+def _train_missing(exp, variants, record: list, env: dict | None = None) -> int:
     """Train what ``variants`` need and lack; 0 when all is there (or trained). A sweep's
     training config runs once with --missing-only: its points that diverge are reported and not
     benchmarked, the others are; a plain variant's failed training stops the command."""
-    from harness.models import check_adapter_usable
+    from harness.models import check_adapter_base, check_adapter_usable, is_local_adapter
 
     done: set[str] = set()
     for v in variants:
@@ -91,7 +84,7 @@ def _train_missing(exp, variants, record: list) -> int:
                 f"harness: training what is missing of {v.train_config} (sweep {v.origin.sweep!r})",
                 flush=True,
             )
-            rc, seconds = _train(v.train_config, "--missing-only")
+            rc, seconds = _train(v.train_config, "--missing-only", env=env)
             record.append({"config": v.train_config, "seconds": round(seconds, 1), "exit": rc})
             done.add(v.train_config)
             if rc not in (0, 1):  # 1: a point failed or diverged; the report lists it
@@ -104,7 +97,7 @@ def _train_missing(exp, variants, record: list) -> int:
             f"training it with {v.train_config}",
             flush=True,
         )
-        rc, seconds = _train(v.train_config, "--output", v.adapter)
+        rc, seconds = _train(v.train_config, "--output", v.adapter, env=env)
         record.append({"config": v.train_config, "seconds": round(seconds, 1), "exit": rc})
         if rc != 0:
             print(
@@ -114,8 +107,9 @@ def _train_missing(exp, variants, record: list) -> int:
             return rc
         done.add(v.adapter)
     for v in variants:
-        if v.adapter and v.origin is None:
+        if v.adapter and v.origin is None and is_local_adapter(v.adapter, v.adapter_revision or None):
             check_adapter_usable(v.adapter)
+            check_adapter_base(v.name, v.model, v.adapter, v.adapter)
     return 0
 
 
@@ -129,17 +123,46 @@ def _option(extra: list[str], name: str) -> str | None:
     return None
 
 
+def _training_env(options) -> dict:
+    """The environment of the training runs: the data folders the benchmarks were given, so
+    training reads the same Spider (by variable: a training config's own ``data.spider_dir``, when
+    it names one, still wins, and its fingerprint does not change with where the data lies)."""
+    from harness.data_sources import SOURCES
+
+    env = dict(os.environ)
+    for name, folder in (("spider", options.spider_dir), ("mmlu", options.mmlu_dir)):
+        if folder:
+            env[SOURCES[name].dir_env] = str(Path(folder).resolve())
+    return env
+
+
+def _remove_if_empty(run_dir: Path) -> None:
+    """A run that failed before its first case leaves no report folder (only the command record)."""
+    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {COMMAND_RECORD}:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
 def _cmd_bench(args: argparse.Namespace, extra: list[str]) -> int:
-    """Train every adapter the selected variants need and lack, then run the benchmarks."""
-    from harness.config import Overrides, load_experiment
+    """Check everything, train every adapter the selected variants need and lack, then run the
+    benchmarks."""
+    from harness.bench_preflight import PreflightError, preflight
+    from harness.data_sources import DATA_DIR_ENV
 
     started = time.time()
-    exp = load_experiment(args.experiment, Overrides(variants=tuple(args.variant)))
-    run_id = _option(extra, "--run-id")
+    if args.data_dir:
+        os.environ[DATA_DIR_ENV] = str(Path(args.data_dir).resolve())
+    try:
+        plan = preflight(extra, experiment=args.experiment, variants=args.variant, mark=args.mark)
+    except PreflightError as e:
+        for line in str(e).splitlines():
+            print(f"harness: error: {line}", file=sys.stderr)
+        return 4  # pytest's status for a usage error
+    exp, options = plan.experiment, plan.options
+    run_id = options.run_id
     if run_id is None:
         run_id = new_run_id()
         extra = [*extra, "--run-id", run_id]
-    run_dir = Path(_option(extra, "--report-dir") or exp.report_dir) / check_run_id(run_id)
+    run_dir = Path(options.report_dir or exp.report_dir) / check_run_id(run_id)
     if is_locked(run_dir):
         print(f"harness: error: {run_dir}: another run is writing into this folder now", file=sys.stderr)
         return 2
@@ -147,11 +170,11 @@ def _cmd_bench(args: argparse.Namespace, extra: list[str]) -> int:
         print(f"harness: error: {run_dir} already holds a run; give another --run-id", file=sys.stderr)
         return 2
     training: list[dict] = []
-    rc = _train_missing(exp, _selected_variants(exp, args.mark), training)
-    # The report tells the whole command's time and the training it ran (harness/plugin.py).
-    write_json(run_dir / COMMAND_RECORD, {"started": started, "argv": sys.argv, "training": training})
+    rc = _train_missing(exp, plan.variants, training, _training_env(options))
     if rc:
         return rc
+    # The report tells the whole command's time and the training it ran (harness/plugin.py).
+    write_json(run_dir / COMMAND_RECORD, {"started": started, "argv": sys.argv, "training": training})
     cmd = ["test", "run", "benchmarks/", "--experiment", args.experiment]
     for name in args.variant:
         cmd += ["--variant", name]
@@ -171,13 +194,86 @@ def _cmd_bench(args: argparse.Namespace, extra: list[str]) -> int:
         "from harness.deepeval_env import import_deepeval; import_deepeval(); "
         "from deepeval.cli.main import app; app()",
     ]
-    return subprocess.call(deepeval + cmd, env=apply_deepeval_env(dict(os.environ)))
+    try:
+        return subprocess.call(deepeval + cmd, env=apply_deepeval_env(dict(os.environ)))
+    finally:
+        _remove_if_empty(run_dir)
 
 
 def _cmd_score_spider(args: argparse.Namespace, extra: list[str]) -> int:
     from harness.score_spider import run
 
     return run(args)
+
+
+def _print_findings(findings) -> None:
+    for finding in findings:
+        print(f"harness data: {finding.line()}", file=sys.stderr)
+
+
+def _cmd_data_fetch(args: argparse.Namespace, extra: list[str]) -> int:
+    from harness.data_fetch import FetchError, fetch
+    from harness.data_sources import SOURCES, data_root
+
+    root = data_root(args.data_dir)
+    rc = 0
+    for name in args.only or list(SOURCES):
+        try:
+            folder, findings = fetch(
+                name,
+                root,
+                url=getattr(args, f"{name}_url"),
+                sha256=getattr(args, f"{name}_sha256"),
+                force=args.force,
+            )
+        except FetchError as e:
+            print(f"harness data: error: {e}", file=sys.stderr)
+            _print_findings(e.findings)
+            rc = 1
+            continue
+        _print_findings(findings)
+        print(f"harness data: {name} -> {folder}")
+    if rc == 0:
+        again = f"harness data check {root}" if args.data_dir else "harness data check"
+        print(f"harness data: done; `{again}` checks it again")
+    return rc
+
+
+def _datasets_in(folder: Path) -> dict[str, Path]:
+    """The datasets a folder given to `harness data check` holds: itself, or its subfolders."""
+    from harness.data_sources import SOURCES
+
+    for name, source in SOURCES.items():
+        if (folder / source.marker).exists():
+            return {name: folder}
+    return {name: folder / name for name in SOURCES}
+
+
+def _cmd_data_check(args: argparse.Namespace, extra: list[str]) -> int:
+    from harness.data_check import Finding, check, is_known_release, summary_line
+    from harness.data_sources import DataNotFound, locate
+
+    if args.folder:
+        folders = _datasets_in(Path(args.folder))
+    else:
+        folders = {}
+        for name, explicit in (("spider", args.spider_dir), ("mmlu", args.mmlu_dir)):
+            try:
+                folders[name] = locate(name, explicit, option=f"--{name}-dir")
+            except DataNotFound as e:
+                _print_findings([Finding("error", name, str(e))])
+                folders[name] = None
+    errors = 0
+    for name, folder in folders.items():
+        if folder is None:
+            errors += 1
+            continue
+        release = False if args.layout_only else is_known_release(folder)
+        findings = check(name, folder, release=release)
+        _print_findings(findings)
+        errors += sum(f.level == "error" for f in findings)
+        print(f"harness data: {summary_line(name, folder, findings, release)}")
+    return 1 if errors else 0
 
 
 def _cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
@@ -188,7 +284,62 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="harness", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{bench,train,score-spider}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{data,bench,train,score-spider}")
+
+    data = sub.add_parser(
+        "data",
+        help="fetch the evaluation data and check a data folder",
+        description=DATA_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="{fetch,check}")
+    fetch = data_sub.add_parser(
+        "fetch",
+        help="download Spider and MMLU, verify, unpack, check, put in place",
+        description="Download each dataset's official archive (or the URL given), verify its sha256, "
+        "unpack and check it in a scratch folder, then move it to <data dir>/<name>: a failure "
+        "leaves the data folder as it was.",
+    )
+    fetch.add_argument(
+        "--data-dir", default=None, help="where to put them (default: $HARNESS_DATA_DIR, else ./data)"
+    )
+    fetch.add_argument(
+        "--only", action="append", choices=("spider", "mmlu"), help="only this dataset (repeatable)"
+    )
+    fetch.add_argument(
+        "--force", action="store_true", help="fetch again a dataset already there (replaced atomically)"
+    )
+    for name in ("spider", "mmlu"):
+        fetch.add_argument(
+            f"--{name}-url",
+            default=None,
+            help=f"a mirror of the {name} archive (also $HARNESS_{name.upper()}_URL)",
+        )
+        fetch.add_argument(
+            f"--{name}-sha256",
+            default=None,
+            help=f"the sha256 the {name} archive must have "
+            f"(also $HARNESS_{name.upper()}_SHA256; 'none': no check)",
+        )
+    fetch.set_defaults(func=_cmd_data_fetch)
+    check = data_sub.add_parser(
+        "check",
+        help="check a data folder: layout, counts, checksums, missing databases",
+        description="Check the data the harness would use (or FOLDER: a data folder holding spider/ and "
+        "mmlu/, or one dataset's folder). One line per problem; exit status 1 if any, 0 when only "
+        "warnings (Spider's wta_1 database, known to be missing from some copies).",
+    )
+    check.add_argument(
+        "folder", nargs="?", default=None, help="a data folder (default: where the harness looks)"
+    )
+    check.add_argument("--spider-dir", default=None, help="the Spider folder to check")
+    check.add_argument("--mmlu-dir", default=None, help="the MMLU folder to check")
+    check.add_argument(
+        "--layout-only",
+        action="store_true",
+        help="check that the files are there and readable, not that they are the official release",
+    )
+    check.set_defaults(func=_cmd_data_check)
 
     bench = sub.add_parser(
         "bench",
@@ -204,6 +355,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="experiment config (default: experiments/default.toml)",
     )
     bench.add_argument("--variant", action="append", default=[], help="only this variant (repeatable)")
+    bench.add_argument(
+        "--data-dir",
+        default=None,
+        help="the data folder (holding spider/ and mmlu/) for every step; sets $HARNESS_DATA_DIR",
+    )
     bench.add_argument(
         "-m",
         "--mark",

@@ -10,10 +10,16 @@
     [[variants]]                      # the model variants under test
     name = "ft-3shot"
     model = "smollm2-135m-instruct"   # the default, an HF id, a local folder or a .gguf file
-    load = "fp32"                     # fp32, bf16, int8 or nf4
-    adapter = "adapters/default"      # a PEFT adapter folder (optional)
+    revision = ""                     # a hub model's branch, tag or commit (recorded as the commit)
+    load = "fp32"                     # fp32, bf16, int8, nf4, or auto (bf16 on a CUDA GPU that has it)
+    adapter = "adapters/default"      # a PEFT adapter: a folder or a hub id (optional)
+    adapter_revision = ""             # a hub adapter's branch, tag or commit
     train_config = "training/configs/default.toml"   # trains the adapter when it is absent
     spider = {shots = 3}              # the variant's own options per task
+    backend = "hf"                    # what computes its answers (harness.backends)
+    trust_remote_code = false         # run the model repository's own code (off unless asked)
+    attn_implementation = ""          # "sdpa", "eager", "flash_attention_2", ...; empty: transformers'
+    device_map = ""                   # "auto": spread a model larger than one GPU; empty: one device
 
 Loaded into frozen pydantic models by the one config loader (harness/configfile.py): every
 problem is reported at once, naming the file and the dotted key, with a did-you-mean. The models
@@ -32,8 +38,17 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, PrivateAttr, create_model, model_validator
 
 from harness import configfile
+from harness.backends import BACKENDS, DEFAULT_BACKEND
 from harness.configfile import ConfigError, Problems, Strict, unknown
-from harness.models import DEFAULT_MODEL, LOAD_MODES
+from harness.data_sources import DataNotFound, locate
+from harness.models import (
+    AUTO,
+    DEFAULT_MODEL,
+    LOAD_MODES,
+    ModelLoadError,
+    check_adapter_base,
+    is_local_adapter,
+)
 from harness.tasks import DEFAULT_TASKS, TASKS
 from harness.training_config import training_plan
 
@@ -42,6 +57,7 @@ __all__ = ["ConfigError", "ExperimentConfig", "VariantConfig", "Overrides", "loa
 _VARIANT_NAME = re.compile(r"^[A-Za-z@][A-Za-z0-9_.=@+,-]*$")
 TaskName = Literal[tuple(TASKS)]  # type: ignore[valid-type]
 LoadMode = Literal[LOAD_MODES]  # type: ignore[valid-type]
+VariantLoadMode = Literal[(*LOAD_MODES, AUTO)]  # type: ignore[valid-type]
 
 # Keys of the variant table before tasks were registered: each now lives in the task's own table.
 _RENAMED = {
@@ -70,10 +86,16 @@ class _VariantBase(Strict):
 
     name: str
     model: str = DEFAULT_MODEL
-    load: LoadMode = "fp32"
-    adapter: str = ""  # a PEFT adapter folder; empty: the base model
+    revision: str = ""  # a hub model's branch, tag or commit; empty: main
+    load: VariantLoadMode = AUTO  # auto: bf16 on a CUDA device that supports it, else fp32
+    adapter: str = ""  # a PEFT adapter folder or hub id; empty: the base model
+    adapter_revision: str = ""  # a hub adapter's branch, tag or commit
     train_config: str = ""  # training config that produces ``adapter`` when it is absent
     tasks: tuple[TaskName, ...] = ()  # empty: every task of the experiment
+    backend: str = DEFAULT_BACKEND  # what computes the answers (harness.backends)
+    trust_remote_code: bool = False  # let the model's repository run its own code
+    attn_implementation: str = ""  # transformers' attn_implementation; empty: its default
+    device_map: str = ""  # "auto": spread the model over the GPUs; empty: on one device
     origin: Origin | None = None  # set by the loader for a sweep's variants
     # The baseline scored a second time another way (another batch size, ``mmlu = {batch_size =
     # 1}``, or load mode): a null variant. Its "changes" are the run's noise floor, reported beside
@@ -109,6 +131,20 @@ class _VariantBase(Strict):
         return getattr(self, task, None)
 
 
+# A variant's keys that decide what computes its numbers (everything but its name, tasks and options).
+_MODEL_KEYS = {
+    "model",
+    "revision",
+    "load",
+    "adapter",
+    "adapter_revision",
+    "backend",
+    "trust_remote_code",
+    "attn_implementation",
+    "device_map",
+}
+
+
 def marker_name(name: str) -> str:
     """``name`` as a pytest marker that ``-m`` expressions can name."""
     name = name.replace("=", "_").replace("@", "_at_").replace(",", "+")
@@ -138,7 +174,7 @@ class _SweepBase(Strict):
     train_config: str
     name: str = ""  # prefix of the variants' names; empty: none
     model: str = ""  # empty: the training config's model
-    load: LoadMode = "fp32"
+    load: VariantLoadMode = "fp32"
     tasks: tuple[TaskName, ...] = ()
 
 
@@ -166,6 +202,12 @@ class _ExperimentBase(Strict):
     variants: Annotated[tuple[VariantConfig, ...], Field(min_length=1)] = ()  # type: ignore[valid-type]
     source: str = ""  # the file it was loaded from (set by the loader, not a key of the file)
     _declared: tuple[str, ...] = PrivateAttr(default=())  # every variant of the file (before --variant)
+    _model_left_alone: tuple[str, ...] = PrivateAttr(default=())  # variants --model did not change
+
+    @property
+    def model_left_alone(self) -> tuple[str, ...]:
+        """The variants with an adapter, which a --model override leaves on their own base."""
+        return self._model_left_alone
 
     @property
     def declared_variants(self) -> tuple[str, ...]:
@@ -197,11 +239,19 @@ class _ExperimentBase(Strict):
                 )
             if v.train_config and not Path(v.train_config).is_file():
                 problems.append(f"{key}.train_config: no such file {v.train_config!r}")
-            if v.adapter and not v.train_config and not (Path(v.adapter) / "adapter_config.json").is_file():
+            local = is_local_adapter(v.adapter, v.adapter_revision or None)
+            if (
+                v.adapter
+                and local
+                and not v.train_config
+                and not (Path(v.adapter) / "adapter_config.json").is_file()
+            ):
                 problems.append(
                     f"{key}.adapter: no adapter_config.json in {v.adapter!r} and no train_config to "
-                    "produce it"
+                    "produce it (a hub adapter is an id 'org/name')"
                 )
+            if v.backend not in BACKENDS:
+                problems.append(f"{key}.backend: " + unknown("backend", v.backend, BACKENDS))
         if self.baseline and self.baseline not in seen:
             problems.append("baseline: " + unknown("variant", self.baseline, sorted(seen)))
         if problems:
@@ -235,7 +285,8 @@ class _ExperimentBase(Strict):
         for v in self.variants:
             for task in self.tasks_of(v):
                 options = v.options(task)
-                key = (task, v.model, v.load, v.adapter, options.model_dump_json() if options else "")
+                model = v.model_dump(include=_MODEL_KEYS)
+                key = (task, json.dumps(model, sort_keys=True), options.model_dump_json() if options else "")
                 if key in first:
                     out[(v.name, task)] = first[key]
                 else:
@@ -260,6 +311,8 @@ class Overrides:
 
     ``limits`` and ``shots`` map a task name to a number; the key ``"*"`` means every task.
     ``data_dirs`` maps a task to its ``data_dir``. ``variants`` keeps only those variants.
+    ``model`` applies to the variants without an adapter only: an adapter belongs to the base it
+    was trained on (the loader records the variants it left alone).
     """
 
     variants: tuple[str, ...] = ()
@@ -267,6 +320,7 @@ class Overrides:
     load: str | None = None
     limits: dict = dataclasses.field(default_factory=dict)
     shots: dict = dataclasses.field(default_factory=dict)
+    batch_sizes: dict = dataclasses.field(default_factory=dict)  # task (or "*") -> prompts per batch
     data_dirs: dict = dataclasses.field(default_factory=dict)
     settings: dict = dataclasses.field(default_factory=dict)  # {(task, key): value}
 
@@ -283,6 +337,9 @@ def _apply(raw: dict, ov: Overrides) -> dict:
     for key, value in ov.limits.items():
         for task in tasks if key == "*" else [key]:
             table(task)["limit"] = value
+    for key, value in ov.batch_sizes.items():
+        for task in tasks if key == "*" else [key]:
+            table(task)["batch_size"] = value
     for task, value in ov.data_dirs.items():
         table(task)["data_dir"] = value
     for (task, key), value in ov.settings.items():
@@ -291,7 +348,7 @@ def _apply(raw: dict, ov: Overrides) -> dict:
     for v in variants:
         if not isinstance(v, dict):
             continue
-        if ov.model:
+        if ov.model and not v.get("adapter"):
             v["model"] = ov.model
         if ov.load:
             v["load"] = ov.load
@@ -330,11 +387,12 @@ def load_experiment(path: str | Path, overrides: Overrides | None = None):
     for task, _value in ov.limits.items():
         if task != "*" and task not in TASKS:
             raise ConfigError(f"--limit {task}=...: " + unknown("task", task, TASKS))
-    for task in ov.shots:
+    for task in [*ov.shots, *ov.batch_sizes]:
         if task != "*" and task not in TASKS:
             raise ConfigError(f"--shots {task}=...: " + unknown("task", task, TASKS))
     cfg = configfile.validate(ExperimentConfig, _apply(raw, ov), source=str(path), kind="experiment config")
     cfg = cfg.model_copy(update={"source": str(path)})
+    left_alone = tuple(v.name for v in cfg.variants if ov.model and v.adapter) if ov.model else ()
     if ov.variants:
         names = [v.name for v in cfg.variants]
         for n in ov.variants:
@@ -345,6 +403,8 @@ def load_experiment(path: str | Path, overrides: Overrides | None = None):
         baseline = cfg.baseline if cfg.baseline in ov.variants else ""
         cfg = cfg.model_copy(update={"variants": chosen, "baseline": baseline})
         cfg._declared = tuple(names)
+        left_alone = tuple(n for n in left_alone if n in ov.variants)
+    cfg._model_left_alone = left_alone
     return cfg
 
 
@@ -388,6 +448,53 @@ def _expand_sweeps(raw: dict, path) -> dict:
     if problems:
         raise ConfigError(f"{path}: invalid experiment config:\n  " + "\n  ".join(problems))
     return {**raw, "variants": variants}
+
+
+def required_data(exp) -> dict[str, str | None]:
+    """The datasets the experiment's tasks read from disk, each with its configured folder."""
+    needs: dict[str, str | None] = {}
+    if "spider" in exp.tasks:
+        needs["spider"] = exp.settings("spider").data_dir or None
+    if "mmlu" in exp.tasks and exp.settings("mmlu").source != "hub":
+        needs["mmlu"] = exp.settings("mmlu").data_dir or None
+    return needs
+
+
+def check_data(exp) -> None:
+    """ConfigError, one line per dataset the experiment needs and the harness cannot find (where
+    it looked, and the command that fetches it), before any model is converted or trained."""
+    problems = []
+    for name, explicit in required_data(exp).items():
+        try:
+            locate(name, explicit, option=f"--{name}-dir")
+        except DataNotFound as e:
+            problems.append(str(e))
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def check_adapters(exp) -> None:
+    """ConfigError, one line per variant whose adapter (a folder already there) was trained on
+    another base model than the variant's: refused before any case, naming both."""
+    problems = []
+    for v in exp.variants:
+        if v.adapter and is_local_adapter(v.adapter) and (Path(v.adapter) / "adapter_config.json").is_file():
+            try:
+                check_adapter_base(v.name, v.model, v.adapter, v.adapter)
+            except ModelLoadError as e:
+                problems.append(str(e))
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def model_note(exp) -> str:
+    """What a --model override did not change, and why (empty when it changed every variant)."""
+    if not exp.model_left_alone:
+        return ""
+    return (
+        f"--model applies to the variants without an adapter; left alone, on the base their adapter "
+        f"was trained on: {', '.join(exp.model_left_alone)}"
+    )
 
 
 _TABLES = ("sweeps", "variants", *TASKS)  # the file's tables; the other keys go in [experiment]

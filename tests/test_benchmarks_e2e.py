@@ -128,8 +128,12 @@ def test_the_same_cases_without_the_speedups(setup):
 @pytest.mark.parametrize(
     "args, code, message",
     [
-        (["--load", "fp16"], 4, "--load fp16: not one of fp32, bf16, int8, nf4; did you mean 'bf16'?"),
-        (["--spider-dir", "/nowhere"], 4, "spider data: no Spider folder with tables.json at /nowhere"),
+        (["--load", "fp16"], 4, "--load fp16: not one of fp32, bf16, int8, nf4, auto; did you mean 'bf16'?"),
+        (
+            ["--spider-dir", "/nowhere"],
+            4,
+            "no spider data (tables.json not found) at /nowhere (the given folder)",
+        ),
         (["--limit", "spidr=3"], 4, "--limit spidr=3: unknown task 'spidr'"),
         (["--limit", "mmlu=five"], 4, "--limit mmlu=five: expected a whole number, got 'five'"),
         (["--shots", "-1"], 4, "--shots -1: expected a number >= 0, got -1"),

@@ -166,7 +166,7 @@ def test_variants_that_repeat_a_measurement_are_found():
 
 
 def test_a_sweep_becomes_variants_that_keep_each_points_model_and_markers(tmp_path):
-    from harness.cli import _selected_variants
+    from harness.session import selected_variants as _selected_variants
 
     train = tmp_path / "sweep.toml"
     train.write_text('name = "s"\noutput = "adapters/s"\n[sweep]\nmodel = ["model-a", "model-b"]\n')

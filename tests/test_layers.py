@@ -37,7 +37,12 @@ LAYERS: dict[str, int] = {
     "harness.cache": 0,
     "harness.sql": 0,
     "harness.deepeval_env": 0,
+    "harness.mmlu_checksums": 0,
+    "harness.data_sources": 0,
+    "harness.data_check": 0,
+    "harness.data_fetch": 0,
     "harness.models": 1,
+    "harness.backends": 1,
     "harness.sharding": 1,
     "harness.loglik": 1,
     "harness.token_counts": 1,
@@ -64,6 +69,7 @@ LAYERS: dict[str, int] = {
     "harness.plugin": 10,
     "harness.speedups": 10,
     "harness.deepeval_output": 10,
+    "harness.bench_preflight": 10,
     "harness.cli": 11,
     "fixtures": 12,
     "benchmarks": 13,
@@ -80,7 +86,16 @@ PACKAGE_LAYERS = (
 # arrow (the arrow is in the graph all the same): a command's --help must not wait seconds for
 # deepeval, torch or transformers, which these modules import.
 DEFERRED_OK = {
-    "harness.cli": {"harness.config", "harness.models", "harness.score_spider", "harness.tasks.spider"},
+    "harness.cli": {
+        "harness.config",
+        "harness.models",
+        "harness.score_spider",
+        "harness.tasks.spider",
+        "harness.bench_preflight",
+        "harness.data_check",
+        "harness.data_fetch",
+        "harness.data_sources",
+    },
     "training._recipe": {"training._data", "training._guard", "training._progress"},
 }
 

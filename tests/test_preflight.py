@@ -60,7 +60,7 @@ def test_harness_bench_refuses_a_bad_run_id_before_writing_anything(tmp_path, ru
         ["bench", "--experiment", str(exp), "--run-id", run_id, "--report-dir", str(tmp_path / "r")]
     )
     err = capsys.readouterr().err
-    assert rc == 2 and err.count("\n") == 1 and "--run-id" in err
+    assert rc == 4 and err.count("\n") == 1 and "--run-id" in err  # a usage error, as pytest says
     assert sorted(p for p in tmp_path.rglob("*")) == before
     assert not Path("/tmp/x/command.json").exists() or run_id != "/tmp/x"
 

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness.files import write_json
+from harness.tasks.spider import SpiderDataError, find_spider_dir
 from harness.training_config import (
     ConfigError,
     SweepPoint,
@@ -34,7 +35,7 @@ from harness.training_config import (
     parse_override,
     run_status,
 )
-from training._distributed import barrier_and_close, keep_multicast_off, world_from_env
+from training._distributed import barrier_and_close, keep_multicast_off, split_accumulation, world_from_env
 from training._output import SUMMARY_NAME, OutputError
 from training._recipe import TrainingResult, format_loss, run
 
@@ -244,6 +245,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_data(config: str | Path, overrides: dict) -> None:
+    """SpiderDataError (where it looked, and the command that fetches the data) when a run's
+    Spider folder is missing: before any model is converted or loaded, and before any output
+    folder is made."""
+    points = load_sweep(config, **overrides)
+    world = world_from_env()
+    for point in points:  # the config's own problems first: a batch the processes cannot share
+        split_accumulation(
+            point.config.train.per_device_batch_size,
+            point.config.train.gradient_accumulation_steps,
+            world.size,
+        )
+    for spider_dir in dict.fromkeys(p.config.data.spider_dir for p in points):
+        find_spider_dir(spider_dir or None)
+
+
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt(f"terminated by signal {signum}")
 
@@ -298,9 +315,10 @@ def _main(args: argparse.Namespace) -> int:
                     + note
                 )
             return 0
+        check_data(args.config, overrides)
         results = train_from_config(args.config, missing_only=args.missing_only, **overrides)
         barrier_and_close()  # rank 0 may still be writing the adapter; then the process group ends
-    except (ConfigError, OutputError) as e:
+    except (ConfigError, OutputError, SpiderDataError) as e:
         print(f"training: {e}", file=sys.stderr)
         return 2
     except TrainingFailed as e:

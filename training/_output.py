@@ -12,6 +12,7 @@ staging folder, which the next run beside it deletes (:func:`recover`).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -87,12 +88,35 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def portable_adapter_configs(folder: Path) -> None:
+    """Make every adapter_config.json under ``folder`` name its base model as it can be found
+    elsewhere: the hub id and the commit trained on (for the default model, the hub model its GGUF
+    file was made from), or the name the config gave; never a path into this machine's cache.
+
+    The base comes from the run's training summary (``base_model``), written beside the adapter.
+    """
+    try:
+        base = json.loads((folder / SUMMARY_NAME).read_text(encoding="utf-8")).get("base_model") or {}
+    except (OSError, ValueError):
+        return
+    name = base.get("hub_id") or base.get("name")
+    if not name:
+        return
+    for path in folder.rglob("adapter_config.json"):
+        config = json.loads(path.read_text(encoding="utf-8"))
+        config["base_model_name_or_path"] = name
+        config["revision"] = base.get("revision") if base.get("hub_id") else None
+        write_json(path, config, indent=2)
+
+
 def publish(staging: Path, output: Path) -> None:
-    """Move the complete adapter in ``staging`` to ``output``, replacing any earlier one.
+    """Move the complete adapter in ``staging`` to ``output``, replacing any earlier one; its
+    adapter configs name the base portably first (:func:`portable_adapter_configs`).
 
     The earlier adapter is renamed aside first and deleted only once the new one is in place;
     if the second rename fails, it is put back.
     """
+    portable_adapter_configs(staging)
     old = None
     if output.exists():
         old = output.with_name(f".{output.name}.old-{os.getpid()}-{time.time_ns()}")

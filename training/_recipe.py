@@ -35,7 +35,7 @@ from importlib import metadata
 from pathlib import Path
 
 from harness.files import file_sha256, write_json
-from harness.models import load_tokenizer, quantization_config, resolve_model
+from harness.models import hub_kwargs, load_tokenizer, quantization_config, resolve_model
 from harness.noise import kernels_hub_notice_dropped
 from harness.progress import library_bars_only_on_a_terminal
 from harness.training_config import (
@@ -142,11 +142,14 @@ def run(cfg: TrainingConfig, *, callbacks: Sequence = (), sweep_values: dict | N
         set_seed(cfg.seed)
         device = _setup_device(cfg.hardware, world)
         summary["device"] = _describe_device(device)
-        resolved = resolve_model(cfg.model)
+        resolved = resolve_model(cfg.model, cfg.revision or None)
         summary["base_model"] = {
             "name": resolved.name,
             "path": resolved.path,
             "fingerprint": resolved.fingerprint,
+            "hub_id": resolved.hub_id,
+            "revision": resolved.revision,
+            "note": resolved.note,
         }
         model, quant = _setup_model(resolved, cfg.hardware, device)
         summary["quantization"] = quant.to_dict()
@@ -354,7 +357,7 @@ def _load(resolved, **kwargs):
     from transformers import AutoModelForCausalLM
 
     library_bars_only_on_a_terminal()
-    return AutoModelForCausalLM.from_pretrained(resolved.path, gguf_file=resolved.gguf_file, **kwargs)
+    return AutoModelForCausalLM.from_pretrained(resolved.path, **hub_kwargs(resolved), **kwargs)
 
 
 def _check_backward(model) -> None:

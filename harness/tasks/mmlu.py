@@ -30,6 +30,7 @@ from deepeval.test_case import LLMTestCase, SingleTurnParams
 from pydantic import model_validator
 
 from harness.configfile import Problems, unknown
+from harness.data_sources import SOURCES, DataNotFound, locate
 from harness.engine import GenerationSettings, LoglikSettings
 from harness.results import CaseSpec
 from harness.stats import choice_probability
@@ -51,8 +52,7 @@ from harness.token_counts import batch_token_counter
 
 # -- items and selections
 
-MMLU_DIR_ENV = "HARNESS_MMLU_DIR"
-_DEFAULT_MMLU_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "mmlu"
+MMLU_DIR_ENV = SOURCES["mmlu"].dir_env
 
 SPLITS = ("dev", "val", "test")
 Selection = Literal["paper", "full", "per_subject"]
@@ -164,23 +164,13 @@ def _check_split(split: str) -> None:
 
 
 def find_mmlu_dir(explicit: str | os.PathLike | None = None) -> Path:
-    """The MMLU folder: ``explicit`` if given, else ``$HARNESS_MMLU_DIR``, else ../shared/data/mmlu.
-
-    A folder qualifies when it has a ``test/`` subfolder (the original layout).
-    """
-    if explicit:
-        candidate, how = Path(explicit), "the given folder"
-    elif os.environ.get(MMLU_DIR_ENV):
-        candidate, how = Path(os.environ[MMLU_DIR_ENV]), f"${MMLU_DIR_ENV}"
-    else:
-        candidate, how = _DEFAULT_MMLU_DIR, "the default folder"
-    if (candidate / "test").is_dir():
-        return candidate.resolve()
-    raise MMLUDataError(
-        f"no MMLU folder with a test/ subfolder at {candidate} ({how}); expected the original layout "
-        f"<dir>/{{dev,val,test}}/<subject>_<split>.csv. Pass --mmlu-dir, set {MMLU_DIR_ENV} or "
-        f"mmlu.data_dir in the experiment config, or use mmlu.source = 'hub' when online"
-    )
+    """The MMLU folder (one with a ``test/`` subfolder, the original layout): ``explicit`` if given,
+    else ``$HARNESS_MMLU_DIR``, else ``$HARNESS_DATA_DIR/mmlu``, ./data/mmlu, ../shared/data/mmlu
+    (harness.data_sources); the error names every folder looked at and ``harness data fetch``."""
+    try:
+        return locate("mmlu", explicit, option="--mmlu-dir")
+    except DataNotFound as e:
+        raise MMLUDataError(f"{e} (or use mmlu.source = 'hub' when online)") from None
 
 
 def _subjects_to_read(split_dir: Path, split: str, subjects: Iterable[str] | None) -> list[str]:
@@ -718,7 +708,7 @@ LETTER_CHOICES = tuple(
 class MMLUSettings(TaskSettings):
     """The ``[mmlu]`` table of an experiment."""
 
-    data_dir: str = ""  # empty: $HARNESS_MMLU_DIR, else ../shared/data/mmlu
+    data_dir: str = ""  # empty: looked up as harness.data_sources says ($HARNESS_MMLU_DIR, ./data, ...)
     source: Literal["disk", "hub"] = "disk"
     split: Literal["dev", "val", "test"] = "test"
     # "paper": 50 STEM + 50 humanities + 50 social sciences, seeded; "full"; "per_subject"

@@ -31,6 +31,7 @@ from deepeval.metrics import BaseMetric
 from deepeval.test_case import LLMTestCase, SingleTurnParams
 from pydantic import Field
 
+from harness.data_sources import SOURCES, DataNotFound, locate
 from harness.engine import GenerationSettings, LoglikSettings, StopRule
 from harness.files import atomic_write
 from harness.results import CaseSpec
@@ -58,9 +59,7 @@ from harness.tasks.base import (
 )
 from harness.tasks.spider_hardness import HARDNESS_LEVELS, hardness_of
 
-# Where the data is looked for when neither an option nor the config names a folder.
-SPIDER_DIR_ENV = "HARNESS_SPIDER_DIR"
-_DEFAULT_SPIDER_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "spider"
+SPIDER_DIR_ENV = SOURCES["spider"].dir_env
 SPLIT_FILES = {"dev": ("dev.json",), "train": ("train_spider.json", "train_others.json")}
 
 
@@ -114,19 +113,13 @@ class Schema:
 
 
 def find_spider_dir(explicit: str | os.PathLike | None = None) -> Path:
-    """The Spider folder: ``explicit`` if given, else ``$HARNESS_SPIDER_DIR``, else ../shared."""
-    if explicit:
-        path = Path(explicit)
-    elif os.environ.get(SPIDER_DIR_ENV):
-        path = Path(os.environ[SPIDER_DIR_ENV])
-    else:
-        path = _DEFAULT_SPIDER_DIR
-    if (path / "tables.json").is_file():
-        return path.resolve()
-    raise SpiderDataError(
-        f"no Spider folder with tables.json at {path}; "
-        f"pass --spider-dir, set {SPIDER_DIR_ENV} or spider.data_dir in the experiment config"
-    )
+    """The Spider folder (one with tables.json): ``explicit`` if given, else ``$HARNESS_SPIDER_DIR``,
+    else ``$HARNESS_DATA_DIR/spider``, ./data/spider, ../shared/data/spider
+    (harness.data_sources); the error names every folder looked at and ``harness data fetch``."""
+    try:
+        return locate("spider", explicit, option="--spider-dir")
+    except DataNotFound as e:
+        raise SpiderDataError(str(e)) from None
 
 
 def database_path(spider_dir: Path, db_id: str) -> Path:
@@ -561,7 +554,7 @@ class ExecutionAccuracy(BaseMetric):
 class SpiderSettings(TaskSettings):
     """The ``[spider]`` table of an experiment."""
 
-    data_dir: str = ""  # empty: $HARNESS_SPIDER_DIR, else ../shared/data/spider
+    data_dir: str = ""  # empty: looked up as harness.data_sources says ($HARNESS_SPIDER_DIR, ./data, ...)
     source: Literal["disk", "hub"] = "disk"  # "hub": rows from xlangai/spider, databases still from data_dir
     # "validation": items of a seeded tenth of train's databases (split_validation), for choosing
     # a sweep's point; the shots then come from the rest of train
