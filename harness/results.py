@@ -84,7 +84,7 @@ class CaseResult:
     reason: str = ""
     prediction: str | None = None
     score: float | None = None  # the metric's score (1.0/0.0 for a pass/fail metric)
-    extra: Mapping[str, Any] = field(default_factory=dict)  # e.g. MMLU "subject", "letter_scores"
+    extra: Mapping[str, Any] = field(default_factory=dict)  # e.g. MMLU "subject", "choice_scores"
 
     def as_dict(self) -> dict:
         """The row of ``results.json``'s ``cases``: the field ``benchmark`` is written ``task``,
