@@ -27,6 +27,7 @@ from harness.cache import PredictionCache, cached_compute
 from harness.loglik import ChoiceScores, Divergence, kl_to_base, score_choices
 from harness.model_pool import ModelPool
 from harness.sharding import Shard, sharded_compute
+from harness.static_decoding import generate_static, wants_static
 
 log = logging.getLogger(__name__)
 _CHOICES_MARK = "\x00choices\x00"  # separates a prompt from its choices in a record's key
@@ -142,6 +143,16 @@ def generate_batch(
     import torch
     from transformers import StoppingCriteriaList
 
+    if wants_static(model):  # a static cache and a captured step: not bound by kernel launches
+        return generate_static(
+            model,
+            tokenizer,
+            prompts,
+            max_new_tokens=settings.max_new_tokens,
+            stop=settings.stop,
+            add_special_tokens=settings.add_special_tokens,
+            on_step=on_step,
+        )
     enc = tokenizer(
         list(prompts), return_tensors="pt", padding=True, add_special_tokens=settings.add_special_tokens
     )
