@@ -264,7 +264,7 @@ class HFBackend:
         self, variant: ModelSpec, pairs: list[tuple[str, str]], settings: LoglikSettings, tick=None
     ) -> list[Divergence]:
         tokenizer = self.pool.tokenizer(variant.model)
-        with self.pool.activated(variant) as model:
+        with self.pool.activated(variant, unmerged=True) as model:  # the base: adapter disabled
             return kl_to_base(
                 model,
                 tokenizer,
@@ -410,7 +410,7 @@ class Engine:
                 f"variant {variant.name!r} has no adapter: its KL to the base is 0 by definition"
             )
         tokenizer = self.tokenizer(variant)
-        fp = {**self.pool.fingerprint(variant), "request": "kl_to_base", "version": 1}
+        fp = {**self.pool.fingerprint(variant, unmerged=True), "request": "kl_to_base", "version": 1}
         cache = PredictionCache(self.cache_root, namespace, fp, required=("kl", "tokens"))
         keys = [context + _CHOICES_MARK + continuation for context, continuation in pairs]
         pair_of = dict(zip(keys, pairs))

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Iterator
 
-from harness import models
+from harness import merged_adapters, models
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,7 @@ class ModelPool:
         self._resolved: dict[str, models.ResolvedModel] = {}
         self._tokenizers: dict[str, object] = {}
         self._models: dict[tuple[str, str], object] = {}
+        self._merged: dict[tuple[str, str, str], object] = {}
 
     def device_name(self) -> str:
         import torch
@@ -50,13 +51,26 @@ class ModelPool:
         config = AutoConfig.from_pretrained(resolved.path, gguf_file=resolved.gguf_file)
         return models.context_length(config, self.tokenizer(name))
 
-    def fingerprint(self, variant: object) -> dict:
+    def fingerprint(self, variant: object, unmerged: bool = False) -> dict:
         """What about this variant's model can change a number."""
-        return {
+        fp = {
             "model": self.resolved(variant.model).fingerprint,
             "adapter": models.adapter_fingerprint(variant.adapter) if variant.adapter else None,
             "load": variant.load,
         }
+        merge = None if unmerged else self._merge(variant)
+        if merge is not None:
+            fp["merged"] = merge
+        return fp
+
+    def _merge(self, variant: object) -> str | None:
+        """How this variant's adapter is merged for evaluation (harness.merged_adapters), or None."""
+        if not variant.adapter:
+            return None
+        import torch
+
+        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        return merged_adapters.merge_for(variant.load, device.split(":")[0])
 
     def _base(self, variant: object):
         key = (variant.model, variant.load)
@@ -70,9 +84,28 @@ class ModelPool:
         return self._models[key]
 
     @contextlib.contextmanager
-    def activated(self, variant: object) -> Iterator[object]:
-        """The model of ``variant`` with its adapter active, or with every adapter disabled
+    def activated(self, variant: object, unmerged: bool = False) -> Iterator[object]:
+        """The model of ``variant`` with its adapter active (merged into a copy of the base when
+        harness.merged_adapters says so, unless ``unmerged``), or with every adapter disabled
         for a base variant that shares its weights with fine-tuned ones."""
+        if not unmerged and self._merge(variant) is not None:
+            merged_key = (variant.model, variant.load, str(variant.adapter))
+            if merged_key not in self._merged:
+                start = time.perf_counter()
+                self._merged[merged_key] = merged_adapters.merged_model(
+                    lambda: models.load_base_model(self.resolved(variant.model), variant.load, self.device),
+                    variant.adapter,
+                    variant.load,
+                )
+                log.info(
+                    "merged %s into %s (%s) in %.1f s",
+                    variant.adapter,
+                    variant.model,
+                    variant.load,
+                    time.perf_counter() - start,
+                )
+            yield self._merged[merged_key]
+            return
         key = (variant.model, variant.load)
         model = self._base(variant)
         if variant.adapter:
