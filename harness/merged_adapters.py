@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import os
 
+from harness.models import ModelLoadError, check_adapter_usable
+
 MERGE_ENV = "HARNESS_MERGE_ADAPTERS"
 MERGE_MODES = ("auto", "on", "off")
 _MERGES = {  # load mode -> how its merged copy is made (this text goes into the fingerprint)
@@ -47,8 +49,6 @@ def merged_model(load_base, adapter: str | os.PathLike, load: str):
     """A fresh copy of the base (``load_base()``) with ``adapter`` merged into its weights."""
     import torch
     from peft import PeftModel
-
-    from harness.models import ModelLoadError, check_adapter_usable
 
     if load not in _MERGES:
         raise ValueError(f"load mode {load!r}: its adapters are not merged")
