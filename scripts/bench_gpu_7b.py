@@ -41,7 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-STEPS = ("peaks", "build", "train", "trl", "bench", "decode", "lmeval", "table")
+STEPS = ("peaks", "build", "train", "bench", "decode", "trl", "lmeval", "table")
 ADAPTER = "adapters/mistral7b"  # experiments/mistral7b.toml's ft variants read it
 NEAR_TIE = 0.125  # logits: top-2 gap under this is a near-tie (bf16 spacing at |logit| 16-32)
 
