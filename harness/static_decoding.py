@@ -33,6 +33,10 @@ DECODING_MODES = ("auto", "static", "dynamic")
 _COMPACT_BELOW = 0.5  # compact when the live rows are at most this share of the batch
 _WARMUP_STEPS = 2  # eager steps before capture (library workspaces, lazy allocations)
 
+# What the last call did (for measurement scripts): steps run, graphs captured, why a capture
+# failed, the batch sizes it decoded at.
+last_run: dict = {}
+
 
 def decoding_mode() -> str:
     """The decoding path asked for in ``$HARNESS_DECODING`` (default ``auto``)."""
@@ -187,11 +191,13 @@ class _Decoder:
                 self._step()
         except Exception as e:  # a kernel that cannot be captured: go on eagerly
             log.warning("capturing the decoding step failed (%s); decoding without CUDA graphs", e)
+            last_run["capture_error"] = f"{type(e).__name__}: {e}"[:500]
             self.graphs = False
             torch.cuda.synchronize()
             self._step()
             return
         self.graph = graph
+        last_run["graphs_captured"] = last_run.get("graphs_captured", 0) + 1
         graph.replay()
 
     def compact(self, keep: list[int]) -> None:
@@ -246,6 +252,8 @@ def generate_static(
     closed = torch.finfo(dtype).min
     if graphs is None:
         graphs = device.type == "cuda"
+    last_run.clear()
+    last_run.update(graphs=graphs, graphs_captured=0, capture_error=None, batch_sizes=[batch], steps=1)
 
     # Prefill: key j is visible to query i when j <= i and j is a real token; a padding query
     # sees itself only (a fully closed row would give NaN that no real query reads, but that
@@ -319,6 +327,7 @@ def _decode(decoder: _Decoder, rows: _Rows, steps: int, on_step, compact_below: 
             event.synchronize()
         rows.take(host.tolist(), slots)
         done_steps += 1
+        last_run["steps"] = done_steps + 1
         if on_step is not None:
             on_step(done_steps + 1, list(rows.done))
         live = rows.live()
@@ -331,5 +340,6 @@ def _decode(decoder: _Decoder, rows: _Rows, steps: int, on_step, compact_below: 
             keep = [i for i, r in enumerate(decoder.rows) if r >= 0 and not rows.done[r]]
             keep += [keep[0]] * (_bucket(len(keep)) - len(keep))
             decoder.compact(keep)
+            last_run["batch_sizes"].append(len(keep))
             decoder.rows = [r if i < live else -1 for i, r in enumerate(decoder.rows)]
             draining = False

@@ -368,6 +368,7 @@ def _near_tie_gaps(model, tokenizer, prompts, ours, theirs) -> list[dict]:
 def step_decode(args) -> dict:
     import torch
 
+    from harness import static_decoding
     from harness.engine import GenerationSettings, generate_batch
     from harness.models import ResolvedModel, load_base_model, load_tokenizer
     from harness.static_decoding import generate_static
@@ -380,7 +381,6 @@ def step_decode(args) -> dict:
     prompts = _spider_batch(tok, args.spider, 64)
     lengths = [len(tok(p, add_special_tokens=False)["input_ids"]) for p in prompts]
     new = 128
-    settings = GenerationSettings(max_new_tokens=new, batch_size=64, stop=SQL_END)
     enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
     result = {
         "rows": len(prompts),
@@ -389,44 +389,74 @@ def step_decode(args) -> dict:
         "padded_length": enc["input_ids"].shape[1],
     }
 
-    def plain():
+    def plain(n):
         with torch.inference_mode():
-            return model.generate(**enc, max_new_tokens=new, do_sample=False, pad_token_id=tok.pad_token_id)
+            return model.generate(**enc, max_new_tokens=n, do_sample=False, pad_token_id=tok.pad_token_id)
 
-    _timed(lambda: model.generate(**enc, max_new_tokens=4, do_sample=False, pad_token_id=tok.pad_token_id))
-    _reset_peak()
-    out, seconds = _timed(plain)
-    result["hf_generate"] = {
-        "seconds": seconds,
-        "steps": out.shape[1] - enc["input_ids"].shape[1],
-        "peak_gib": _peak_gib(),
-    }
-    del out
-    os.environ["HARNESS_DECODING"] = "dynamic"
-    _reset_peak()
-    dynamic, seconds = _timed(lambda: generate_batch(model, tok, prompts, settings))
-    result["ours_dynamic"] = {"seconds": seconds, "peak_gib": _peak_gib()}
-    for run in ("ours_static_first", "ours_static"):  # the first call includes the capture's warm-up
-        _reset_peak()
-        static, seconds = _timed(
-            lambda: generate_static(model, tok, prompts, max_new_tokens=new, stop=SQL_END)
+    def dynamic(stop, n=new):
+        steps = []
+        os.environ["HARNESS_DECODING"] = "dynamic"
+        texts = generate_batch(
+            model, tok, prompts, GenerationSettings(n, 64, stop), on_step=lambda k, f: steps.append(k)
         )
-        result[run] = {"seconds": seconds, "peak_gib": _peak_gib()}
-    os.environ["HARNESS_DECODING"] = "auto"
-    same = sum(a == b for a, b in zip(static, dynamic))
-    gaps = _near_tie_gaps(model, tok, prompts, static, dynamic)
-    result["identical"] = same
+        os.environ["HARNESS_DECODING"] = "auto"
+        return texts, max(steps, default=0)
+
+    def static(stop, n=new, **kw):
+        steps = []
+        texts = generate_static(
+            model, tok, prompts, max_new_tokens=n, stop=stop, on_step=lambda k, f: steps.append(k), **kw
+        )
+        return texts, max(steps, default=0)
+
+    def timed(name, fn):
+        _reset_peak()
+        (out, seconds) = _timed(fn)
+        steps = out[1] if isinstance(out, tuple) else out.shape[1] - enc["input_ids"].shape[1]
+        result[name] = {"seconds": seconds, "steps": steps, "peak_gib": _peak_gib()}
+        if "static" in name:
+            result[name]["run"] = dict(static_decoding.last_run)
+        return out
+
+    # Every path for all 128 steps (no stop rule; plain generate has none): the step's cost.
+    plain(4)
+    timed("hf_generate_first", lambda: plain(new))
+    timed("hf_generate", lambda: plain(new))
+    timed("ours_dynamic", lambda: dynamic(None))
+    timed("ours_static_first", lambda: static(None))  # includes the capture's warm-up
+    free, _ = timed("ours_static", lambda: static(None))
+    # With the SQL stop rule, as the benchmark runs: steps each path took, texts compared.
+    dyn, _ = timed("ours_dynamic_sql_stop", lambda: dynamic(SQL_END))
+    sta, _ = timed("ours_static_sql_stop", lambda: static(SQL_END))
+    result["identical"] = sum(a == b for a, b in zip(sta, dyn))
+    result["identical_without_stop_rule"] = sum(a == b for a, b in zip(free, dynamic(None)[0]))
+    gaps = _near_tie_gaps(model, tok, prompts, sta, dyn)
     result["differences"] = gaps
     result["differences_all_near_ties"] = all(g["gap"] < NEAR_TIE for g in gaps)
-    result["new_tokens_per_row"] = statistics.mean(
-        len(tok(t, add_special_tokens=False)["input_ids"]) for t in static
-    )
+    result["chars_static"] = [len(t) for t in sta]
+    result["chars_dynamic"] = [len(t) for t in dyn]
     counts = weight_counts(model.config)
     result["weight_bytes"] = weight_bytes(counts, "bf16")
-    kv_per_token = (
-        model.config.num_hidden_layers * 2 * model.config.num_key_value_heads * model.config.head_dim * 2
-    )
+    config = model.config
+    kv_per_token = config.num_hidden_layers * 2 * config.num_key_value_heads * config.head_dim * 2
     result["kv_bytes_last_step"] = kv_per_token * len(prompts) * (enc["input_ids"].shape[1] + new)
+    if device == "cuda":
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            static(None, n=9, graphs=False)
+            torch.cuda.synchronize()
+        table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=25)
+        (args.out / "decode_profile.txt").write_text(table)
+        kernels = [e for e in prof.key_averages() if e.device_type.name == "CUDA"]
+        result["eager_static_kernel_ms_per_step"] = sum(e.self_device_time_total for e in kernels) / 9 / 1e3
+        # The same comparison at fp32 (the reference numerics): are the bf16 differences noise?
+        del model
+        torch.cuda.empty_cache()
+        model = load_base_model(resolved, "fp32", device)
+        a, _ = static(None, n=32)
+        b, _ = dynamic(None, n=32)
+        result["fp32_identical_32_tokens"] = sum(x == y for x, y in zip(a, b))
     return result
 
 
@@ -547,7 +577,7 @@ def step_table(args) -> dict:
             ("ours_static", "ours, static cache + CUDA graph"),
         ):
             if key in decode:
-                step_s = decode[key]["seconds"] / decode["max_new_tokens"]
+                step_s = decode[key]["seconds"] / (decode[key].get("steps") or decode["max_new_tokens"])
                 rows.append(
                     {
                         "phase": f"Spider decoding batch 64x128, {name}",
@@ -582,6 +612,14 @@ def step_table(args) -> dict:
         lines.append(
             f"decoding texts, static vs model.generate: {decode['identical']}/{decode['rows']} identical; "
             f"differences' top-2 logit gaps: {[d['gap'] for d in decode['differences']]}"
+        )
+        lines.append(
+            "steps with the SQL stop rule: model.generate "
+            f"{decode.get('ours_dynamic_sql_stop', {}).get('steps')}, static "
+            f"{decode.get('ours_static_sql_stop', {}).get('steps')}; static run: "
+            f"{decode.get('ours_static', {}).get('run')}; eager static step's kernels: "
+            f"{decode.get('eager_static_kernel_ms_per_step', 0):.1f} ms; fp32, 32 tokens, static vs "
+            f"model.generate: {decode.get('fp32_identical_32_tokens')}/{decode['rows']} identical"
         )
     text = "\n".join(lines)
     (args.out / "phases.md").write_text(text + "\n")
