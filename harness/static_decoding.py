@@ -96,6 +96,56 @@ def static_decoding_refusal(model) -> str | None:
     return None
 
 
+_GQA_DECODE = "harness_gqa_decode"
+GQA_DECODE_ENV = "HARNESS_GQA_DECODE"  # "0": keep transformers' SDPA (for comparison)
+
+
+def _gqa_decode_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
+    """SDPA for one query position per row without repeating the cache's key/value heads.
+
+    transformers' SDPA path copies every key and value head ``num_key_value_groups`` times when
+    a mask is passed (its GQA flag needs no mask), which at batch 64 moves several times the
+    cache's bytes each step. With one query position, the query heads that share a key/value head
+    can stand as that head's query rows instead: the same attention, reading the cache once.
+    """
+    import torch
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    groups = getattr(module, "num_key_value_groups", 1)
+    if query.shape[2] != 1 or groups == 1 or module.training:
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
+    batch, heads, _, dim = query.shape
+    # Query head h reads key/value head h // groups (transformers' repeat_kv order).
+    rows = query.reshape(batch, key.shape[1], groups, dim)
+    if attention_mask is not None:
+        attention_mask = attention_mask[:, :, :, : key.shape[-2]]
+    out = torch.nn.functional.scaled_dot_product_attention(
+        rows, key, value, attn_mask=attention_mask, scale=scaling
+    )
+    return out.reshape(batch, 1, heads, dim), None
+
+
+class _DecodeAttention:
+    """While decoding, an SDPA model's attention runs through :func:`_gqa_decode_attention`."""
+
+    def __init__(self, model):
+        self.config = model.config
+
+    def __enter__(self):
+        from transformers import AttentionInterface
+
+        self.previous = self.config._attn_implementation
+        if self.previous == "sdpa" and os.environ.get(GQA_DECODE_ENV, "1") != "0":
+            AttentionInterface.register(_GQA_DECODE, _gqa_decode_attention)
+            self.config._attn_implementation = _GQA_DECODE
+        return self
+
+    def __exit__(self, *exc):
+        self.config._attn_implementation = self.previous
+
+
 def _eos_ids(model) -> set[int]:
     eos = getattr(model.generation_config, "eos_token_id", None)
     if eos is None:
@@ -269,7 +319,7 @@ def generate_static(
     cache = StaticCache(config=model.config, max_cache_len=total)
     eos = _eos_ids(model)
     rows = _Rows(batch, tokenizer, stop, eos)
-    with torch.inference_mode():
+    with torch.inference_mode(), _DecodeAttention(model):
         logits = model(
             input_ids=ids,
             attention_mask=prefill_mask,

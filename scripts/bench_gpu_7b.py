@@ -425,6 +425,9 @@ def step_decode(args) -> dict:
     timed("ours_dynamic", lambda: dynamic(None))
     timed("ours_static_first", lambda: static(None))  # includes the capture's warm-up
     free, _ = timed("ours_static", lambda: static(None))
+    os.environ["HARNESS_GQA_DECODE"] = "0"  # transformers' SDPA, which repeats the cache's heads
+    timed("ours_static_repeat_kv", lambda: static(None))
+    os.environ["HARNESS_GQA_DECODE"] = "1"
     # With the SQL stop rule, as the benchmark runs: steps each path took, texts compared.
     dyn, _ = timed("ours_dynamic_sql_stop", lambda: dynamic(SQL_END))
     sta, _ = timed("ours_static_sql_stop", lambda: static(SQL_END))
@@ -574,6 +577,7 @@ def step_table(args) -> dict:
         for key, name in (
             ("hf_generate", "plain HF generate"),
             ("ours_dynamic", "ours, model.generate"),
+            ("ours_static_repeat_kv", "ours, static cache + CUDA graph, transformers' SDPA"),
             ("ours_static", "ours, static cache + CUDA graph"),
         ):
             if key in decode:
