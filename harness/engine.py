@@ -28,6 +28,7 @@ from harness.cache import PredictionCache, cached_compute
 from harness.loglik import ChoiceScores, Divergence, kl_to_base, score_choices
 from harness.model_pool import ModelPool
 from harness.sharding import Shard, sharded_compute
+from harness.static_decoding import generate_static, wants_static
 
 log = logging.getLogger(__name__)
 _CHOICES_MARK = "\x00choices\x00"  # separates a prompt from its choices in a record's key
@@ -143,6 +144,16 @@ def generate_batch(
     import torch
     from transformers import StoppingCriteriaList
 
+    if wants_static(model):  # a static cache and a captured step: not bound by kernel launches
+        return generate_static(
+            model,
+            tokenizer,
+            prompts,
+            max_new_tokens=settings.max_new_tokens,
+            stop=settings.stop,
+            add_special_tokens=settings.add_special_tokens,
+            on_step=on_step,
+        )
     enc = tokenizer(
         list(prompts), return_tensors="pt", padding=True, add_special_tokens=settings.add_special_tokens
     )
@@ -254,7 +265,7 @@ class HFBackend:
         self, variant: ModelSpec, pairs: list[tuple[str, str]], settings: LoglikSettings, tick=None
     ) -> list[Divergence]:
         tokenizer = self.pool.tokenizer(variant)
-        with self.pool.activated(variant) as model:
+        with self.pool.activated(variant, unmerged=True) as model:  # the base: adapter disabled
             return kl_to_base(
                 model,
                 tokenizer,
@@ -403,7 +414,7 @@ class Engine:
                 f"variant {variant.name!r} has no adapter: its KL to the base is 0 by definition"
             )
         tokenizer = self.tokenizer(variant)
-        fp = {**self.pool.fingerprint(variant), "request": "kl_to_base", "version": 1}
+        fp = {**self.pool.fingerprint(variant, unmerged=True), "request": "kl_to_base", "version": 1}
         cache = PredictionCache(self.cache_root, namespace, fp, required=("kl", "tokens"))
         keys = [context + _CHOICES_MARK + continuation for context, continuation in pairs]
         pair_of = dict(zip(keys, pairs))

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Iterator
 
-from harness import models
+from harness import merged_adapters, models
 from harness.backends import backend_fingerprint
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ class ModelPool:
         self._adapters: dict[tuple, models.ResolvedAdapter] = {}
         self._tokenizers: dict[tuple, object] = {}
         self._models: dict[tuple, object] = {}
+        self._merged: dict[tuple, object] = {}
 
     def _device(self) -> str:
         import torch
@@ -82,42 +83,80 @@ class ModelPool:
         config = AutoConfig.from_pretrained(resolved.path, **models.hub_kwargs(resolved, _model_ref(spec)[2]))
         return models.context_length(config, self.tokenizer(spec))
 
-    def fingerprint(self, variant: object) -> dict:
+    def fingerprint(self, variant: object, unmerged: bool = False) -> dict:
         """What about this variant's model can change a number: the weights (a hub model's
-        commit), the adapter, the load mode as decided on this device, and the backend that
-        computes with them, with its settings."""
-        return {
+        commit), the adapter, the load mode as decided on this device, how the adapter is merged
+        for evaluation (unless ``unmerged``), and the backend that computes with them, with its
+        settings."""
+        fp = {
             "model": self.resolved(variant).fingerprint,
             "adapter": self.adapter(variant).fingerprint if variant.adapter else None,
             "load": self.load_mode(variant),
             "backend": backend_fingerprint(variant),
         }
+        merge = None if unmerged else self._merge(variant)
+        if merge is not None:
+            fp["merged"] = merge
+        return fp
 
-    def _base(self, variant: object):
-        key = (
+    def _merge(self, variant: object) -> str | None:
+        """How this variant's adapter is merged for evaluation (harness.merged_adapters), or None."""
+        if not variant.adapter:
+            return None
+        return merged_adapters.merge_for(self.load_mode(variant), self._device().split(":")[0])
+
+    def _base_key(self, variant: object) -> tuple:
+        return (
             *_model_ref(variant),
             self.load_mode(variant),
             getattr(variant, "attn_implementation", "") or "",
             getattr(variant, "device_map", "") or "",
         )
+
+    def _load(self, variant: object, key: tuple):
+        """A fresh load of ``variant``'s base model, as ``key`` (:meth:`_base_key`) describes it."""
+        _, _, trust_remote_code, load, attn_implementation, device_map = key
+        return models.load_base_model(
+            self.resolved(variant),
+            load,
+            self.device,
+            trust_remote_code=trust_remote_code,
+            attn_implementation=attn_implementation,
+            device_map=device_map,
+        )
+
+    def _base(self, variant: object):
+        key = self._base_key(variant)
         if key not in self._models:
             # A line, not a bar: it would nest inside the phase's bar (cursor codes in a log).
             start = time.perf_counter()
-            self._models[key] = models.load_base_model(
-                self.resolved(variant),
-                key[3],
-                self.device,
-                trust_remote_code=key[2],
-                attn_implementation=key[4],
-                device_map=key[5],
-            )
+            self._models[key] = self._load(variant, key)
             log.info("loaded %s (%s) in %.1f s", variant.model, key[3], time.perf_counter() - start)
         return key
 
     @contextlib.contextmanager
-    def activated(self, variant: object) -> Iterator[object]:
-        """The model of ``variant`` with its adapter active, or with every adapter disabled
+    def activated(self, variant: object, unmerged: bool = False) -> Iterator[object]:
+        """The model of ``variant`` with its adapter active (merged into a copy of the base when
+        harness.merged_adapters says so, unless ``unmerged``), or with every adapter disabled
         for a base variant that shares its weights with fine-tuned ones."""
+        if not unmerged and self._merge(variant) is not None:
+            adapter = self.adapter(variant)
+            load = self.load_mode(variant)
+            merged_key = (*_model_ref(variant), load, adapter.fingerprint)
+            if merged_key not in self._merged:
+                start = time.perf_counter()
+                self._merged[merged_key] = merged_adapters.merged_model(
+                    lambda: self._load(variant, self._base_key(variant)), adapter.path, load
+                )
+                log.info(
+                    "merged %s into %s (%s) in %.1f s",
+                    variant.adapter,
+                    variant.model,
+                    load,
+                    time.perf_counter() - start,
+                )
+            yield self._merged[merged_key]
+            return
         key = self._base(variant)
         model = self._models[key]
         if variant.adapter:

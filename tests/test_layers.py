@@ -45,6 +45,8 @@ LAYERS: dict[str, int] = {
     "harness.backends": 1,
     "harness.sharding": 1,
     "harness.loglik": 1,
+    "harness.static_decoding": 1,
+    "harness.merged_adapters": 1,
     "harness.token_counts": 1,
     "harness.summary": 1,
     "harness.model_pool": 2,
