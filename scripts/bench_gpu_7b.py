@@ -263,10 +263,19 @@ def step_bench(args) -> dict:
 
     run_id = "m7b"
     shutil.rmtree(ROOT / "reports" / run_id, ignore_errors=True)
-    cmd = [sys.executable, "-m", "harness.cli", "bench", "--experiment", "experiments/mistral7b.toml"]
+    # Every variant on the 7B-shaped folder: `--model` would change only the variants without an
+    # adapter (an adapter stays on the base it was trained on), so the experiment is copied with
+    # its model replaced; its relative paths are the repository's, as the original's.
+    experiment = Path(args.out) / "mistral7b_shaped.toml"
+    experiment.write_text(
+        (ROOT / "experiments" / "mistral7b.toml")
+        .read_text()
+        .replace('"mistralai/Mistral-7B-Instruct-v0.2"', json.dumps(str(args.model_dir)))
+    )
+    cmd = [sys.executable, "-m", "harness.cli", "bench", "--experiment", str(experiment)]
     if not (ROOT / ADAPTER / "adapter_config.json").is_file():
         cmd += ["--variant", "base", "--variant", "base-nf4"]  # no adapter: the base variants only
-    cmd += ["--model", args.model_dir, "--limit", f"spider={args.spider}", "--run-id", run_id]
+    cmd += ["--limit", f"spider={args.spider}", "--run-id", run_id]
     with GpuSampler(args.out / "bench.smi") as smi:
         rc, seconds = _run(cmd, args.out / "bench.log")
     phases = []
@@ -276,7 +285,7 @@ def step_bench(args) -> dict:
             {
                 k: p.get(k)
                 for k in (
-                    "benchmark",
+                    "task",
                     "variant",
                     "kind",
                     "computed",
@@ -287,6 +296,7 @@ def step_bench(args) -> dict:
                 )
             }
             | {"merged": (p.get("fingerprint") or {}).get("merged")}
+            | ({"task": p["benchmark"]} if "benchmark" in p else {})  # phase records before schema 3
         )
     report = ROOT / "reports" / run_id / "report.md"
     if report.is_file():
@@ -294,7 +304,7 @@ def step_bench(args) -> dict:
     return {
         "exit": rc,
         "wall_s": round(seconds, 1),
-        "command": "harness bench " + " ".join(cmd[4:]),
+        "command": "harness bench " + " ".join(cmd[3:]),
         "phases": phases,
         **smi.summary(),
     }

@@ -57,7 +57,12 @@ def test_the_7b_configs_load_and_their_model_can_be_overridden():
     assert {v.model for v in exp.variants} == {"mistralai/Mistral-7B-Instruct-v0.2"}
     assert {v.load for v in exp.variants} == {"bf16", "nf4"}
     moved = load_experiment(ROOT / "experiments/mistral7b.toml", Overrides(model="/models/m7b"))
-    assert {v.model for v in moved.variants} == {"/models/m7b"}
+    # --model moves the variants without an adapter; the adapters stay on the base they were trained on
+    assert {v.name: v.model for v in moved.variants if not v.adapter} == {
+        "base": "/models/m7b",
+        "base-nf4": "/models/m7b",
+    }
+    assert {v.model for v in moved.variants if v.adapter} == {"mistralai/Mistral-7B-Instruct-v0.2"}
     train = load_config(ROOT / "training/configs/mistral7b.toml", model="/models/m7b", max_steps=16)
     assert train.model == "/models/m7b" and train.hardware.cuda_quantization == "nf4"
     assert train.train.per_device_batch_size * train.train.gradient_accumulation_steps == 32
