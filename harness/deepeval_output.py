@@ -67,7 +67,7 @@ def _say_nothing(*args, **kwargs) -> None:
     the harness's summary counts skips by reason."""
 
 
-def _deepeval_run_manager():
+def deepeval_run_manager():
     """deepeval's test run manager, when deepeval's plugin runs this session (deepeval test run)."""
     module = sys.modules.get("deepeval.test_run")
     manager = getattr(module, "global_test_run_manager", None)
@@ -81,7 +81,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     """``deepeval test run`` draws its results after pytest has finished (``wrap_up_test_run``):
     that becomes nothing, unless ``--deepeval-table``."""
     config = session.config
-    manager = _deepeval_run_manager()
+    manager = deepeval_run_manager()
     if is_worker(config) or manager is None or not hasattr(manager, "wrap_up_test_run"):
         return
     if not shows_deepeval_output(config):

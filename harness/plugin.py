@@ -34,7 +34,6 @@ or node argument): then it is skipped with a notice (harness/gates.py).
 from __future__ import annotations
 
 import json
-import sys
 import time
 import traceback
 from functools import partial
@@ -44,6 +43,7 @@ import pytest
 
 from harness import progress, report
 from harness.analysis import analyze, conclusion
+from harness.deepeval_output import deepeval_run_manager
 from harness.files import OutputError
 from harness.frontier import adapter_facts
 from harness.gates import GatesError, check_gates, gates_json, load_gates
@@ -444,20 +444,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         f.close()
 
 
-def _deepeval_run():
-    """deepeval's test run manager, when deepeval's plugin runs this session (deepeval test run)."""
-    module = sys.modules.get("deepeval.test_run")
-    manager = getattr(module, "global_test_run_manager", None)
-    if manager is None or not hasattr(manager, "get_test_run") or manager.get_test_run() is None:
-        return None
-    return manager
-
-
 @pytest.hookimpl(trylast=True)
 def pytest_collection_finish(session: pytest.Session) -> None:
     """deepeval's run records the experiment as its hyperparameters (its convention: the model,
     adapter, load mode, template and shots of each variant), so its summary says what ran."""
-    manager = _deepeval_run()
+    manager = deepeval_run_manager()
     if manager is None or not has_experiment(session.config):
         return
     exp = experiment_of(session.config)
