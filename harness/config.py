@@ -320,7 +320,7 @@ class Overrides:
     load: str | None = None
     limits: dict = dataclasses.field(default_factory=dict)
     shots: dict = dataclasses.field(default_factory=dict)
-    batch_sizes: dict = dataclasses.field(default_factory=dict)  # task (or "*") -> prompts per batch
+    batch_sizes: dict = dataclasses.field(default_factory=dict)  # task (or "*") -> a number or "auto"
     data_dirs: dict = dataclasses.field(default_factory=dict)
     settings: dict = dataclasses.field(default_factory=dict)  # {(task, key): value}
 
@@ -387,9 +387,10 @@ def load_experiment(path: str | Path, overrides: Overrides | None = None):
     for task, _value in ov.limits.items():
         if task != "*" and task not in TASKS:
             raise ConfigError(f"--limit {task}=...: " + unknown("task", task, TASKS))
-    for task in [*ov.shots, *ov.batch_sizes]:
-        if task != "*" and task not in TASKS:
-            raise ConfigError(f"--shots {task}=...: " + unknown("task", task, TASKS))
+    for option, tasks in (("--shots", ov.shots), ("--batch-size", ov.batch_sizes)):
+        for task in tasks:
+            if task != "*" and task not in TASKS:
+                raise ConfigError(f"{option} {task}=...: " + unknown("task", task, TASKS))
     cfg = configfile.validate(ExperimentConfig, _apply(raw, ov), source=str(path), kind="experiment config")
     cfg = cfg.model_copy(update={"source": str(path)})
     left_alone = tuple(v.name for v in cfg.variants if ov.model and v.adapter) if ov.model else ()

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
 from harness.backends import Dispatch, hf_settings, register_backend
 from harness.cache import PredictionCache, cached_compute
 from harness.loglik import ChoiceScores, Divergence, kl_to_base, score_choices
-from harness.model_pool import ModelPool
+from harness.model_pool import AUTO_BATCH, ModelPool
 from harness.sharding import Shard, sharded_compute
 from harness.static_decoding import generate_static, wants_static
 
@@ -55,9 +55,10 @@ class StopRule:
 @dataclass(frozen=True)
 class GenerationSettings:
     max_new_tokens: int = 128
-    batch_size: int = 8
+    batch_size: int | str = 8  # or "auto" (ModelPool.batch_size), resolved by the engine
     stop: StopRule | None = None  # None: end-of-sequence or max_new_tokens only
     add_special_tokens: bool = False  # chat-rendered prompts already hold their special tokens
+    fitted_key: tuple = ()  # set by the engine for "auto" on CUDA: where the size that fits is kept
 
     def as_fingerprint(self) -> dict:
         # batch_size is left out on purpose: greedy outputs do not depend on it (up to
@@ -72,11 +73,12 @@ class GenerationSettings:
 
 @dataclass(frozen=True)
 class LoglikSettings:
-    batch_size: int = 8  # prompts per forward pass
-    max_batch_tokens: int = 2048  # padded tokens per forward pass
+    batch_size: int | str = 8  # prompts per forward pass, or "auto" (ModelPool.batch_size)
+    max_batch_tokens: int = 2048  # padded tokens per forward pass (bounds "auto" too)
     reuse_prefix: str = (
         "auto"  # run a shared prefix once and reuse its KV cache: "auto" (CPU only), "on", "off"
     )
+    fitted_key: tuple = ()  # as GenerationSettings.fitted_key
 
 
 @dataclass
@@ -177,28 +179,44 @@ def generate_batch(
     return tokenizer.batch_decode(out[:, prompt_length:], skip_special_tokens=True)
 
 
-def split_on_oom(compute: Callable[[list], list], batch: list) -> list:
-    """``compute(batch)``, halving the batch while the accelerator runs out of memory.
+def split_on_oom(
+    compute: Callable[[list], list],
+    batch: list,
+    *,
+    size: int | None = None,
+    fitted: dict | None = None,
+    key: tuple = (),
+) -> list:
+    """``compute`` over ``batch`` in chunks of ``size`` rows (default: all), halving the chunk
+    while the accelerator runs out of memory; the rest of the batch then goes at the size that fit.
 
     The batch size that fits is found by trying, so one config serves a 135M model on a laptop
-    GPU and a 7B model on an H200; the outputs do not depend on it (greedy decoding).
+    GPU and a 7B model on an H200; the outputs do not depend on it (greedy decoding). With
+    ``fitted`` (the pool's session-long table, for ``batch_size = "auto"``), every halving is kept
+    under ``key``, and a later call with the same key starts at the size kept there.
     """
     import torch
 
-    try:
-        return compute(batch)
-    except torch.cuda.OutOfMemoryError:
-        if len(batch) == 1:
-            raise
-        torch.cuda.empty_cache()
-        half = len(batch) // 2
-        log.warning(
-            "out of accelerator memory with a batch of %d; retrying as %d + %d",
-            len(batch),
-            half,
-            len(batch) - half,
-        )
-        return split_on_oom(compute, batch[:half]) + split_on_oom(compute, batch[half:])
+    size = size or len(batch)
+    out: list = []
+    done = 0
+    while done < len(batch):
+        if fitted is not None and key in fitted:
+            size = min(size, fitted[key])
+        rows = batch[done : done + size]
+        try:
+            out.extend(compute(rows))
+        except torch.cuda.OutOfMemoryError:
+            if len(rows) == 1:
+                raise
+            torch.cuda.empty_cache()
+            size = len(rows) // 2
+            if fitted is not None:
+                fitted[key] = size
+            log.warning("out of accelerator memory with a batch of %d; going on with %d", len(rows), size)
+            continue
+        done += len(rows)
+    return out
 
 
 # -- the engine ----------------------------------------------------------------------------------
@@ -234,7 +252,10 @@ class HFBackend:
         tokenizer = self.pool.tokenizer(variant)
         with self.pool.activated(variant) as model:
             return split_on_oom(
-                lambda rows: generate_batch(model, tokenizer, rows, settings, _rows_done(tick)), prompts
+                lambda rows: generate_batch(model, tokenizer, rows, settings, _rows_done(tick)),
+                prompts,
+                fitted=self.pool.fitted_batches if settings.fitted_key else None,
+                key=settings.fitted_key,
             )
 
     def score_choices(
@@ -250,29 +271,51 @@ class HFBackend:
             reuse = settings.reuse_prefix == "on" or (
                 settings.reuse_prefix == "auto" and model.device.type == "cpu"
             )
-            return score_choices(
-                model,
-                tokenizer,
-                requests,
-                choices,
-                batch_size=settings.batch_size,
-                max_batch_tokens=settings.max_batch_tokens,
-                reuse_prefix=reuse,
-                on_batch=tick,
-            )
+
+            def score(rows: list[int], batch_size: int) -> list[ChoiceScores]:
+                return score_choices(
+                    model,
+                    tokenizer,
+                    [requests[i] for i in rows],
+                    [choices[i] for i in rows],
+                    batch_size=batch_size,
+                    max_batch_tokens=settings.max_batch_tokens,
+                    reuse_prefix=reuse,
+                    on_batch=tick,
+                )
+
+            return self._fitting(score, len(requests), settings)
+
+    def _fitting(self, compute, n: int, settings: LoglikSettings) -> list:
+        """``compute(rows, batch_size)`` over rows ``0..n-1``: at once at the settings' batch size,
+        or, for "auto" on CUDA (``fitted_key``), in chunks of the size that fits (split_on_oom)."""
+        rows = list(range(n))
+        if not settings.fitted_key:
+            return compute(rows, settings.batch_size)
+        return split_on_oom(
+            lambda chunk: compute(chunk, len(chunk)),
+            rows,
+            size=settings.batch_size,
+            fitted=self.pool.fitted_batches,
+            key=settings.fitted_key,
+        )
 
     def kl_to_base(
         self, variant: ModelSpec, pairs: list[tuple[str, str]], settings: LoglikSettings, tick=None
     ) -> list[Divergence]:
         tokenizer = self.pool.tokenizer(variant)
         with self.pool.activated(variant, unmerged=True) as model:  # the base: adapter disabled
-            return kl_to_base(
-                model,
-                tokenizer,
-                pairs,
-                batch_size=settings.batch_size,
-                max_batch_tokens=settings.max_batch_tokens,
-                on_batch=tick,
+            return self._fitting(
+                lambda rows, batch_size: kl_to_base(
+                    model,
+                    tokenizer,
+                    [pairs[i] for i in rows],
+                    batch_size=batch_size,
+                    max_batch_tokens=settings.max_batch_tokens,
+                    on_batch=tick,
+                ),
+                len(pairs),
+                settings,
             )
 
 
@@ -293,6 +336,14 @@ class Engine:
 
     def context_length(self, variant: ModelSpec) -> int:
         return self.pool.context_length(variant)
+
+    def _sized(self, variant: ModelSpec, settings, *kind: str):
+        """``settings`` with its batch size a number: "auto" decided by the pool, with the key
+        the size that fits is kept under (ModelPool.batch_size)."""
+        if settings.batch_size != AUTO_BATCH:
+            return settings
+        size, key = self.pool.batch_size(variant, AUTO_BATCH, *kind)
+        return replace(settings, batch_size=size, fitted_key=key)
 
     def _phase(self, fp: dict, cache: PredictionCache, stats, **tokens) -> Phase:
         return Phase(
@@ -326,6 +377,7 @@ class Engine:
             **(fingerprint or {}),
         }
         cache = PredictionCache(self.cache_root, namespace, fp, required=("raw",))
+        settings = self._sized(variant, settings, namespace, "generate")
 
         def compute(batch: list[str], tick) -> list[dict]:
             return [{"raw": raw} for raw in self.backend.generate(variant, batch, settings, tick)]
@@ -368,6 +420,7 @@ class Engine:
         tokenizer = self.tokenizer(variant)
         fp = {**self.pool.fingerprint(variant), **(fingerprint or {})}
         cache = PredictionCache(self.cache_root, namespace, fp, required=("logprobs",))
+        settings = self._sized(variant, settings, namespace, "score_choices")
         shared = len({tuple(c) for c in choices}) <= 1
         keys = [
             prefix + suffix if shared else prefix + suffix + _CHOICES_MARK + "\x1f".join(c)
@@ -416,6 +469,7 @@ class Engine:
         tokenizer = self.tokenizer(variant)
         fp = {**self.pool.fingerprint(variant, unmerged=True), "request": "kl_to_base", "version": 1}
         cache = PredictionCache(self.cache_root, namespace, fp, required=("kl", "tokens"))
+        settings = self._sized(variant, settings, namespace, "kl_to_base")
         keys = [context + _CHOICES_MARK + continuation for context, continuation in pairs]
         pair_of = dict(zip(keys, pairs))
 

@@ -20,6 +20,10 @@ from harness.backends import backend_fingerprint
 
 log = logging.getLogger(__name__)
 
+AUTO_BATCH = "auto"  # a task's batch_size that the pool decides (ModelPool.batch_size)
+AUTO_CPU_BATCH = 8  # "auto" on a CPU: the tasks' documented default
+AUTO_BATCH_CAP = 64  # "auto" on a CUDA device: the first size tried, halved while memory runs out
+
 
 def _model_ref(spec) -> tuple[str, str, bool]:
     """(model, revision, trust_remote_code) of a variant, or of a bare model name."""
@@ -36,6 +40,9 @@ class ModelPool:
         self._tokenizers: dict[tuple, object] = {}
         self._models: dict[tuple, object] = {}
         self._merged: dict[tuple, object] = {}
+        # "auto" batch sizes that fitted, by (model, revision, load, device, task, request kind):
+        # found once, then every later phase of that model starts there (harness.engine.split_on_oom)
+        self.fitted_batches: dict[tuple, int] = {}
 
     def _device(self) -> str:
         import torch
@@ -68,6 +75,18 @@ class ModelPool:
     def load_mode(self, variant) -> str:
         """The variant's load mode on this pool's device ("auto" decided)."""
         return models.resolve_load(variant.load, self._device())
+
+    def batch_size(self, variant, requested: int | str, *kind: str) -> tuple[int, tuple]:
+        """``requested`` (a number or "auto") as prompts per batch, and the key of
+        :attr:`fitted_batches` that "auto" on a CUDA device keeps its fitted size under (``()``:
+        a fixed size, no search). ``kind`` names the task and request ("spider", "generate")."""
+        if requested != AUTO_BATCH:
+            return int(requested), ()
+        device = self._device()
+        if not device.startswith("cuda"):
+            return AUTO_CPU_BATCH, ()
+        key = (*_model_ref(variant)[:2], self.load_mode(variant), device, *kind)
+        return self.fitted_batches.get(key, AUTO_BATCH_CAP), key
 
     def tokenizer(self, spec):
         ref = _model_ref(spec)

@@ -68,16 +68,24 @@ def _per_task(option: str):
     return parse
 
 
-def _positive_per_task(option: str):
-    parse = _per_task(option)
+def _batch_size_per_task(option: str):
+    """``N``, ``auto``, ``TASK=N`` or ``TASK=auto``, as a (task, size) pair (harness.engine)."""
 
-    def positive(text: str) -> tuple[str, int]:
-        task, value = parse(text)
-        if value < 1:
-            raise pytest.UsageError(f"{option} {text}: expected a number >= 1")
-        return task, value
+    def batch_size(text: str) -> tuple[str, int | str]:
+        task, sep, value = text.rpartition("=")
+        if not sep:
+            task = "*"
+        elif task not in TASKS:
+            raise pytest.UsageError(
+                f"{option} {text}: unknown task {task!r}{suggestion(task, TASKS)} (tasks: {', '.join(TASKS)})"
+            )
+        if value == AUTO:
+            return task, AUTO
+        if not value.isdigit() or int(value) < 1:
+            raise pytest.UsageError(f"{option} {text}: expected a number >= 1 or {AUTO}, got {value!r}")
+        return task, int(value)
 
-    return positive
+    return batch_size
 
 
 def _load_mode(text: str) -> str:
@@ -119,10 +127,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--batch-size",
         action="append",
         default=[],
-        type=_positive_per_task("--batch-size"),
-        metavar="[TASK=]N",
+        type=_batch_size_per_task("--batch-size"),
+        metavar="[TASK=]N|auto",
         help="prompts per batch of every task, or of one task with TASK=N (repeatable); "
-        "overrides the experiment's batch_size",
+        "auto: 8 on a CPU, the largest batch that fits on a CUDA GPU; overrides the experiment's batch_size",
     )
     group.addoption(
         "--limit",

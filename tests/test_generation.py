@@ -92,7 +92,7 @@ def test_split_on_oom_halves_until_the_batch_fits():
         return [x * 10 for x in batch]
 
     assert split_on_oom(compute, list(range(10))) == [x * 10 for x in range(10)]  # order kept
-    assert sizes == [10, 5, 2, 3, 5, 2, 3]  # halves until a half fits, each half on its own
+    assert sizes == [10, 5, 2, 2, 2, 2, 2]  # halves until a chunk fits, then goes on at that size
 
 
 def test_split_on_oom_gives_up_at_one_row():

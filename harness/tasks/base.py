@@ -13,18 +13,29 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 from deepeval.errors import MissingTestCaseParamsError
 from deepeval.test_case import LLMTestCase
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from harness.configfile import Strict
-from harness.engine import Engine, Phase
+from harness.engine import AUTO_BATCH, Engine, Phase
 from harness.results import CaseSpec
 
 NonNegative = Annotated[int, Field(ge=0)]
 Positive = Annotated[int, Field(gt=0)]
+
+
+def _batch_size(value: Any) -> Any:
+    if value == AUTO_BATCH or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+        return value
+    raise ValueError(f"expected a whole number >= 1 or {AUTO_BATCH!r}, got {value!r}")
+
+
+# Prompts per batch: a number, or "auto": on a CPU the task's default (8); on a CUDA device the
+# largest batch that fits, found once per (model, device, task) from a cap (harness.engine).
+BatchSize = Annotated[Positive | Literal["auto"], BeforeValidator(_batch_size)]
 
 
 class TaskDataError(ValueError):

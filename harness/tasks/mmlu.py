@@ -35,6 +35,7 @@ from harness.engine import GenerationSettings, LoglikSettings
 from harness.results import CaseSpec
 from harness.stats import choice_probability
 from harness.tasks.base import (
+    BatchSize,
     NonNegative,
     Positive,
     Predictions,
@@ -706,7 +707,10 @@ LETTER_CHOICES = tuple(
 
 
 class MMLUSettings(TaskSettings):
-    """The ``[mmlu]`` table of an experiment."""
+    """The ``[mmlu]`` table of an experiment. ``batch_size = "auto"``: 8 on a CPU; on a CUDA
+    device the largest batch that fits, from a cap of 64 prompts (a forward pass still holds at
+    most ``max_batch_tokens``), found once per (model, device, task) and reused
+    (:func:`harness.engine.split_on_oom`)."""
 
     data_dir: str = ""  # empty: looked up as harness.data_sources says ($HARNESS_MMLU_DIR, ./data, ...)
     source: Literal["disk", "hub"] = "disk"
@@ -720,7 +724,7 @@ class MMLUSettings(TaskSettings):
     # choice's text, picked by log-likelihood per character (lm-eval's mmlu_continuation,
     # acc_norm); "generate": the first character of a greedy continuation (the paper's way).
     scoring: Scoring = "loglik"  # a variant may override it
-    batch_size: Positive = 8  # loglik: prompts per forward pass; generate: prompts per generate() call
+    batch_size: BatchSize = 8  # loglik: prompts per forward pass; generate: prompts per generate() call
     # loglik: a forward pass also holds at most this many tokens, padding included, so a long
     # question does not pad a batch of short ones; raise it (with batch_size) on a GPU.
     max_batch_tokens: Positive = 2048
@@ -744,10 +748,12 @@ class MMLUSettings(TaskSettings):
 
 class MMLUOptions(VariantOptions):
     """A variant's ``mmlu = {...}`` table: ``shots``, ``scoring`` and ``batch_size`` override the
-    task's (another batch size: a null variant that measures the run's noise floor)."""
+    task's (another batch size: a null variant that measures the run's noise floor). Its
+    ``batch_size`` enters the cache fingerprint as written: a number, or the word "auto" (never
+    the size "auto" found), so "auto" and 8 are two entries even on a CPU where they compute alike."""
 
     scoring: Scoring | None = None
-    batch_size: Positive | None = None
+    batch_size: BatchSize | None = None
 
 
 @dataclass(frozen=True)

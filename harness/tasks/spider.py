@@ -44,6 +44,7 @@ from harness.sql import (
     extract_sql,
 )
 from harness.tasks.base import (
+    BatchSize,
     NonNegative,
     Positive,
     Predictions,
@@ -552,7 +553,9 @@ class ExecutionAccuracy(BaseMetric):
 
 
 class SpiderSettings(TaskSettings):
-    """The ``[spider]`` table of an experiment."""
+    """The ``[spider]`` table of an experiment. ``batch_size = "auto"``: 8 on a CPU; on a CUDA
+    device the largest batch that fits, from a cap of 64 prompts, found once per (model, device,
+    task) and reused (:func:`harness.engine.split_on_oom`)."""
 
     data_dir: str = ""  # empty: looked up as harness.data_sources says ($HARNESS_SPIDER_DIR, ./data, ...)
     source: Literal["disk", "hub"] = "disk"  # "hub": rows from xlangai/spider, databases still from data_dir
@@ -565,7 +568,7 @@ class SpiderSettings(TaskSettings):
     sample: Literal["seeded", "first"] = "seeded"
     timeout_s: Annotated[float, Field(gt=0)] = 5.0  # per query, gold and predicted
     max_new_tokens: Positive = 128
-    batch_size: Positive = 8
+    batch_size: BatchSize = 8
     # For a variant with an adapter: how far the adapter moved the model on Spider itself, the
     # mean KL(base || adapted) over the gold answer's tokens after each prompt (forward KL on the
     # new task, which predicts forgetting: Shenfeld et al. 2025). Two forward passes per item.

@@ -49,6 +49,7 @@ from harness.results import CaseSpec
 from harness.sql import execute_readonly, is_plain_name
 from harness.sql.opening import connect_readonly
 from harness.tasks.base import (
+    BatchSize,
     Positive,
     Predictions,
     Report,
@@ -98,14 +99,16 @@ class SQLItem:
 
 
 class Text2SQLSettings(TaskSettings):
-    """The ``[text2sql]`` table of an experiment."""
+    """The ``[text2sql]`` table of an experiment. ``batch_size = "auto"``: 8 on a CPU; on a CUDA
+    device the largest batch that fits, from a cap of 64 prompts, found once per (model, device,
+    task) and reused (:func:`harness.engine.split_on_oom`)."""
 
     path: str = ""  # the JSONL file of items (required when the task runs)
     databases: str = ""  # the folder of <db_id>.sqlite files; empty: the JSONL file's folder
     template: TemplateName = "schema"
     timeout_s: Annotated[float, Field(gt=0)] = 5.0
     max_new_tokens: Positive = 128
-    batch_size: Positive = 8
+    batch_size: BatchSize = 8
     # A gold query that fails is the data's error and stops the run; true skips such items.
     allow_gold_errors: bool = False
 
