@@ -345,10 +345,15 @@ class Engine:
         size, key = self.pool.batch_size(variant, AUTO_BATCH, *kind)
         return replace(settings, batch_size=size, fitted_key=key)
 
-    def _phase(self, fp: dict, cache: PredictionCache, stats, **tokens) -> Phase:
-        return Phase(
+    def _phase(self, fp: dict, cache: PredictionCache, stats, settings, **tokens) -> Phase:
+        phase = Phase(
             fp, cache.key, stats.cached, stats.computed, stats.seconds, self.pool.device_name(), **tokens
         )
+        if settings.fitted_key:  # "auto" on CUDA: the size that fit, for the record (not the key)
+            phase.info["auto_batch_size"] = self.pool.fitted_batches.get(
+                settings.fitted_key, settings.batch_size
+            )
+        return phase
 
     def _compute(
         self, cache: PredictionCache, keys: Sequence[str], compute, *, batch_size: int, sort_key, desc: str
@@ -398,6 +403,7 @@ class Engine:
             fp,
             cache,
             stats,
+            settings,
             prompt_tokens=sum(length(p) for p in stats.computed_prompts),
             new_tokens=token_total(tokenizer, [raw_of[p] for p in stats.computed_prompts]),
         )
@@ -448,7 +454,7 @@ class Engine:
             for r in records
         ]
         computed = [request_of[k][0][0] + request_of[k][0][1] for k in stats.computed_prompts]
-        phase = self._phase(fp, cache, stats, prompt_tokens=token_total(tokenizer, computed))
+        phase = self._phase(fp, cache, stats, settings, prompt_tokens=token_total(tokenizer, computed))
         return scores, phase
 
     def kl_to_base(
@@ -488,7 +494,7 @@ class Engine:
             desc=desc,
         )
         computed = [pair_of[k][0] + pair_of[k][1] for k in stats.computed_prompts]
-        phase = self._phase(fp, cache, stats, prompt_tokens=token_total(tokenizer, computed))
+        phase = self._phase(fp, cache, stats, settings, prompt_tokens=token_total(tokenizer, computed))
         return [Divergence(r["kl"], r["tokens"]) for r in records], phase
 
 

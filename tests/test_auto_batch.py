@@ -130,3 +130,33 @@ def test_batch_size_auto_from_the_command_line_reaches_the_tasks(tmp_path):
     assert exp.settings("mmlu").batch_size == "auto" and exp.settings("spider").batch_size == 16
     with pytest.raises(ConfigError, match="--batch-size mml=...: unknown task 'mml'"):
         load_experiment(path, Overrides(batch_sizes={"mml": "auto"}))
+
+
+def test_the_engine_finds_the_size_once_and_the_models_next_phase_starts_there(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    import contextlib
+
+    import torch
+
+    from harness import engine as engine_module
+
+    tried = []
+
+    def generate_batch(model, tokenizer, prompts, settings, on_step=None):  # runs out above 12
+        tried.append(len(prompts))
+        if len(prompts) > 12:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return ["x"] * len(prompts)
+
+    monkeypatch.setattr(engine_module, "generate_batch", generate_batch)
+    pool = ModelPool(device="cuda")  # no GPU is touched: the model is never loaded
+    monkeypatch.setattr(pool, "activated", lambda variant, unmerged=False: contextlib.nullcontext(None))
+    engine = Engine(pool, tmp_path / "cache")
+    variant, auto = Variant(model=str(tiny_model_dir)), GenerationSettings(batch_size="auto")
+    raws, phase = engine.generate(variant, [f"a{i}" for i in range(40)], auto, namespace="spider")
+    assert raws == ["x"] * 40 and tried[:4] == [40, 20, 10, 10]  # the engine's first batch: 40 of 64
+    assert phase.info["auto_batch_size"] == 10 and "batch_size" not in phase.fingerprint["generation"]
+    tried.clear()
+    _, again = engine.generate(variant, [f"b{i}" for i in range(30)], auto, namespace="spider")
+    assert tried == [10, 10, 10] and again.cache_key == phase.cache_key  # no search, same cache entry
