@@ -23,6 +23,7 @@ from harness.frontier import (
     roles,
     seed_groups,
     split_of,
+    task_name,
 )
 from harness.stats import adjust_pvalues, minimum_detectable_difference
 from harness.summary import (
@@ -198,11 +199,6 @@ def _title(task: str) -> str:
     return TASKS[task].report.title if task in TASKS else f"{task} accuracy"
 
 
-def _name(task: str) -> str:
-    """The task's name as a reader knows it: "Spider", "MMLU"."""
-    return _title(task).split()[0]
-
-
 def _change(c: Comparison, task: str, unit: str) -> str:
     p = c.paired
     return (
@@ -216,12 +212,14 @@ def _unseen(c: Comparison, task: str) -> str:
     p = c.paired
     mde = minimum_detectable_difference(p.n, p.only_reference + p.only_variant)
     if math.isnan(mde):
-        return f"{_name(task)} had no shared items"
+        return f"{task_name(task)} had no shared items"
     if math.isinf(mde):
-        return f"at n = {p.n} no {_name(task)} difference could be significant (6 items must move one way)"
+        return (
+            f"at n = {p.n} no {task_name(task)} difference could be significant (6 items must move one way)"
+        )
     return (
-        f"at n = {p.n} only {_article(_name(task))} change of about {100 * mde:.1f} points or more would be "
-        "detected (80% power)"
+        f"at n = {p.n} only {_article(task_name(task))} change of about {100 * mde:.1f} points or more "
+        "would be detected (80% power)"
     )
 
 
@@ -249,7 +247,7 @@ def conclusion(analysis: Analysis) -> str:
             f"so there is no trade-off to state; the tables compare each variant with {base}."
         )
     spec, gen = f.specialization, f.generalization
-    spec_name, gen_name = _name(spec), _name(gen)
+    spec_name, gen_name = task_name(spec), task_name(gen)
     out = [
         f"Fine-tuning ({point.variant}, against {base}) changed {_change(point.gain, spec, 'items')} "
         f"and {_change(point.cost, gen, 'questions')}."
@@ -306,14 +304,14 @@ def _seed_change(c, title: str, unit: str) -> str:
 def _seeds_conclusion(analysis: Analysis, f: Frontier, spec: str, gen: str) -> str:
     """The conclusion of a sweep trained with several seeds per setting: seed means, with
     intervals over seeds and items."""
-    spec_name, gen_name = _name(spec), _name(gen)
+    spec_name, gen_name = task_name(spec), task_name(gen)
     group = next((g for g in f.groups if g.setting == f.best), None) or max(
         f.groups, key=lambda g: g.gain.mean if math.isfinite(g.gain.mean) else -math.inf
     )
     out = [
         f"Fine-tuning ({group.setting}, against {analysis.baseline}) changed "
         f"{_seed_change(group.gain, _title(spec), 'items')}, "
-        f"{'significant' if group.gain_p_holm < 0.05 else 'not significant'} (Holm-adjusted "
+        f"{'significant' if group.gain_significant else 'not significant'} (Holm-adjusted "
         f"{_p(group.gain_p_holm)}), and {_seed_change(group.cost, _title(gen), 'questions')}."
     ]
     margin = points(f.margin)[1:]

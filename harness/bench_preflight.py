@@ -15,12 +15,9 @@ import pytest
 from harness.config import (
     ConfigError,
     ExperimentConfig,
-    check_adapters,
-    check_data,
-    load_experiment,
 )
 from harness.configfile import suggestion
-from harness.session import describe_markers, overrides_of, selected_variants
+from harness.session import checked_experiment, describe_markers, overrides_of, selected_variants
 
 # `deepeval test run`'s own options (deepeval/cli/test/command.py), each with whether it takes a
 # value; what it does not know goes to pytest.
@@ -129,9 +126,7 @@ def preflight(extra: list[str], *, experiment: str, variants: list[str], mark: s
         arguments += ["--variant", name]
     config = _parse(arguments)
     try:
-        exp = load_experiment(experiment, overrides_of(config))
-        check_data(exp)
-        check_adapters(exp)
+        exp = checked_experiment(experiment, overrides_of(config))
     except ConfigError as e:
         raise PreflightError(str(e)) from None
     chosen = selected_variants(exp, mark)

@@ -479,7 +479,11 @@ def check_adapters(exp) -> None:
     another base model than the variant's: refused before any case, naming both."""
     problems = []
     for v in exp.variants:
-        if v.adapter and is_local_adapter(v.adapter) and (Path(v.adapter) / "adapter_config.json").is_file():
+        if (
+            v.adapter
+            and is_local_adapter(v.adapter, v.adapter_revision or None)
+            and (Path(v.adapter) / "adapter_config.json").is_file()
+        ):
             try:
                 check_adapter_base(v.name, v.model, v.adapter, v.adapter)
             except ModelLoadError as e:

@@ -131,7 +131,7 @@ def adapter_facts(variants: Sequence) -> dict[str, AdapterFacts]:
     return out
 
 
-def _name(task: str) -> str:
+def task_name(task: str) -> str:
     """The task's name as a reader knows it ("Spider", "MMLU"), from its report title."""
     return TASKS[task].report.title.split()[0] if task in TASKS else task
 
@@ -175,6 +175,10 @@ class SeedGroup:
     non_inferior: bool = False
     qualifies: bool = False
 
+    @property
+    def gain_significant(self) -> bool:
+        return self.gain_p_holm < ALPHA
+
 
 @dataclass(frozen=True)
 class Frontier:
@@ -197,8 +201,8 @@ class Frontier:
             return ""
         if self.split == "validation":
             return (
-                f"The point was chosen on the {_name(self.specialization)} validation split (train databases "
-                "held out from training) and its numbers are measured there: confirm the chosen "
+                f"The point was chosen on the {task_name(self.specialization)} validation split (train "
+                "databases held out from training) and its numbers are measured there: confirm the chosen "
                 'setting on dev (spider.split = "dev") before quoting its gain.'
             )
         return (
@@ -335,10 +339,10 @@ def build_frontier(
     if best_index is not None:
         why_none = ""
     elif not any(s and g.paired.delta > 0 for s, g in zip(significant, gains)):
-        why_none = f"no point gains significantly on {_name(spec)}"
+        why_none = f"no point gains significantly on {task_name(spec)}"
     else:
         why_none = (
-            f"no point qualifies: every significant {_name(spec)} gain comes with {_name(gen)} "
+            f"no point qualifies: every significant {task_name(spec)} gain comes with {task_name(gen)} "
             f"intervals reaching past -{fmt_points(margin)[1:]} points"
         )
     points = tuple(
@@ -367,11 +371,11 @@ def build_frontier(
         best = max(ok, key=lambda g: g.gain.mean).setting if ok else None
         if best is not None:
             why_none = ""
-        elif not any(g.gain_p_holm < ALPHA and g.gain.mean > 0 for g in judged):
-            why_none = f"no setting gains significantly on {_name(spec)} over its seeds"
+        elif not any(g.gain_significant and g.gain.mean > 0 for g in judged):
+            why_none = f"no setting gains significantly on {task_name(spec)} over its seeds"
         else:
             why_none = (
-                f"no setting qualifies: every significant {_name(spec)} gain comes with {_name(gen)} "
+                f"no setting qualifies: every significant {task_name(spec)} gain comes with {task_name(gen)} "
                 f"intervals reaching past -{m} points"
             )
     return Frontier(
@@ -380,8 +384,8 @@ def build_frontier(
         points,
         tuple(f for f in facts.values() if not f.benchmarkable),
         best,
-        f"the largest {_name(spec)} gain among the {what} whose gain is significant (Holm-adjusted "
-        f"p < 0.05) and whose {_name(gen)} accuracy change is non-inferior at a margin of "
+        f"the largest {task_name(spec)} gain among the {what} whose gain is significant (Holm-adjusted "
+        f"p < 0.05) and whose {task_name(gen)} accuracy change is non-inferior at a margin of "
         f"{m} points (the lower end of its 95% interval above -{m})",
         margin,
         why_none,

@@ -160,12 +160,13 @@ class ModelPool:
         for a base variant that shares its weights with fine-tuned ones."""
         if not unmerged and self._merge(variant) is not None:
             adapter = self.adapter(variant)
-            load = self.load_mode(variant)
-            merged_key = (*_model_ref(variant), load, adapter.fingerprint)
+            base_key = self._base_key(variant)  # every setting the base is loaded with
+            load = base_key[3]
+            merged_key = (*base_key, adapter.fingerprint)
             if merged_key not in self._merged:
                 start = time.perf_counter()
                 self._merged[merged_key] = merged_adapters.merged_model(
-                    lambda: self._load(variant, self._base_key(variant)), adapter.path, load
+                    lambda: self._load(variant, base_key), adapter.path, load
                 )
                 log.info(
                     "merged %s into %s (%s) in %.1f s",

@@ -60,12 +60,6 @@ class ResolvedModel:
     hub_id: str | None = None  # its id on the hub (for the default: the model its GGUF was made from)
     note: str = ""  # how the weights differ from the hub's (the default: dequantized from a GGUF file)
 
-    @property
-    def portable_name(self) -> str:
-        """The name an adapter's config gives its base: the hub id where there is one, else what
-        the user wrote (never a path into a local cache)."""
-        return self.hub_id or self.name
-
 
 def _locked(path: Path):
     """An exclusive lock on ``<path>.lock``: of several processes preparing the same model
@@ -382,7 +376,7 @@ def quantization_config(load_mode: str):
     import torch
     from transformers import BitsAndBytesConfig
 
-    if load_mode not in (*LOAD_MODES, AUTO):
+    if load_mode not in LOAD_MODES:  # "auto" is resolved for the device before this (resolve_load)
         raise ModelLoadError(f"unknown load mode {load_mode!r}; choose from {', '.join(LOAD_MODES)}")
     if load_mode == "nf4":
         return BitsAndBytesConfig(

@@ -752,7 +752,7 @@ def _seeds_table(f) -> list[str]:
                 g.gain.seeds,
                 _seed_cell(g.gain),
                 f"{100 * g.gain.spread:.1f} ({', '.join(points(x) for x in g.gain.per_seed)})",
-                p_value(g.gain_p_holm) + (" *" if g.gain_p_holm < 0.05 else ""),
+                p_value(g.gain_p_holm) + (" *" if g.gain_significant else ""),
                 _seed_cell(g.cost),
                 f"{100 * g.cost.spread:.1f} ({', '.join(points(x) for x in g.cost.per_seed)})",
                 "yes" if g.non_inferior else "no",

@@ -11,6 +11,8 @@ import secrets
 import time
 from pathlib import Path
 
+from harness.files import atomic_write
+
 COMMAND_RECORD = "command.json"  # written by `harness bench` into the run folder before the benchmarks
 LOCK_FILE = ".lock"  # held (flock) by the one process that runs into the folder
 
@@ -106,9 +108,7 @@ INCOMPLETE = "INCOMPLETE"  # in a run folder while its run has not finished well
 def mark_incomplete(run_dir: Path, why: str) -> None:
     """Say, in the run folder, that its run is not (or not yet) a finished report, and why."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / f".{INCOMPLETE}.tmp"
-    tmp.write_text(why.rstrip() + "\n", encoding="utf-8")
-    tmp.replace(run_dir / INCOMPLETE)
+    atomic_write(run_dir / INCOMPLETE, why.rstrip() + "\n")
 
 
 def mark_complete(run_dir: Path) -> None:

@@ -81,6 +81,8 @@ def read_ids(path: Path) -> tuple[str, list[int]]:
             ids = [int(line) for line in text.split() if line]
         except ValueError:
             raise ValueError(f"{path}: expected one item index per line") from None
+    if split == "validation":  # a validation item is a Spider train item, named by its train index
+        split = "train"
     if split not in ("dev", "train") or not isinstance(ids, list):
         raise ValueError(f'{path}: expected {{"split": "dev" or "train", "ids": [index, ...]}}')
     if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):

@@ -201,15 +201,22 @@ def overrides_of(config: pytest.Config) -> Overrides:
     )
 
 
+def checked_experiment(path: str, overrides: Overrides) -> ExperimentConfig:
+    """The experiment at ``path`` with its overrides, its data and its adapters checked (before
+    any model work), or ConfigError: the one check behind a pytest session and harness bench."""
+    exp = load_experiment(path, overrides)
+    check_data(exp)
+    check_adapters(exp)
+    return exp
+
+
 def experiment_of(config: pytest.Config) -> ExperimentConfig:
     """The experiment, loaded on first use: unit-test sessions that collect no benchmark
     never read it; benchmark sessions read it while collecting, before any generation.
     A bad file or option is a usage error: one message, no traceback, exit status 4."""
     if EXPERIMENT_KEY not in config.stash:
         try:
-            exp = load_experiment(config.getoption("experiment"), overrides_of(config))
-            check_data(exp)
-            check_adapters(exp)
+            exp = checked_experiment(config.getoption("experiment"), overrides_of(config))
         except ConfigError as e:
             raise pytest.UsageError(str(e)) from None
         # Each variant is also a marker of its own name: `-m ft` selects the fine-tuned variant.

@@ -215,7 +215,9 @@ def test_training_publishes_adapter_configs_that_name_no_local_path(tmp_path):
     summary = {"base_model": {"name": "org/tiny", "hub_id": "org/tiny", "revision": V2}}
     (staging / "training_summary.json").write_text(json.dumps(summary))
     publish(staging, tmp_path / "out")
-    for path in (tmp_path / "out").rglob("adapter_config.json"):
+    paths = sorted((tmp_path / "out").rglob("adapter_config.json"))
+    assert len(paths) == 2, "the adapter and its checkpoint"
+    for path in paths:
         config = json.loads(path.read_text())
         assert config == {"base_model_name_or_path": "org/tiny", "r": 8, "revision": V2}
 

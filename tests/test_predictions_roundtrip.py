@@ -81,16 +81,14 @@ def test_the_runs_sql_scores_to_the_runs_verdicts_item_by_item(tmp_path, tiny_mo
     assert all(r["hardness"] for r in rows)
 
 
-def test_ids_can_be_given_and_distinct_stripped_only_when_asked(tmp_path):
+def test_ids_can_be_given(tmp_path):
     spider = build_spider_dir(tmp_path / "spider")
     preds = tmp_path / "p.sql"
     preds.write_text("SELECT DISTINCT name FROM singer\n")
     ids = tmp_path / "ids.txt"
     ids.write_text("1\n")
     kept = score_spider_file(preds, spider, tmp_path / "kept.tsv", ids=ids)
-    stripped = score_spider_file(preds, spider, tmp_path / "stripped.tsv", ids=ids, keep_distinct=False)
-    assert (kept.n, kept.correct) == (1, 1)  # no duplicate names, so DISTINCT changes nothing here
-    assert stripped.correct == 1
+    assert (kept.n, kept.correct) == (1, 1)  # item 1 of the dev split, and only it
     with pytest.raises(ValueError, match="item 9 is beyond the dev split's 4 items"):
         ids.write_text("9\n")
         score_spider_file(preds, spider, tmp_path / "x.tsv", ids=ids)
@@ -190,3 +188,10 @@ def test_a_tiny_runs_predictions_round_trip(tmp_path, tiny_model_dir):
             if c["variant"] == variant and c.get("task", c.get("benchmark")) == "spider"
         }
         assert verdicts == run and len(run) == 3
+
+
+def test_a_validation_runs_ids_name_spider_train_items(tmp_path):
+    """spider.split = "validation" scores Spider train items, named by their train index."""
+    ids = tmp_path / "ft.spider.ids.json"
+    ids.write_text(json.dumps({"split": "validation", "ids": [3, 7]}))
+    assert read_ids(ids) == ("train", [3, 7])

@@ -57,6 +57,7 @@ def test_no_gguf_conversion_bar_off_a_terminal(monkeypatch):
     from transformers import modeling_gguf_pytorch_utils as gguf_utils
 
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    monkeypatch.setattr(gguf_utils, "tqdm", gguf_utils.tqdm)  # restored after the test
     progress.library_bars_only_on_a_terminal()
     bar = gguf_utils.tqdm(range(3), desc="Converting and de-quantizing GGUF tensors...")
     assert bar.disable

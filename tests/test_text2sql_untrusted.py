@@ -329,3 +329,15 @@ def test_a_lone_surrogate_is_refused_naming_its_field(tmp_path):
     path.write_text('{"question": "why\\ud800", "query": "SELECT 1", "db_id": "music"}\n')
     with pytest.raises(Text2SQLDataError, match="q.jsonl:1: 'question' holds a lone surrogate"):
         load_items(path)
+
+
+def test_a_forked_child_gets_a_fresh_copies_lock():
+    """A fork while another thread makes a private copy must not leave the child's lock held."""
+    from harness.sql import opening
+
+    with opening._COPIES_LOCK:
+        pid = os.fork()
+        if pid == 0:  # the child: the lock held by the parent's thread is not inherited as held
+            os._exit(0 if opening._COPIES_LOCK.acquire(blocking=False) else 1)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

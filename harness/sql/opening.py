@@ -109,13 +109,7 @@ def _private_copy(path: Path, wal: Path) -> Path:
 
 def _forget_copies_after_fork() -> None:
     global _COPIES_LOCK
-    # A private copy is made only of a file this size or smaller (with its -wal); a larger WAL-mode
-
-
-# database with pending changes must be checkpointed by its owner first.
-MAX_COPY_BYTES = 1 << 30
-
-_COPIES_LOCK = threading.Lock()
+    _COPIES_LOCK = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):

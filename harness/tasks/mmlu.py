@@ -655,7 +655,6 @@ class MultipleChoice(BaseMetric):
         if scores:
             probability = choice_probability(scores, LETTERS.index(answer))
             reason += f" (probability of the answer among the choices: {probability:.2f})"
-        self.correct = ok
         self.score = float(ok)
         self.reason = reason
         self.success = self.is_successful()

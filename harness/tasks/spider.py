@@ -31,7 +31,7 @@ from deepeval.metrics import BaseMetric
 from deepeval.test_case import LLMTestCase, SingleTurnParams
 from pydantic import Field
 
-from harness.data_sources import SOURCES, DataNotFound, locate
+from harness.data_sources import DataNotFound, locate
 from harness.engine import GenerationSettings, LoglikSettings, StopRule
 from harness.files import atomic_write
 from harness.results import CaseSpec
@@ -60,7 +60,6 @@ from harness.tasks.base import (
 )
 from harness.tasks.spider_hardness import HARDNESS_LEVELS, hardness_of
 
-SPIDER_DIR_ENV = SOURCES["spider"].dir_env
 SPLIT_FILES = {"dev": ("dev.json",), "train": ("train_spider.json", "train_others.json")}
 
 
