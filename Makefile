@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev]"
 	touch $(STAMP)
 
-# Spider and MMLU into ./data (or $HARNESS_DATA_DIR), checksummed and checked: harness/data_sources.py.
+# Spider and MMLU into ./data (or $HARNESS_DATA_DIR), checksummed and checked: harness/data/sources.py.
 data: venv
 	$(BIN)/harness data fetch
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from harness.deepeval_env import apply_deepeval_env
 from harness.files import write_json
-from harness.run_folder import COMMAND_RECORD, check_run_id, holds_a_run, is_locked, new_run_id
+from harness.records.run_folder import COMMAND_RECORD, check_run_id, holds_a_run, is_locked, new_run_id
 
 DESCRIPTION = """\
 Measure what fine-tuning buys (Spider execution accuracy) and what it costs (MMLU accuracy).
@@ -38,7 +38,7 @@ examples:
 """
 
 DATA_DESCRIPTION = """\
-Get the evaluation data and check it. Sources (harness/data_sources.py): Spider 1.0's official
+Get the evaluation data and check it. Sources (harness/data/sources.py): Spider 1.0's official
 release (spider_data.zip, CC BY-SA 4.0, sha256 checked) and MMLU's original data.tar (MIT; its
 171 CSV files checked one by one). Data folder: $HARNESS_DATA_DIR, default ./data.
 
@@ -71,7 +71,7 @@ def _train_missing(exp, variants, record: list, env: dict | None = None) -> int:
     """Train what ``variants`` need and lack; 0 when all is there (or trained). A sweep's
     training config runs once with --missing-only: its points that diverge are reported and not
     benchmarked, the others are; a plain variant's failed training stops the command."""
-    from harness.models import check_adapter_base, check_adapter_usable, is_local_adapter
+    from harness.models.loading import check_adapter_base, check_adapter_usable, is_local_adapter
 
     done: set[str] = set()
     for v in variants:
@@ -127,7 +127,7 @@ def _training_env(options) -> dict:
     """The environment of the training runs: the data folders the benchmarks were given, so
     training reads the same Spider (by variable: a training config's own ``data.spider_dir``, when
     it names one, still wins, and its fingerprint does not change with where the data lies)."""
-    from harness.data_sources import SOURCES
+    from harness.data.sources import SOURCES
 
     env = dict(os.environ)
     for name, folder in (("spider", options.spider_dir), ("mmlu", options.mmlu_dir)):
@@ -145,8 +145,8 @@ def _remove_if_empty(run_dir: Path) -> None:
 def _cmd_bench(args: argparse.Namespace, extra: list[str]) -> int:
     """Check everything, train every adapter the selected variants need and lack, then run the
     benchmarks."""
-    from harness.bench_preflight import PreflightError, preflight
-    from harness.data_sources import DATA_DIR_ENV
+    from harness.data.sources import DATA_DIR_ENV
+    from harness.plugins.bench_preflight import PreflightError, preflight
 
     started = time.time()
     if args.data_dir:
@@ -173,7 +173,7 @@ def _cmd_bench(args: argparse.Namespace, extra: list[str]) -> int:
     rc = _train_missing(exp, plan.variants, training, _training_env(options))
     if rc:
         return rc
-    # The report tells the whole command's time and the training it ran (harness/plugin.py).
+    # The report tells the whole command's time and the training it ran (harness/plugins/results.py).
     write_json(run_dir / COMMAND_RECORD, {"started": started, "argv": sys.argv, "training": training})
     cmd = ["test", "run", "benchmarks/", "--experiment", args.experiment]
     for name in args.variant:
@@ -201,7 +201,7 @@ def _cmd_bench(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _cmd_score_spider(args: argparse.Namespace, extra: list[str]) -> int:
-    from harness.score_spider import run
+    from harness.tasks.score_spider import run
 
     return run(args)
 
@@ -212,8 +212,8 @@ def _print_findings(findings) -> None:
 
 
 def _cmd_data_fetch(args: argparse.Namespace, extra: list[str]) -> int:
-    from harness.data_fetch import FetchError, fetch
-    from harness.data_sources import SOURCES, data_root
+    from harness.data.fetch import FetchError, fetch
+    from harness.data.sources import SOURCES, data_root
 
     root = data_root(args.data_dir)
     rc = 0
@@ -241,7 +241,7 @@ def _cmd_data_fetch(args: argparse.Namespace, extra: list[str]) -> int:
 
 def _datasets_in(folder: Path) -> dict[str, Path]:
     """The datasets a folder given to `harness data check` holds: itself, or its subfolders."""
-    from harness.data_sources import SOURCES
+    from harness.data.sources import SOURCES
 
     for name, source in SOURCES.items():
         if (folder / source.marker).exists():
@@ -250,8 +250,8 @@ def _datasets_in(folder: Path) -> dict[str, Path]:
 
 
 def _cmd_data_check(args: argparse.Namespace, extra: list[str]) -> int:
-    from harness.data_check import Finding, check, is_known_release, summary_line
-    from harness.data_sources import DataNotFound, locate
+    from harness.data.check import Finding, check, is_known_release, summary_line
+    from harness.data.sources import DataNotFound, locate
 
     if args.folder:
         folders = _datasets_in(Path(args.folder))

@@ -5,7 +5,7 @@ helper thread per case to enforce an LLM timeout (the harness's metrics are loca
 deterministic): variables deepeval reads when it is first imported.
 
 No file written by deepeval: it would rewrite its run file after every case (quadratic in the
-number of cases; harness/plugin.py collects results). deepeval's own read-only mode
+number of cases; harness/plugins/results.py collects results). deepeval's own read-only mode
 (``DEEPEVAL_FILE_SYSTEM=READ_ONLY``) prints a warning line whenever it is imported, in every
 process, so that every run's output would open with it; instead the harness takes the
 permission away in the process once deepeval is imported (:func:`make_deepeval_read_only`):
@@ -59,7 +59,7 @@ def make_deepeval_read_only() -> list[str]:
 def import_deepeval() -> None:
     """Import deepeval with the harness's environment, read-only. Call before any
     ``from deepeval ...``. Its import prints nothing to stdout (it would land in every
-    redirected output, such as ``python -m harness.config > schema.json``)."""
+    redirected output, such as ``python -m harness.config.experiment > schema.json``)."""
     import contextlib
     import io
 

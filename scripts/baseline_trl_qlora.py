@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     from transformers import BitsAndBytesConfig
     from trl import SFTConfig, SFTTrainer
 
-    from harness.models import load_tokenizer, resolve_model
+    from harness.models.loading import load_tokenizer, resolve_model
     from training._data import build_examples
 
     tokenizer = load_tokenizer(resolve_model(args.model))

@@ -378,10 +378,10 @@ def _near_tie_gaps(model, tokenizer, prompts, ours, theirs) -> list[dict]:
 def step_decode(args) -> dict:
     import torch
 
-    from harness import static_decoding
-    from harness.engine import GenerationSettings, generate_batch
-    from harness.models import ResolvedModel, load_base_model, load_tokenizer
-    from harness.static_decoding import generate_static
+    from harness.engine import static_decoding
+    from harness.engine.core import GenerationSettings, generate_batch
+    from harness.engine.static_decoding import generate_static
+    from harness.models.loading import ResolvedModel, load_base_model, load_tokenizer
     from harness.tasks.spider import SQL_END
 
     resolved = ResolvedModel(args.model_dir, args.model_dir, None, "shaped")

@@ -26,8 +26,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.loglik import score_choices
-from harness.models import DEFAULT_MODEL, context_length, load_base_model, load_tokenizer, resolve_model
+from harness.engine.loglik import score_choices
+from harness.engine.token_counts import batch_token_counter
+from harness.models.loading import (
+    DEFAULT_MODEL,
+    context_length,
+    load_base_model,
+    load_tokenizer,
+    resolve_model,
+)
 from harness.tasks.mmlu import (
     LETTER_CHOICES,
     LETTERS,
@@ -39,7 +46,6 @@ from harness.tasks.mmlu import (
     mmlu_shots,
     select_mmlu,
 )
-from harness.token_counts import batch_token_counter
 
 
 def score_letters_loglik(model, tokenizer, requests, **kwargs):

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.models import resolve_model
+from harness.models.loading import resolve_model
 
 
 def matmul_rate(device: str, size: int | None = None, reps: int = 10) -> tuple[float, str]:

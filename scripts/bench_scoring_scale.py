@@ -18,10 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.config import load_experiment
-from harness.engine import Engine
-from harness.loglik import ChoiceScores
-from harness.model_pool import ModelPool
+from harness.config.experiment import load_experiment
+from harness.engine.core import Engine
+from harness.engine.loglik import ChoiceScores
+from harness.models.pool import ModelPool
 from harness.tasks import TASKS
 from harness.tasks.base import RunContext, shots_of
 from harness.tasks.spider import find_spider_dir, generation_prompts, get_spider_template

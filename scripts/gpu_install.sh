@@ -36,5 +36,5 @@ if [[ $ONLY_MISSING == 1 ]]; then
 fi
 "$PYTHON" -m pip install --no-deps "${FIND[@]}" -r "$REQUIREMENTS"
 "$PYTHON" -m pip install --no-deps --no-build-isolation -e .
-"$PYTHON" -c "import torch, harness.config, training; print('harness installed; torch', torch.__version__, \
+"$PYTHON" -c "import torch, harness.config.experiment, training; print('harness installed; torch', torch.__version__, \
 'with CUDA' if torch.cuda.is_available() else 'without CUDA')"

@@ -17,8 +17,14 @@ from collections import Counter
 
 import torch
 
-from harness.engine import GenerationSettings, generate_batch
-from harness.models import DEFAULT_MODEL, attach_adapter, load_base_model, load_tokenizer, resolve_model
+from harness.engine.core import GenerationSettings, generate_batch
+from harness.models.loading import (
+    DEFAULT_MODEL,
+    attach_adapter,
+    load_base_model,
+    load_tokenizer,
+    resolve_model,
+)
 from harness.sql import execution_match, extract_sql
 from harness.tasks.spider import (
     SQL_END,

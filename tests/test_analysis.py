@@ -11,10 +11,10 @@ import pytest
 from scipy import stats as sps
 from scipy.special import logsumexp, rel_entr
 
-from harness.analysis import analyze
-from harness.frontier import AdapterFacts, build_frontier
-from harness.results import CaseResult
-from harness.summary import compare_to_baseline, continuous_measures, summarize
+from harness.numbers.summary import compare_to_baseline, continuous_measures, summarize
+from harness.records.results import CaseResult
+from harness.report.analysis import analyze
+from harness.report.frontier import AdapterFacts, build_frontier
 
 
 def row(variant, task, item, outcome, prediction="A", **extra):
@@ -186,7 +186,7 @@ def test_the_runs_p_values_are_corrected_together():
 
 
 def test_a_gain_that_is_not_significant_is_never_the_best_and_one_adapter_draws_no_frontier():
-    from harness.analysis import conclusion
+    from harness.report.analysis import conclusion
 
     # --limit 5: one adapter, five items; +0 on Spider and -20 points on MMLU
     rows = _comparisons([("ft", 0, 1)], n=5)
@@ -202,7 +202,7 @@ def test_a_gain_that_is_not_significant_is_never_the_best_and_one_adapter_draws_
 
 
 def test_the_conclusion_states_gain_cost_certainty_and_what_n_cannot_see():
-    from harness.analysis import conclusion
+    from harness.report.analysis import conclusion
 
     rows = _comparisons([("lr=1@0.5ep", 60, 100), ("lr=1@1ep", 80, 80)], n=200)
     a = analyze(rows, baseline="base", tasks=("spider", "mmlu"), facts=_sweep_facts(SWEEP[:2]))
@@ -219,7 +219,7 @@ def test_the_conclusion_states_gain_cost_certainty_and_what_n_cannot_see():
 
 
 def test_frontier_figure_and_labels_do_not_overprint(tmp_path):
-    from harness.figure import _new_figure, place_labels, plot_frontier
+    from harness.report.figure import _new_figure, place_labels, plot_frontier
 
     fig, (ax,) = _new_figure(1, 6)
     points = [(x * 0.1, 0.0, f"variant-number-{x}", "black") for x in range(8)]  # crowded on one line
@@ -243,8 +243,8 @@ def test_frontier_figure_and_labels_do_not_overprint(tmp_path):
 
 
 def test_a_narrowed_run_draws_no_empty_panel(tmp_path, monkeypatch):
-    from harness import figure
-    from harness.figure import plot_tradeoff
+    from harness.report import figure
+    from harness.report.figure import plot_tradeoff
 
     rows = [row("base", "mmlu", i, "passed") for i in range(5)]  # one task, one variant: no trade-off panel
     a = analyze(rows, baseline="base", tasks=("mmlu",), facts={})
@@ -286,8 +286,8 @@ def _seed_facts():
 
 
 def test_seeds_are_pooled_per_setting_with_their_spread_and_a_seed_aware_interval():
-    from harness.analysis import conclusion
-    from harness.frontier import setting_of
+    from harness.report.analysis import conclusion
+    from harness.report.frontier import setting_of
 
     assert setting_of("lr=2e-4,seed=1@1ep") == "lr=2e-4@1ep" == setting_of("seed=1,lr=2e-4@1ep")
     a = analyze(_seed_sweep_rows(), baseline="base", tasks=("spider", "mmlu"), facts=_seed_facts())

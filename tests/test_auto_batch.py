@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import pytest
 
 from harness.configfile import ConfigError, validate
-from harness.engine import Engine, GenerationSettings, LoglikSettings, split_on_oom
-from harness.model_pool import AUTO_BATCH_CAP, AUTO_CPU_BATCH, ModelPool
-from harness.session import _batch_size_per_task
+from harness.engine.core import Engine, GenerationSettings, LoglikSettings, split_on_oom
+from harness.models.pool import AUTO_BATCH_CAP, AUTO_CPU_BATCH, ModelPool
+from harness.plugins.session import _batch_size_per_task
 from harness.tasks import TASKS
 from harness.tasks.mmlu import MMLUOptions
 
@@ -122,7 +122,7 @@ def test_auto_on_cuda_halves_on_oom_and_later_phases_start_at_the_size_that_fit(
 
 
 def test_batch_size_auto_from_the_command_line_reaches_the_tasks(tmp_path):
-    from harness.config import Overrides, load_experiment
+    from harness.config.experiment import Overrides, load_experiment
 
     path = tmp_path / "exp.toml"
     path.write_text('[experiment]\nname = "x"\n[mmlu]\nbatch_size = 4\n[[variants]]\nname = "base"\n')
@@ -139,7 +139,7 @@ def test_the_engine_finds_the_size_once_and_the_models_next_phase_starts_there(
 
     import torch
 
-    from harness import engine as engine_module
+    from harness.engine import core as engine_module
 
     tried = []
 

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 
 from harness import cli
-from harness.bench_preflight import pytest_arguments
+from harness.plugins.bench_preflight import pytest_arguments
 from tests.tiny_data import harness_options, write_tiny_experiment
 
 ROOT = Path(__file__).resolve().parents[1]

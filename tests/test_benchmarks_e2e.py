@@ -117,7 +117,7 @@ def test_harness_bench_speaks_last_and_deepeval_table_is_an_option(setup):
 def test_the_same_cases_without_the_speedups(setup):
     """No number depends on the speed-ups plugin: switched off, the cached run gives the same cases."""
     tmp, _ = setup
-    done = run([sys.executable, "-m", "pytest", "-p", "no:harness.speedups"], tmp, "plain")
+    done = run([sys.executable, "-m", "pytest", "-p", "no:harness.plugins.speedups"], tmp, "plain")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     key = lambda c: (c["variant"], c["task"], c["item_id"])
     first = {key(c): (c["outcome"], c["reason"], c["prediction"]) for c in results(tmp, "first")["cases"]}

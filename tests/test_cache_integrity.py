@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.cache import PredictionCache, cached_compute, record_sum
+from harness.records.cache import PredictionCache, cached_compute, record_sum
 from tests.test_task_text2sql import ROWS, make_db
 from tests.tiny_data import harness_options
 
@@ -29,7 +29,7 @@ def test_a_flipped_character_in_a_payload_is_skipped_and_recomputed(tmp_path, ca
     assert record["sum"] == record_sum(record)
     lines[0] = lines[0].replace("SELECT 'a'", "SELECT 'A'")
     cache.path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    with caplog.at_level(logging.WARNING, logger="harness.cache"):
+    with caplog.at_level(logging.WARNING, logger="harness.records.cache"):
         again, stats = cached_compute(cache, ["a", "b"], _compute, batch_size=2)
     assert stats.computed == 1 and stats.cached == 1
     assert [r["raw"] for r in again] == ["SELECT 'a'", "SELECT 'b'"] == [r["raw"] for r in first]
@@ -40,7 +40,7 @@ def test_a_record_without_a_hash_is_not_trusted(tmp_path, caplog):
     cache = PredictionCache(tmp_path, "spider", {"model": "m"}, required=("raw",))
     cache.path.parent.mkdir(parents=True)
     cache.path.write_text(json.dumps({"key": "k", "raw": "SELECT 1", "fp": cache.key}) + "\n")
-    with caplog.at_level(logging.WARNING, logger="harness.cache"):
+    with caplog.at_level(logging.WARNING, logger="harness.records.cache"):
         assert cache.load() == {}
     assert "does not match its hash" in caplog.text
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import ConfigError, Overrides, json_schema, load_experiment
+from harness.config.experiment import ConfigError, Overrides, json_schema, load_experiment
 from harness.tasks.base import shots_of
 
 GOOD = """
@@ -137,7 +137,8 @@ def test_json_schema_in_docs_is_current():
     import json
 
     assert json.loads(Path("docs/experiment.schema.json").read_text()) == json_schema(), (
-        "docs/experiment.schema.json is stale: python -m harness.config > docs/experiment.schema.json"
+        "docs/experiment.schema.json is stale: "
+        "python -m harness.config.experiment > docs/experiment.schema.json"
     )
 
 
@@ -166,7 +167,7 @@ def test_variants_that_repeat_a_measurement_are_found():
 
 
 def test_a_sweep_becomes_variants_that_keep_each_points_model_and_markers(tmp_path):
-    from harness.session import selected_variants as _selected_variants
+    from harness.plugins.session import selected_variants as _selected_variants
 
     train = tmp_path / "sweep.toml"
     train.write_text('name = "s"\noutput = "adapters/s"\n[sweep]\nmodel = ["model-a", "model-b"]\n')

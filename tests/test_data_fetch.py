@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.data_check import SOURCE_RECORD, check_mmlu, check_spider
-from harness.data_sources import DATA_DIR_ENV, SOURCES, DataNotFound, locate
+from harness.data.check import SOURCE_RECORD, check_mmlu, check_spider
+from harness.data.sources import DATA_DIR_ENV, SOURCES, DataNotFound, locate
 from tests.fixture_archives import CONCERT_ONLY, mmlu_tar, publish, serve, spider_zip
 from tests.tiny_data import DEV, build_mmlu_dir, build_spider_dir
 

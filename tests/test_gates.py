@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.analysis import analyze
-from harness.frontier import AdapterFacts
-from harness.gates import GatesError, check_gates, load_gates, parse_gates, read_stored_cases
-from harness.results import CaseResult
+from harness.records.results import CaseResult
+from harness.report.analysis import analyze
+from harness.report.frontier import AdapterFacts
+from harness.report.gates import GatesError, check_gates, load_gates, parse_gates, read_stored_cases
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ["base", "base-3shot", "ft", "ft-3shot"]

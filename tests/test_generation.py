@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.cache import PredictionCache, cached_compute, prompt_key
-from harness.engine import GenerationSettings, StopRule, generate_batch, split_on_oom
+from harness.engine.core import GenerationSettings, StopRule, generate_batch, split_on_oom
+from harness.records.cache import PredictionCache, cached_compute, prompt_key
 from harness.tasks.spider import SQL_END, sql_is_complete
 
 
@@ -109,9 +109,9 @@ def test_choice_scores_keep_their_token_counts_when_every_request_has_the_same_c
     tmp_path, tiny_model_dir
 ):
     """One cloze question (or many with the same answer texts): the counts are the backend's."""
-    from harness.engine import Engine, LoglikSettings
-    from harness.loglik import ChoiceScores
-    from harness.model_pool import ModelPool
+    from harness.engine.core import Engine, LoglikSettings
+    from harness.engine.loglik import ChoiceScores
+    from harness.models.pool import ModelPool
 
     class ThreeTokensEach:
         def score_choices(self, variant, requests, choices, settings, tick=None):
@@ -136,7 +136,7 @@ def test_different_fingerprints_do_not_share(tmp_path):
 
 
 def test_batched_generation_stops_and_matches_single(tiny_model_dir):
-    from harness.models import ResolvedModel, load_base_model, load_tokenizer
+    from harness.models.loading import ResolvedModel, load_base_model, load_tokenizer
 
     resolved = ResolvedModel("tiny", str(tiny_model_dir), None, "tiny")
     tok, model = load_tokenizer(resolved), load_base_model(resolved, "fp32", "cpu")
@@ -173,7 +173,7 @@ def test_a_torn_multibyte_line_and_a_line_without_its_payload_are_skipped(tmp_pa
 
 
 def test_a_cache_whose_fingerprint_says_otherwise_is_refused(tmp_path):
-    from harness.cache import CacheError
+    from harness.records.cache import CacheError
 
     cache = PredictionCache(tmp_path, "spider", {"model": "m", "max_new_tokens": 80})
     cached_compute(cache, ["a"], lambda b, tick: [{"raw": "x"} for _ in b], batch_size=1)
@@ -193,7 +193,7 @@ def test_records_of_another_fingerprint_are_not_used(tmp_path):
 
 def test_the_default_models_fingerprint_names_its_conversion(monkeypatch):
     """A change to the GGUF conversion must not keep serving the old conversion's predictions."""
-    import harness.models as models
+    import harness.models.loading as models
 
     before = models.gguf_fingerprint("abc")
     monkeypatch.setattr(models, "_CONVERSION_VERSION", models._CONVERSION_VERSION + 1)

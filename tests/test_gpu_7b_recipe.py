@@ -36,7 +36,7 @@ def test_the_shape_is_mistral_7b_v02_with_the_default_vocabulary():
 
 
 def test_a_built_folder_loads_through_the_harness(tiny_model_dir, tmp_path):
-    from harness.models import load_base_model, load_tokenizer, resolve_model
+    from harness.models.loading import load_base_model, load_tokenizer, resolve_model
 
     builder = _builder()
     tok = builder.load_tokenizer_from(str(tiny_model_dir))
@@ -50,8 +50,8 @@ def test_a_built_folder_loads_through_the_harness(tiny_model_dir, tmp_path):
 
 
 def test_the_7b_configs_load_and_their_model_can_be_overridden():
-    from harness.config import Overrides, load_experiment
-    from harness.training_config import load_config
+    from harness.config.experiment import Overrides, load_experiment
+    from harness.config.training import load_config
 
     exp = load_experiment(ROOT / "experiments/mistral7b.toml")
     assert {v.model for v in exp.variants} == {"mistralai/Mistral-7B-Instruct-v0.2"}

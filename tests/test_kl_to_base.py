@@ -1,4 +1,4 @@
-"""KL(base || adapted) on continuations (harness.loglik.kl_to_base) against a direct computation
+"""KL(base || adapted) on continuations (harness.engine.loglik.kl_to_base) against a direct computation
 on the tiny model with a LoRA adapter: zero for an untouched adapter, equal otherwise."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ def peft_model(tiny_model_dir):
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from harness.models import load_base_model, load_tokenizer, resolve_model
+    from harness.models.loading import load_base_model, load_tokenizer, resolve_model
 
     resolved = resolve_model(str(tiny_model_dir))
     model = load_base_model(resolved, "fp32", "cpu")
@@ -26,14 +26,14 @@ def peft_model(tiny_model_dir):
 
 
 def test_an_untouched_adapter_is_at_zero_kl(peft_model):
-    from harness.loglik import kl_to_base
+    from harness.engine.loglik import kl_to_base
 
     model, tokenizer, _ = peft_model
     assert all(abs(d.mean_kl) < 1e-7 for d in kl_to_base(model, tokenizer, PAIRS))  # LoRA's B starts at 0
 
 
 def test_kl_equals_a_direct_computation(peft_model):
-    from harness.loglik import _split_pair, kl_to_base
+    from harness.engine.loglik import _split_pair, kl_to_base
 
     model, tokenizer, torch = peft_model
     torch.manual_seed(0)

@@ -1,18 +1,10 @@
 """The import graph: layers that point one way, no cycles, nothing hidden in a function.
 
 Every import of a project module (``harness``, ``training``, ``fixtures``, ``benchmarks``,
-``tests``), at module level or inside a function, is an arrow of the graph. The layers, from the
-bottom up (a module may import its own layer or any below, never above):
-
-0. plain building blocks: config loader, files, number formatting, result records, statistics,
-   the prediction cache, the SQL sandbox, deepeval's environment
-1. models and their loading, sharding, log-likelihood scoring, token counts, summaries
-2. the model pool; 3. the engine; 4. the task shape; 5. the tasks; 6. the task registry, the
-   external Spider scorer, the training config
-7. the experiment config, the frontier and the analysis of a run; the training package
-8. report, figures, gates, the pre-flight checks; 9. the pytest session plugin;
-10. the results and speed-up plugins;
-11. the CLI; then ``fixtures`` and ``benchmarks`` (the pytest layer over all of it), and ``tests``.
+``tests``), at module level or inside a function, is an arrow of the graph. ``LAYERS`` names a
+layer for each package of ``harness/`` (every module inside takes its package's layer, unless
+it is named on its own) and for the few small modules at its top; a module may import its own
+layer or any below, never above. The README's layout table is this table (a test checks it).
 """
 
 from __future__ import annotations
@@ -26,77 +18,48 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("harness", "training", "fixtures", "benchmarks", "tests")
 
 LAYERS: dict[str, int] = {
-    "harness.configfile": 0,
+    # 0: small pure building blocks, records and data, no model, no pytest
     "harness.files": 0,
     "harness.formatting": 0,
-    "harness.results": 0,
-    "harness.stats": 0,
     "harness.progress": 0,
-    "harness.noise": 0,
-    "harness.run_folder": 0,
-    "harness.cache": 0,
-    "harness.sql": 0,
+    "harness.configfile": 0,
     "harness.deepeval_env": 0,
-    "harness.mmlu_checksums": 0,
-    "harness.data_sources": 0,
-    "harness.data_check": 0,
-    "harness.data_fetch": 0,
+    "harness.numbers": 0,
+    "harness.records": 0,
+    "harness.data": 0,
+    "harness.sql": 0,
+    # 1: models and adapters, their loading and the pool that keeps them
     "harness.models": 1,
-    "harness.backends": 1,
-    "harness.sharding": 1,
-    "harness.loglik": 1,
-    "harness.static_decoding": 1,
-    "harness.merged_adapters": 1,
-    "harness.token_counts": 1,
-    "harness.summary": 1,
-    "harness.model_pool": 2,
-    "harness.engine": 3,
-    "harness.tasks.base": 4,
-    "harness.tasks.spider_hardness": 4,
-    "harness.tasks.spider": 5,
-    "harness.tasks.mmlu": 5,
-    "harness.tasks.text2sql": 5,
-    "harness.tasks": 6,
-    "harness.score_spider": 6,
-    "harness.training_config": 6,
-    "harness.config": 7,
-    "harness.frontier": 7,
-    "harness.analysis": 7,
-    "training": 7,
-    "harness.report": 8,
-    "harness.figure": 8,
-    "harness.gates": 8,
-    "harness.preflight": 8,
-    "harness.session": 9,
-    "harness.plugin": 10,
-    "harness.speedups": 10,
-    "harness.deepeval_output": 10,
-    "harness.bench_preflight": 10,
-    "harness.cli": 11,
-    "fixtures": 12,
-    "benchmarks": 13,
-    "tests": 14,
+    # 2: the engine: batches, the cache, shards, generation and log-likelihoods
+    "harness.engine": 2,
+    # 3: the tasks and their registry
+    "harness.tasks": 3,
+    # 4: the experiment and training config files
+    "harness.config": 4,
+    # 5: from rows to conclusions; the training package sits beside it
+    "harness.report": 5,
+    "training": 5,
+    # 6: the pytest plugins; 7: the CLI
+    "harness.plugins": 6,
+    "harness.cli": 7,
+    # the pytest layer over all of it
+    "fixtures": 8,
+    "benchmarks": 9,
+    "tests": 10,
 }
-PACKAGE_LAYERS = (
-    "harness.sql",
-    "training",
-    "fixtures",
-    "benchmarks",
-    "tests",
-)  # one layer for all their modules
 # Function-local imports of project modules, each deferred for a reason that is not hiding an
 # arrow (the arrow is in the graph all the same): a command's --help must not wait seconds for
 # deepeval, torch or transformers, which these modules import.
 DEFERRED_OK = {
     "harness.cli": {
-        "harness.config",
-        "harness.models",
-        "harness.score_spider",
+        "harness.config.experiment",
+        "harness.models.loading",
+        "harness.tasks.score_spider",
         "harness.tasks.spider",
-        "harness.bench_preflight",
-        "harness.data_check",
-        "harness.data_fetch",
-        "harness.data_sources",
+        "harness.plugins.bench_preflight",
+        "harness.data.check",
+        "harness.data.fetch",
+        "harness.data.sources",
     },
     "training._recipe": {"training._data", "training._guard", "training._progress"},
 }
@@ -151,14 +114,15 @@ def _imports(path: Path, modules: dict[str, Path]) -> list[tuple[str, bool]]:
 
 
 def _layer(module: str) -> int:
-    if module in LAYERS:
-        return LAYERS[module]
-    if module == "harness":  # the package's __init__: a docstring
-        return 0
-    package = next((p for p in PACKAGE_LAYERS if module.startswith(p + ".")), None)
-    if package is None:
-        raise AssertionError(f"{module}: no layer declared in tests/test_layers.py LAYERS")
-    return LAYERS[package]
+    """The layer of ``module``: its own entry, else its nearest package's."""
+    if module == "harness":  # the package's __init__: a docstring and the bitsandbytes filter
+        return LAYERS["harness.models"]
+    name = module
+    while name:
+        if name in LAYERS:
+            return LAYERS[name]
+        name = name.rpartition(".")[0]
+    raise AssertionError(f"{module}: no layer declared in tests/test_layers.py LAYERS")
 
 
 @pytest.fixture(scope="module")

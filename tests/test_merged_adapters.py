@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from harness.loglik import score_choices
-from harness.model_pool import ModelPool
+from harness.engine.loglik import score_choices
+from harness.models.pool import ModelPool
 
 REQUESTS = [
     ("How many singers do we have? ", "SELECT count(*) FROM singer"),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.loglik import score_choices
+from harness.engine.loglik import score_choices
 from harness.tasks.mmlu import (
     LETTER_CHOICES,
     LETTERS,
@@ -48,7 +48,7 @@ def test_tiny_model_matches_lm_eval_hf_backend(tmp_path, tiny_model_dir):
     pytest.importorskip("lm_eval")
     from lm_eval.models.huggingface import HFLM
 
-    from harness.models import load_base_model, load_tokenizer, resolve_model
+    from harness.models.loading import load_base_model, load_tokenizer, resolve_model
 
     dev = [[f"Shot {i}?", "SELECT", "count", "NaN", "None", "ABCDA"[i]] for i in range(5)]
     test = [

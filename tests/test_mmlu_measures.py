@@ -47,8 +47,8 @@ def _independent_continuation_logprob(model, tokenizer, context: str, continuati
 def test_gold_prob_equals_an_independent_computation_on_10_questions(tmp_path, tiny_model_dir, scoring):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from harness.engine import Engine
-    from harness.model_pool import ModelPool
+    from harness.engine.core import Engine
+    from harness.models.pool import ModelPool
     from harness.tasks import TASKS
     from harness.tasks.base import RunContext
     from harness.tasks.mmlu import MMLUSettings

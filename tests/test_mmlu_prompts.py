@@ -138,9 +138,9 @@ def test_cloze_picks_by_log_likelihood_per_character_and_scores_the_gold_per_tok
 
 
 def test_the_cloze_task_asks_for_each_choices_text_and_answers_by_acc_norm(tmp_path, tiny_model_dir):
-    from harness.engine import Engine
-    from harness.loglik import ChoiceScores
-    from harness.model_pool import ModelPool
+    from harness.engine.core import Engine
+    from harness.engine.loglik import ChoiceScores
+    from harness.models.pool import ModelPool
     from harness.tasks import TASKS
     from harness.tasks.base import RunContext
     from harness.tasks.mmlu import MMLUSettings, acc_norm_choice, cloze_choices

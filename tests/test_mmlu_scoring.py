@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.engine import GenerationSettings, generate_batch
-from harness.loglik import ChoiceScores, score_choices, single_token_ids
-from harness.models import context_length
+from harness.engine.core import GenerationSettings, generate_batch
+from harness.engine.loglik import ChoiceScores, score_choices, single_token_ids
+from harness.models.loading import context_length
 from harness.tasks.mmlu import (
     LETTER_CHOICES,
     LETTERS,
@@ -164,7 +164,7 @@ def test_context_length_follows_the_config_then_the_tokenizer():
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
-    from harness.models import load_base_model, load_tokenizer, resolve_model
+    from harness.models.loading import load_base_model, load_tokenizer, resolve_model
 
     resolved = resolve_model(str(tiny_model_dir))
     return load_base_model(resolved, "fp32", "cpu"), load_tokenizer(resolved)
@@ -231,7 +231,7 @@ def test_results_come_back_in_request_order_across_groups(tiny):
 
 
 def _rows(lengths, shared=0):
-    from harness.loglik import _Request
+    from harness.engine.loglik import _Request
 
     return [_Request(i, list(range(n)), (1, 2, 3, 4), shared) for i, n in enumerate(lengths)]
 
@@ -240,7 +240,7 @@ def _rows(lengths, shared=0):
     "batch_size, max_batch_tokens", [(1, 10_000), (3, 10_000), (8, 100), (8, 35), (8, 1)]
 )
 def test_batches_hold_every_row_once_longest_first_within_both_caps(batch_size, max_batch_tokens):
-    from harness.loglik import _batches
+    from harness.engine.loglik import _batches
 
     lengths = [5, 50, 7, 30, 30, 12, 90, 1, 18, 40]
     rows = _rows(lengths, shared=0)
@@ -256,7 +256,7 @@ def test_batches_hold_every_row_once_longest_first_within_both_caps(batch_size, 
 
 
 def test_batches_count_only_the_tokens_after_the_shared_prefix():
-    from harness.loglik import _batches
+    from harness.engine.loglik import _batches
 
     rows = _rows([110, 105, 102, 101], shared=100)  # tails of 10, 5, 2 and 1 tokens
     assert [len(b) for b in _batches(rows, 8, 20)] == [2, 2]
@@ -284,7 +284,7 @@ def test_token_capped_batches_score_the_same(tiny):
 def test_the_general_path_scores_single_tokens_as_the_one_pass_path(tiny):
     """One row per (prompt, continuation), the continuation's log-probabilities read off the
     logits before each of its tokens, equals one pass reading the last position."""
-    from harness.loglik import _score_general
+    from harness.engine.loglik import _score_general
 
     model, tokenizer = tiny
     requests = requests_for(QUESTIONS, 1)
@@ -353,7 +353,7 @@ def test_prefix_reuse_on_cuda_bf16_matches_full_prompt(tiny_model_dir):
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    from harness.models import load_base_model, load_tokenizer, resolve_model
+    from harness.models.loading import load_base_model, load_tokenizer, resolve_model
 
     resolved = resolve_model(str(tiny_model_dir))
     model, tokenizer = load_base_model(resolved, "bf16", "cuda"), load_tokenizer(resolved)

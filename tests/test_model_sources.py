@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import models
-from harness.backends import BACKENDS, backend_fingerprint, register_backend
-from harness.config import ConfigError, Overrides, check_adapters, load_experiment, model_note
-from harness.engine import Engine, GenerationSettings
-from harness.model_pool import ModelPool
+from harness.config.experiment import ConfigError, Overrides, check_adapters, load_experiment, model_note
+from harness.engine.core import Engine, GenerationSettings
+from harness.models import loading as models
+from harness.models.backends import BACKENDS, backend_fingerprint, register_backend
+from harness.models.pool import ModelPool
 
 MAIN = "1" * 40  # smaller than V2: the old fingerprint took the largest cached commit
 V2 = "f" * 40
@@ -225,7 +225,7 @@ def test_training_publishes_adapter_configs_that_name_no_local_path(tmp_path):
 def test_a_pytest_run_names_the_variants_model_left_alone(tmp_path):
     from types import SimpleNamespace
 
-    from harness.session import EXPERIMENT_KEY, pytest_report_collectionfinish
+    from harness.plugins.session import EXPERIMENT_KEY, pytest_report_collectionfinish
 
     exp = load_experiment(_write_experiment(tmp_path, _adapter(tmp_path, "x")), Overrides(model="org/other"))
     line = pytest_report_collectionfinish(SimpleNamespace(stash={EXPERIMENT_KEY: exp}))

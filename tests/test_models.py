@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 HOLD = """
 import sys, time
 from pathlib import Path
-from harness.models import _locked
+from harness.models.loading import _locked
 target, log, name = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 with _locked(target):
     with log.open("a") as f:
@@ -41,14 +41,14 @@ def test_two_processes_never_hold_a_models_lock_at_once(tmp_path):
 # The notice comes only on a CPU with AVX-512 BF16; the filter must be in place on any other too.
 CHECK_FILTER = """
 import logging
-import harness.models, peft
-from harness import noise
+import harness.models.loading, peft
+from harness.models import noise
 assert any(isinstance(f, noise._DropKernelsHubNotice) for f in logging.getLogger(noise.LOGGER).filters)
 """
 
 
 def test_importing_peft_after_the_harness_prints_no_kernels_hub_notice():
-    """A benchmark that attaches an adapter imports peft, hence bitsandbytes (harness/noise.py)."""
+    """A benchmark that attaches an adapter imports peft, hence bitsandbytes (harness/models/noise.py)."""
     done = subprocess.run(
         [sys.executable, "-c", CHECK_FILTER],
         cwd=ROOT,

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import load_experiment
+from harness.config.experiment import load_experiment
+from harness.config.training import load_config
 from harness.tasks import TASKS
-from harness.training_config import load_config
 
 SPIDER_DEV = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "spider" / "dev.json"
 

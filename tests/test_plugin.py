@@ -23,8 +23,8 @@ import statsmodels.stats.proportion  # noqa: F401
 
 # In-process pytester runs drop the modules they imported when they end; importing the heavy
 # ones here (statsmodels, matplotlib) keeps each run from importing them again (seconds each).
-import harness.figure
-import harness.gates  # noqa: F401
+import harness.report.figure
+import harness.report.gates  # noqa: F401
 
 pytest_plugins = ["pytester"]
 
@@ -49,8 +49,8 @@ model = "org/ft"
 BENCH = """
 import pytest
 
-from harness.results import CaseRef, CaseSpec
-from harness.session import experiment_of
+from harness.records.results import CaseRef, CaseSpec
+from harness.plugins.session import experiment_of
 
 CASES = {cases!r}
 
@@ -114,7 +114,9 @@ DEFAULT = {
 def _conftest(speedups: bool = True) -> str:
     """The root conftest, with the harness's plugins (not the fixtures: the fake cases bring their own)."""
     text = (ROOT / "conftest.py").read_text()
-    plugins = ["harness.session", "harness.plugin"] + (["harness.speedups"] if speedups else [])
+    plugins = ["harness.plugins.session", "harness.plugins.results"] + (
+        ["harness.plugins.speedups"] if speedups else []
+    )
     text, n = re.subn(r"pytest_plugins = \[[^\]]*\]", f"pytest_plugins = {plugins!r}", text)
     assert n == 1, "the root conftest no longer declares pytest_plugins in one list"
     return text
@@ -241,7 +243,7 @@ def test_an_errored_benchmark_case_makes_the_run_fail_and_is_counted(project):
 SETUP_ERROR = """
 import pytest
 
-from harness.results import CaseRef
+from harness.records.results import CaseRef
 
 
 class Item:

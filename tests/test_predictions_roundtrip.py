@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main as harness_main
-from harness.engine import Engine
-from harness.model_pool import ModelPool
-from harness.score_spider import default_out, read_ids, score_spider_file
+from harness.engine.core import Engine
+from harness.models.pool import ModelPool
 from harness.tasks import TASKS
 from harness.tasks.base import RunContext
+from harness.tasks.score_spider import default_out, read_ids, score_spider_file
 from harness.tasks.spider import SpiderSettings, subset_files
 from tests.tiny_data import build_spider_dir, harness_options, write_tiny_experiment
 

@@ -1,5 +1,5 @@
 """Run ids and run folders checked before anything is written, one run per id at a time, and
-the experiment's problems caught once before the first case (harness/preflight.py)."""
+the experiment's problems caught once before the first case (harness/plugins/preflight.py)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,13 @@ from types import SimpleNamespace
 import pytest
 
 from harness.cli import main as harness_main
-from harness.preflight import PreflightError, check_before_first_case, release_run_locks, safetensors_problem
-from harness.run_folder import RUN_ID_MAX, RunFolderError, RunLock, check_run_id, is_locked
+from harness.plugins.preflight import (
+    PreflightError,
+    check_before_first_case,
+    release_run_locks,
+    safetensors_problem,
+)
+from harness.records.run_folder import RUN_ID_MAX, RunFolderError, RunLock, check_run_id, is_locked
 from tests.tiny_data import harness_options
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,7 +77,7 @@ def test_one_run_per_folder_at_a_time(tmp_path):
     with pytest.raises(RunFolderError, match="another run is writing into this folder now"):
         RunLock(run_dir).acquire()
     # Another process sees it too.
-    probe = "import sys; from harness.run_folder import is_locked; print(is_locked(sys.argv[1]))"
+    probe = "import sys; from harness.records.run_folder import is_locked; print(is_locked(sys.argv[1]))"
     out = subprocess.run(
         [sys.executable, "-c", probe, str(run_dir)], capture_output=True, text=True, cwd=ROOT
     )

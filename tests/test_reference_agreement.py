@@ -40,8 +40,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.score_spider import read_prediction_lines, score_spider_file
 from harness.sql import database_file, execution_match
+from harness.tasks.score_spider import read_prediction_lines, score_spider_file
 from harness.tasks.spider import SpiderDataError, find_spider_dir, load_spider_split
 
 SYSTEMS = {

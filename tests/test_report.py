@@ -10,10 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness import report, stats
-from harness import summary as summary_mod
-from harness.analysis import analyze
-from harness.results import CaseResult
+from harness.numbers import stats
+from harness.numbers import summary as summary_mod
+from harness.records.results import CaseResult
+from harness.report import document as report
+from harness.report.analysis import analyze
 
 
 def row(variant, benchmark, item_id, outcome, group="easy", reason="", **extra):
@@ -372,7 +373,7 @@ def _sweep_rows(n=200):
 
 
 def _sweep_report(tmp_path, *, drawn=True, departures=()):
-    from harness.frontier import AdapterFacts
+    from harness.report.frontier import AdapterFacts
 
     rows = _sweep_rows()
     where = {"point": "lr", "epochs_at": 1.0} if drawn else {}

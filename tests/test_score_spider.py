@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-import harness.score_spider as score_spider
-from harness.score_spider import format_summary, read_prediction_lines, score_spider_file
+import harness.tasks.score_spider as score_spider
+from harness.tasks.score_spider import format_summary, read_prediction_lines, score_spider_file
 
 S = "SELECT name FROM singer"
 SD = "SELECT DISTINCT name FROM singer"

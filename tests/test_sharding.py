@@ -1,4 +1,4 @@
-"""Data-parallel predictions (harness/sharding.py): the plan, the claims, the GPU of a worker,
+"""Data-parallel predictions (harness/engine/sharding.py): the plan, the claims, the GPU of a worker,
 and two real processes sharing one cache.
 
 What is pinned: every distinct prompt is in exactly one batch, dealt by position; two workers
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cache import PredictionCache, cached_compute, prompt_key
-from harness.sharding import Shard, pin_worker, plan_batches, sharded_compute, visible_gpus, worker_gpu
+from harness.engine.sharding import Shard, pin_worker, plan_batches, sharded_compute, visible_gpus, worker_gpu
+from harness.records.cache import PredictionCache, cached_compute, prompt_key
 
 PROMPTS = [f"prompt {i:02d} " + "x" * (i * 7 % 5) for i in range(11)]
 
@@ -51,7 +51,7 @@ def test_plan_deals_every_distinct_prompt_once_by_position():
         assert lengths == sorted(lengths), "each shard is sorted by sort_key, as cached_compute sorts"
     # Every worker makes the same plan: another process, with another hash seed, too.
     script = (
-        "import json, sys; from harness.sharding import plan_batches; "
+        "import json, sys; from harness.engine.sharding import plan_batches; "
         "plan = plan_batches(json.loads(sys.argv[1]), 3, batch_size=2, sort_key=len); "
         "print(json.dumps([[b.number, b.owner, list(b.keys)] for b in plan]))"
     )

@@ -1,5 +1,5 @@
-"""The speed-ups plugin (harness/speedups.py): each speed-up where it applies, and the same
-results with the plugin switched off (``-p no:harness.speedups``)."""
+"""The speed-ups plugin (harness/plugins/speedups.py): each speed-up where it applies, and the same
+results with the plugin switched off (``-p no:harness.plugins.speedups``)."""
 
 from __future__ import annotations
 
@@ -60,8 +60,8 @@ def test_deepeval_settings_are_read_once_while_benchmark_cases_run(monkeypatch):
 
     import deepeval.config.settings as settings
 
-    from harness import speedups
-    from harness.session import EXPERIMENT_KEY
+    from harness.plugins import speedups
+    from harness.plugins.session import EXPERIMENT_KEY
 
     session = SimpleNamespace(config=SimpleNamespace(stash={EXPERIMENT_KEY: object()}))
     loop = speedups.pytest_runtestloop(session)
@@ -80,7 +80,7 @@ def test_unit_test_sessions_keep_deepevals_settings_check(monkeypatch):
 
     import deepeval.config.settings as settings
 
-    from harness import speedups
+    from harness.plugins import speedups
 
     loop = speedups.pytest_runtestloop(SimpleNamespace(config=SimpleNamespace(stash={})))
     next(loop)
@@ -94,7 +94,7 @@ def test_unit_test_sessions_keep_deepevals_settings_check(monkeypatch):
 LOG_CAPTURE = """
 import pytest
 
-from harness.results import CaseRef
+from harness.records.results import CaseRef
 
 
 class Item:
@@ -131,7 +131,7 @@ def test_deepevals_per_case_table_is_one_line_over_the_limit(monkeypatch, capsys
     """Over --deepeval-table-max cases, deepeval's end-of-run table becomes one line."""
     from types import SimpleNamespace
 
-    from harness import speedups
+    from harness.plugins import speedups
 
     drawn = []
     manager = SimpleNamespace(

@@ -2,9 +2,9 @@
 
 import pytest
 
-from harness import static_decoding
-from harness.engine import GenerationSettings, StopRule, generate_batch
-from harness.static_decoding import generate_static, static_decoding_refusal, wants_static
+from harness.engine import static_decoding
+from harness.engine.core import GenerationSettings, StopRule, generate_batch
+from harness.engine.static_decoding import generate_static, static_decoding_refusal, wants_static
 from harness.tasks.spider import SQL_END
 
 PROMPTS = [
@@ -21,7 +21,7 @@ PROMPTS = [
 def tiny(tiny_model_dir):
     import torch
 
-    from harness.models import ResolvedModel, load_base_model, load_tokenizer
+    from harness.models.loading import ResolvedModel, load_base_model, load_tokenizer
 
     resolved = ResolvedModel("tiny", str(tiny_model_dir), None, "tiny")
     model = load_base_model(resolved, "fp32", "cpu")
@@ -96,7 +96,7 @@ def test_the_engine_takes_the_static_path_when_asked(tiny, monkeypatch):
     model, tok = tiny
     calls = []
     monkeypatch.setattr(
-        "harness.engine.generate_static", lambda *a, **k: calls.append(1) or ["x"] * len(a[2])
+        "harness.engine.core.generate_static", lambda *a, **k: calls.append(1) or ["x"] * len(a[2])
     )
     settings = GenerationSettings(max_new_tokens=4)
     monkeypatch.setenv("HARNESS_DECODING", "static")

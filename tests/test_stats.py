@@ -1,4 +1,4 @@
-"""harness/stats.py against published figures and against scipy / statsmodels."""
+"""harness/numbers/stats.py against published figures and against scipy / statsmodels."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness import stats
+from harness.numbers import stats
 
 # -- Wilson -----------------------------------------------------------------------------------
 

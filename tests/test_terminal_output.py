@@ -7,8 +7,8 @@ import sys
 from types import SimpleNamespace
 
 from harness import deepeval_env, progress
-from harness.plugin import skip_lines
-from harness.results import case_result
+from harness.plugins.results import skip_lines
+from harness.records.results import case_result
 
 
 def test_deepeval_modules_imported_before_the_harness_write_nothing(monkeypatch):

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.engine import Engine
-from harness.model_pool import ModelPool
+from harness.engine.core import Engine
+from harness.models.pool import ModelPool
 from harness.sql import execute_readonly
 from harness.tasks import TASKS
 from harness.tasks.base import RunContext

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from harness.models import load_tokenizer, resolve_model
+from harness.engine.token_counts import batch_token_counter, tokenizer_fingerprint
+from harness.models.loading import load_tokenizer, resolve_model
 from harness.tasks.mmlu import SUBJECT_CATEGORIES, MMLUItem, mmlu_prompt
-from harness.token_counts import batch_token_counter, tokenizer_fingerprint
 
 QUESTION = MMLUItem(
     "anatomy",

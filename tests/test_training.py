@@ -20,7 +20,7 @@ import pytest
 from transformers import TrainerCallback
 
 import training
-from harness.training_config import parse_override, resolve_key, run_status, training_plan
+from harness.config.training import parse_override, resolve_key, run_status, training_plan
 from training import ConfigError, TrainingFailed, divergence, load_config, load_sweep, train_from_config
 from training._output import OutputError, check_output
 from training._recipe import _examples_seen
@@ -163,7 +163,7 @@ def test_run_writes_loadable_adapter_and_summary(trained, tiny_model_dir):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from harness.models import check_adapter_usable
+    from harness.models.loading import check_adapter_usable
 
     out = trained.output
     assert trained.ok and trained.status == "succeeded"
@@ -190,7 +190,7 @@ def test_run_writes_loadable_adapter_and_summary(trained, tiny_model_dir):
 
 
 def test_every_example_ends_with_eos_and_only_the_completion_is_trained(tmp_path, tiny_model_dir, spider_dir):
-    from harness.models import resolve_model
+    from harness.models.loading import resolve_model
     from training import _recipe
 
     cfg = load_config(tiny_config(tmp_path, tiny_model_dir, spider_dir))
@@ -500,7 +500,7 @@ def test_dry_run_lists_the_sweep_points(tmp_path, capsys):
 
 
 def test_a_spike_below_patience_is_a_warning_not_a_failure():
-    from harness.training_config import TrainingConfig
+    from harness.config.training import TrainingConfig
     from training._recipe import _loss_warnings
 
     curve = [
@@ -519,7 +519,7 @@ def test_examples_seen_counts_epochs():
 
 
 def test_overlong_examples_are_dropped_or_truncated_and_counted(tiny_model_dir, spider_dir):
-    from harness.models import load_tokenizer, resolve_model
+    from harness.models.loading import load_tokenizer, resolve_model
     from training._data import build_examples, pick_max_length
 
     tok = load_tokenizer(resolve_model(str(tiny_model_dir)))
@@ -567,8 +567,8 @@ def test_cpu_4bit_is_used_when_it_works_and_fp32_is_the_announced_fallback(
 ):
     import bitsandbytes as bnb
 
-    from harness.models import resolve_model
-    from harness.training_config import HardwareSettings
+    from harness.config.training import HardwareSettings
+    from harness.models.loading import resolve_model
     from training import _recipe
 
     resolved = resolve_model(str(tiny_model_dir))
@@ -624,7 +624,7 @@ def swept(tmp_path_factory, tiny_model_dir, spider_dir):
 def test_a_sweep_with_checkpoints_publishes_loadable_peft_folders(swept, tiny_model_dir):
     import torch
 
-    from harness.models import check_adapter_usable
+    from harness.models.loading import check_adapter_usable
 
     config, results = swept
     assert [r.status for r in results] == ["succeeded", "succeeded"]
@@ -834,7 +834,7 @@ def test_a_run_killed_between_checkpoints_shows_no_checkpoint(
 
 
 def test_training_plan_names_and_paths(tmp_path):
-    from harness.training_config import PlannedAdapter, config_fingerprint, load_sweep
+    from harness.config.training import PlannedAdapter, config_fingerprint, load_sweep
 
     path = write_config(
         tmp_path / "s.toml",
@@ -889,7 +889,7 @@ def test_training_plan_names_and_paths(tmp_path):
 
 
 def test_the_config_fingerprint_ignores_where_a_run_is_kept(tmp_path):
-    from harness.training_config import config_fingerprint
+    from harness.config.training import config_fingerprint
 
     path = write_config(tmp_path / "c.toml", "")
     base = config_fingerprint(load_config(path))
@@ -904,7 +904,7 @@ def test_the_harness_reads_training_configs_without_importing_training():
     import sys
 
     code = (
-        "import sys; from harness.training_config import training_plan; "
+        "import sys; from harness.config.training import training_plan; "
         "plan = training_plan('training/configs/default.toml'); "
         "bad = sorted(m for m in sys.modules if m == 'training' or m.startswith('training.')); "
         "assert not bad, bad; print(len(plan))"
@@ -934,7 +934,7 @@ def test_the_default_config_is_a_fixed_length_run():
 def test_the_kernels_hub_notice_alone_is_dropped(caplog):
     import logging
 
-    from harness import noise as _noise
+    from harness.models import noise as _noise
 
     logger = logging.getLogger(_noise.LOGGER)
     with caplog.at_level("WARNING", logger=_noise.LOGGER):
@@ -973,7 +973,7 @@ def test_the_command_line_prints_rounded_losses_and_no_kernels_hub_notice(
 
 
 def test_seeds_are_a_sweep_axis(tmp_path):
-    from harness.training_config import training_plan
+    from harness.config.training import training_plan
 
     path = write_config(
         tmp_path / "s.toml", 'output = "runs/s"\n[sweep]\nlearning_rate = [2e-4, 2e-3]\nseeds = [0, 1, 2]\n'

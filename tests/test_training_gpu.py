@@ -60,7 +60,7 @@ def test_cuda_trains_a_qlora_adapter(tmp_path, cuda_setup):
 def test_cuda_model_is_4bit_with_checkpointing(tmp_path, cuda_setup):
     import bitsandbytes as bnb
 
-    from harness.models import resolve_model
+    from harness.models.loading import resolve_model
     from tests.test_training import tiny_config
     from training import _recipe, load_config
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.analysis import analyze
-from harness.frontier import AdapterFacts
-from harness.results import CaseResult
+from harness.records.results import CaseResult
+from harness.report.analysis import analyze
+from harness.report.frontier import AdapterFacts
 from harness.tasks.spider import SpiderItem, split_validation, validation_databases
 
 SPIDER = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "spider"
@@ -46,7 +46,7 @@ def test_on_spider_the_validation_databases_are_disjoint_from_dev():
 
 def test_training_can_leave_the_validation_databases_out(tiny_model_dir, tmp_path, monkeypatch):
     import training._data as data_module
-    from harness.models import load_tokenizer, resolve_model
+    from harness.models.loading import load_tokenizer, resolve_model
     from tests.tiny_data import build_spider_dir
 
     spider_dir = build_spider_dir(tmp_path / "spider")
@@ -85,7 +85,7 @@ def _rows(split):
 
 @pytest.mark.parametrize("split, says", [("validation", "confirm the chosen"), ("dev", "optimistic")])
 def test_the_report_says_which_split_chose_and_measured(split, says):
-    from harness.analysis import conclusion
+    from harness.report.analysis import conclusion
 
     facts = {"lr=1@1ep": AdapterFacts("lr=1@1ep", "a", "succeeded", point="lr=1", epochs_at=1.0)}
     a = analyze(_rows(split), baseline="base", tasks=("spider", "mmlu"), facts=facts)

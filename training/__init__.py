@@ -1,7 +1,7 @@
 """QLoRA adapters on the Spider train split: TRL SFTTrainer + PEFT LoRA + bitsandbytes 4-bit.
 
 One config file (``training/configs/*.toml``) is one run, or a sweep of runs, read by
-``harness.training_config`` (the project's one config loader; the harness plans adapters from
+``harness.config.training`` (the project's one config loader; the harness plans adapters from
 the same file without importing this package). Examples are formatted by ``harness.tasks.spider``
 exactly as the benchmarks prompt, and every target ends with the end-of-sequence token. A run that
 diverges or fails never replaces a good adapter, and publishes none of its checkpoints.
@@ -20,24 +20,24 @@ from __future__ import annotations
 
 import importlib
 
-import harness  # noqa: F401  (installs harness/noise.py's filter before anything imports bitsandbytes)
+import harness  # noqa: F401  (installs harness/models/noise.py's filter before anything imports bitsandbytes)
 
 _EXPORTS = {
     "main": "training._cli",
     "train_from_config": "training._cli",
     "build_parser": "training._cli",
     "TrainingFailed": "training._cli",
-    "ConfigError": "harness.training_config",
-    "TrainingConfig": "harness.training_config",
-    "SweepPoint": "harness.training_config",
-    "PlannedAdapter": "harness.training_config",
-    "load_config": "harness.training_config",
-    "load_sweep": "harness.training_config",
-    "parse_override": "harness.training_config",
-    "resolve_key": "harness.training_config",
-    "config_fingerprint": "harness.training_config",
-    "training_plan": "harness.training_config",
-    "run_status": "harness.training_config",
+    "ConfigError": "harness.config.training",
+    "TrainingConfig": "harness.config.training",
+    "SweepPoint": "harness.config.training",
+    "PlannedAdapter": "harness.config.training",
+    "load_config": "harness.config.training",
+    "load_sweep": "harness.config.training",
+    "parse_override": "harness.config.training",
+    "resolve_key": "harness.config.training",
+    "config_fingerprint": "harness.config.training",
+    "training_plan": "harness.config.training",
+    "run_status": "harness.config.training",
     "Examples": "training._data",
     "build_examples": "training._data",
     "DivergenceGuard": "training._guard",

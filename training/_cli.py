@@ -25,9 +25,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness.files import write_json
-from harness.tasks.spider import SpiderDataError, find_spider_dir
-from harness.training_config import (
+from harness.config.training import (
     ConfigError,
     SweepPoint,
     config_fingerprint,
@@ -35,6 +33,8 @@ from harness.training_config import (
     parse_override,
     run_status,
 )
+from harness.files import write_json
+from harness.tasks.spider import SpiderDataError, find_spider_dir
 from training._distributed import barrier_and_close, keep_multicast_off, split_accumulation, world_from_env
 from training._output import SUMMARY_NAME, OutputError
 from training._recipe import TrainingResult, format_loss, run

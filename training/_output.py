@@ -18,8 +18,8 @@ import shutil
 import time
 from pathlib import Path
 
+from harness.config.training import SUMMARY_NAME, failed_dir
 from harness.files import write_json
-from harness.training_config import SUMMARY_NAME, failed_dir
 
 __all__ = [
     "SUMMARY_NAME",

@@ -16,7 +16,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 from transformers import TrainerCallback
 
-from harness.training_config import checkpoint_step
+from harness.config.training import checkpoint_step
 from training._distributed import any_rank
 
 
@@ -152,7 +152,7 @@ class TimeBudget(TrainerCallback):
 
 class CheckpointSaver(TrainerCallback):
     """Saves the adapter at fractions of the planned optimizer steps (step = ceil(fraction x
-    planned), from ``harness.training_config.checkpoint_step``), through ``save(folder)``, into
+    planned), from ``harness.config.training.checkpoint_step``), through ``save(folder)``, into
     ``folder_of(fraction)``: folders inside the run's staging folder, published with the run.
 
     Fraction 1 is left to the recipe, which saves the final adapter at the end anyway.

@@ -1,6 +1,6 @@
 """The QLoRA recipe: TRL SFTTrainer + PEFT LoRA + bitsandbytes 4-bit, read from top to bottom.
 
-:func:`run` takes a validated :class:`~harness.training_config.TrainingConfig` and calls, in order,
+:func:`run` takes a validated :class:`~harness.config.training.TrainingConfig` and calls, in order,
 ``_setup_model`` (CUDA: 4-bit nf4 with bf16 compute; CPU: the same through bitsandbytes' CPU
 backend when it works, else fp32), ``_setup_tokenizer``, ``_setup_dataset`` (Spider train
 through ``harness.tasks.spider``, every completion ending with EOS), ``_setup_peft``,
@@ -34,11 +34,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from harness.files import file_sha256, write_json
-from harness.models import hub_kwargs, load_tokenizer, quantization_config, resolve_model
-from harness.noise import kernels_hub_notice_dropped
-from harness.progress import library_bars_only_on_a_terminal
-from harness.training_config import (
+from harness.config.training import (
     HardwareSettings,
     LoraSettings,
     TrainingConfig,
@@ -46,6 +42,10 @@ from harness.training_config import (
     checkpoint_step,
     config_fingerprint,
 )
+from harness.files import file_sha256, write_json
+from harness.models.loading import hub_kwargs, load_tokenizer, quantization_config, resolve_model
+from harness.models.noise import kernels_hub_notice_dropped
+from harness.progress import library_bars_only_on_a_terminal
 from training._distributed import World, split_accumulation, world_from_env
 from training._output import (
     SUMMARY_NAME,
@@ -379,7 +379,7 @@ def _check_backward(model) -> None:
 
 
 def _setup_tokenizer(resolved, model):
-    """The base model's tokenizer (``harness.models.load_tokenizer``, as the benchmarks load it),
+    """The base model's tokenizer (``harness.models.loading.load_tokenizer``, as the benchmarks load it),
     with an EOS the model actually stops at: a completion ending in any other token would teach
     the model to emit a token that does not end generation."""
     tok = load_tokenizer(resolved)
@@ -397,7 +397,7 @@ def _setup_tokenizer(resolved, model):
         raise ValueError(
             f"model {resolved.name!r}: the tokenizer's eos_token {tok.eos_token!r} "
             f"(id {tok.eos_token_id}) is not a token the model stops at ({names}); "
-            "fix the tokenizer's eos_token (harness.models) before training"
+            "fix the tokenizer's eos_token (harness.models.loading) before training"
         )
     return tok
 

@@ -20,8 +20,8 @@ from deepeval.test_case import LLMTestCase
 from pydantic import BeforeValidator, Field
 
 from harness.configfile import Strict
-from harness.engine import AUTO_BATCH, Engine, Phase
-from harness.results import CaseSpec
+from harness.engine.core import AUTO_BATCH, Engine, Phase
+from harness.records.results import CaseSpec
 
 NonNegative = Annotated[int, Field(ge=0)]
 Positive = Annotated[int, Field(gt=0)]
@@ -34,7 +34,7 @@ def _batch_size(value: Any) -> Any:
 
 
 # Prompts per batch: a number, or "auto": on a CPU the task's default (8); on a CUDA device the
-# largest batch that fits, found once per (model, device, task) from a cap (harness.engine).
+# largest batch that fits, found once per (model, device, task) from a cap (harness.engine.core).
 BatchSize = Annotated[Positive | Literal["auto"], BeforeValidator(_batch_size)]
 
 

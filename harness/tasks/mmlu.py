@@ -30,10 +30,11 @@ from deepeval.test_case import LLMTestCase, SingleTurnParams
 from pydantic import model_validator
 
 from harness.configfile import Problems, unknown
-from harness.data_sources import SOURCES, DataNotFound, locate
-from harness.engine import GenerationSettings, LoglikSettings
-from harness.results import CaseSpec
-from harness.stats import choice_probability
+from harness.data.sources import SOURCES, DataNotFound, locate
+from harness.engine.core import GenerationSettings, LoglikSettings
+from harness.engine.token_counts import batch_token_counter
+from harness.numbers.stats import choice_probability
+from harness.records.results import CaseSpec
 from harness.tasks.base import (
     BatchSize,
     NonNegative,
@@ -49,7 +50,6 @@ from harness.tasks.base import (
     shots_of,
     stratified_sample,
 )
-from harness.token_counts import batch_token_counter
 
 # -- items and selections
 
@@ -167,7 +167,7 @@ def _check_split(split: str) -> None:
 def find_mmlu_dir(explicit: str | os.PathLike | None = None) -> Path:
     """The MMLU folder (one with a ``test/`` subfolder, the original layout): ``explicit`` if given,
     else ``$HARNESS_MMLU_DIR``, else ``$HARNESS_DATA_DIR/mmlu``, ./data/mmlu, ../shared/data/mmlu
-    (harness.data_sources); the error names every folder looked at and ``harness data fetch``."""
+    (harness.data.sources); the error names every folder looked at and ``harness data fetch``."""
     try:
         return locate("mmlu", explicit, option="--mmlu-dir")
     except DataNotFound as e:
@@ -709,9 +709,9 @@ class MMLUSettings(TaskSettings):
     """The ``[mmlu]`` table of an experiment. ``batch_size = "auto"``: 8 on a CPU; on a CUDA
     device the largest batch that fits, from a cap of 64 prompts (a forward pass still holds at
     most ``max_batch_tokens``), found once per (model, device, task) and reused
-    (:func:`harness.engine.split_on_oom`)."""
+    (:func:`harness.engine.core.split_on_oom`)."""
 
-    data_dir: str = ""  # empty: looked up as harness.data_sources says ($HARNESS_MMLU_DIR, ./data, ...)
+    data_dir: str = ""  # empty: looked up as harness.data.sources says ($HARNESS_MMLU_DIR, ./data, ...)
     source: Literal["disk", "hub"] = "disk"
     split: Literal["dev", "val", "test"] = "test"
     # "paper": 50 STEM + 50 humanities + 50 social sciences, seeded; "full"; "per_subject"

@@ -31,10 +31,10 @@ from deepeval.metrics import BaseMetric
 from deepeval.test_case import LLMTestCase, SingleTurnParams
 from pydantic import Field
 
-from harness.data_sources import DataNotFound, locate
-from harness.engine import GenerationSettings, LoglikSettings, StopRule
+from harness.data.sources import DataNotFound, locate
+from harness.engine.core import GenerationSettings, LoglikSettings, StopRule
 from harness.files import atomic_write
-from harness.results import CaseSpec
+from harness.records.results import CaseSpec
 from harness.sql import (
     EMPTY_PREDICTION,
     GOLD_FAILED,
@@ -115,7 +115,7 @@ class Schema:
 def find_spider_dir(explicit: str | os.PathLike | None = None) -> Path:
     """The Spider folder (one with tables.json): ``explicit`` if given, else ``$HARNESS_SPIDER_DIR``,
     else ``$HARNESS_DATA_DIR/spider``, ./data/spider, ../shared/data/spider
-    (harness.data_sources); the error names every folder looked at and ``harness data fetch``."""
+    (harness.data.sources); the error names every folder looked at and ``harness data fetch``."""
     try:
         return locate("spider", explicit, option="--spider-dir")
     except DataNotFound as e:
@@ -554,9 +554,9 @@ class ExecutionAccuracy(BaseMetric):
 class SpiderSettings(TaskSettings):
     """The ``[spider]`` table of an experiment. ``batch_size = "auto"``: 8 on a CPU; on a CUDA
     device the largest batch that fits, from a cap of 64 prompts, found once per (model, device,
-    task) and reused (:func:`harness.engine.split_on_oom`)."""
+    task) and reused (:func:`harness.engine.core.split_on_oom`)."""
 
-    data_dir: str = ""  # empty: looked up as harness.data_sources says ($HARNESS_SPIDER_DIR, ./data, ...)
+    data_dir: str = ""  # empty: looked up as harness.data.sources says ($HARNESS_SPIDER_DIR, ./data, ...)
     source: Literal["disk", "hub"] = "disk"  # "hub": rows from xlangai/spider, databases still from data_dir
     # "validation": items of a seeded tenth of train's databases (split_validation), for choosing
     # a sweep's point; the shots then come from the rest of train

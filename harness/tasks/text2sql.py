@@ -45,7 +45,7 @@ from typing import Annotated
 from pydantic import Field, model_validator
 
 from harness.configfile import Problems
-from harness.results import CaseSpec
+from harness.records.results import CaseSpec
 from harness.sql import execute_readonly, is_plain_name
 from harness.sql.opening import connect_readonly
 from harness.tasks.base import (
@@ -101,7 +101,7 @@ class SQLItem:
 class Text2SQLSettings(TaskSettings):
     """The ``[text2sql]`` table of an experiment. ``batch_size = "auto"``: 8 on a CPU; on a CUDA
     device the largest batch that fits, from a cap of 64 prompts, found once per (model, device,
-    task) and reused (:func:`harness.engine.split_on_oom`)."""
+    task) and reused (:func:`harness.engine.core.split_on_oom`)."""
 
     path: str = ""  # the JSONL file of items (required when the task runs)
     databases: str = ""  # the folder of <db_id>.sqlite files; empty: the JSONL file's folder

@@ -1,15 +1,15 @@
 """A run's numbers, from its result rows: accuracies per (variant, task) and comparisons.
 
-Pure functions of :class:`harness.results.CaseResult` rows (anything with their fields):
+Pure functions of :class:`harness.records.results.CaseResult` rows (anything with their fields):
 
 - per (variant, task): n, correct, accuracy with its 95% Wilson interval, by group (Spider
   hardness, MMLU category) and subgroup (MMLU subject), and the skips and errors with reasons.
   A skipped item is not in n but is counted with its reason; an item that errored counts as
   wrong and is counted as an error too;
 - per non-baseline variant and task: the paired comparison with the baseline on the items
-  both scored (harness/stats.py: Newcombe's interval, exact McNemar).
+  both scored (harness/numbers/stats.py: Newcombe's interval, exact McNemar).
 
-The report (harness/report.py) renders these; the gates (harness/gates.py) decide with them.
+The report (harness/report/document.py) renders these; the gates (harness/report/gates.py) decide with them.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from harness.stats import (
+from harness.numbers.stats import (
     ALPHA,
     Accuracy,
     Paired,
@@ -60,7 +60,7 @@ class Comparison:
     reference: str
     benchmark: str
     paired: Paired
-    # the McNemar p-value corrected across the run's tests (harness/analysis.py): Holm's
+    # the McNemar p-value corrected across the run's tests (harness/report/analysis.py): Holm's
     # family-wise and Benjamini-Hochberg's false-discovery-rate adjustments
     p_holm: float = math.nan
     q_bh: float = math.nan
@@ -250,7 +250,7 @@ def continuous_measures(
 ) -> list[Continuous]:
     """Every continuous measure that the rows carry, per non-baseline variant and task, against
     the baseline on the items both scored: a paired change with its t interval and test, or a
-    divergence (a KL) as a size with its bootstrap interval and no test (harness/stats.py)."""
+    divergence (a KL) as a size with its bootstrap interval and no test (harness/numbers/stats.py)."""
     pairs = sorted({(r.benchmark, r.variant) for r in rows})
     skip = _not_compared(rows, baseline, same)
     out = []

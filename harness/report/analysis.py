@@ -1,9 +1,9 @@
 """Everything a run's report and gates need, computed once from its result rows.
 
-:func:`analyze` gathers: accuracies and paired comparisons (harness/summary.py), the continuous
+:func:`analyze` gathers: accuracies and paired comparisons (harness/numbers/summary.py), the continuous
 measures, which variants repeat another's predictions, the adapters' training facts and the
-learning-forgetting frontier (harness/frontier.py), and why answers were wrong. The report
-(harness/report.py) renders an :class:`Analysis`; the gates (harness/gates.py) decide with it.
+learning-forgetting frontier (harness/report/frontier.py), and why answers were wrong. The report
+(harness/report/document.py) renders an :class:`Analysis`; the gates (harness/report/gates.py) decide with it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from harness.formatting import interval, p_value, points
-from harness.frontier import (
+from harness.numbers.stats import adjust_pvalues, minimum_detectable_difference
+from harness.numbers.summary import (
+    MEASURES,
+    Comparison,
+    Continuous,
+    PairSummary,
+    compare_to_baseline,
+    continuous_measures,
+    summarize,
+)
+from harness.report.frontier import (
     DEFAULT_MARGIN,
     AdapterFacts,
     Frontier,
@@ -24,16 +34,6 @@ from harness.frontier import (
     seed_groups,
     split_of,
     task_name,
-)
-from harness.stats import adjust_pvalues, minimum_detectable_difference
-from harness.summary import (
-    MEASURES,
-    Comparison,
-    Continuous,
-    PairSummary,
-    compare_to_baseline,
-    continuous_measures,
-    summarize,
 )
 from harness.tasks import TASKS
 

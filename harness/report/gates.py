@@ -31,7 +31,7 @@ A gates file is TOML with three kinds of gate (every key is listed; none other i
     variants = ["ft"]         # default: every variant in both runs
     tasks = ["mmlu"]          # default: every task in both runs
 
-The file is validated as it loads, like the experiment config (harness/config.py): every
+The file is validated as it loads, like the experiment config (harness/config/experiment.py): every
 problem is gathered, each names the file and the dotted key, an unknown key gets a
 did-you-mean, and an unknown variant or task is named with the choices. The keys ``benchmark``
 and ``benchmarks`` of older files are refused, each with the key it was renamed to (``task``,
@@ -55,12 +55,12 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from harness import configfile
-from harness.analysis import Analysis
 from harness.configfile import ConfigError, Problems, Strict, unknown
 from harness.formatting import interval, p_value, pct, points
-from harness.run_folder import INCOMPLETE, incomplete_reason
-from harness.stats import Paired, paired
-from harness.summary import compare, verdicts
+from harness.numbers.stats import Paired, paired
+from harness.numbers.summary import compare, verdicts
+from harness.records.run_folder import INCOMPLETE, incomplete_reason
+from harness.report.analysis import Analysis
 from harness.tasks import TASKS
 
 LEGACY_OUTCOMES = {"failed": "wrong"}  # a wrong answer's outcome in results.json schema 2 and before
@@ -233,7 +233,7 @@ def load_gates(path: str | Path, *, variants: Sequence[str]) -> Gates:
 
 def read_stored_cases(path: str | Path) -> list[SimpleNamespace]:
     """The case rows of a stored ``results.json`` (this harness's schema, 3 or 2), of a run that
-    finished: an incomplete run's folder (harness/run_folder.py) is refused with its reason."""
+    finished: an incomplete run's folder (harness/records/run_folder.py) is refused with its reason."""
     if (Path(path).parent / INCOMPLETE).is_file():
         why = incomplete_reason(Path(path).parent)
         raise GatesError(f"{str(path)!r} is an incomplete run's ({INCOMPLETE}: {why}); give a finished one")
@@ -264,7 +264,7 @@ def read_stored_cases(path: str | Path) -> list[SimpleNamespace]:
 
 
 def check_gates(gates: Gates, rows: Sequence, analysis: Analysis, *, narrowed: str = "") -> list[GateResult]:
-    """Check every gate against a run's case ``rows`` and their ``analysis`` (harness.analysis:
+    """Check every gate against a run's case ``rows`` and their ``analysis`` (harness.report.analysis:
     the accuracies, the adapters' facts and the frontier).
 
     ``narrowed`` describes how the run's selection was narrowed ("" if it was not): a gate on

@@ -16,7 +16,7 @@
     adapter_revision = ""             # a hub adapter's branch, tag or commit
     train_config = "training/configs/default.toml"   # trains the adapter when it is absent
     spider = {shots = 3}              # the variant's own options per task
-    backend = "hf"                    # what computes its answers (harness.backends)
+    backend = "hf"                    # what computes its answers (harness.models.backends)
     trust_remote_code = false         # run the model repository's own code (off unless asked)
     attn_implementation = ""          # "sdpa", "eager", "flash_attention_2", ...; empty: transformers'
     device_map = ""                   # "auto": spread a model larger than one GPU; empty: one device
@@ -24,7 +24,7 @@
 Loaded into frozen pydantic models by the one config loader (harness/configfile.py): every
 problem is reported at once, naming the file and the dotted key, with a did-you-mean. The models
 are built from the task registry, so a new task brings its table and variant options with it.
-``docs/experiment.schema.json`` is this schema as JSON Schema (``python -m harness.config``).
+``docs/experiment.schema.json`` is this schema as JSON Schema (``python -m harness.config.experiment``).
 """
 
 from __future__ import annotations
@@ -38,10 +38,11 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, PrivateAttr, create_model, model_validator
 
 from harness import configfile
-from harness.backends import BACKENDS, DEFAULT_BACKEND
+from harness.config.training import training_plan
 from harness.configfile import ConfigError, Problems, Strict, unknown
-from harness.data_sources import DataNotFound, locate
-from harness.models import (
+from harness.data.sources import DataNotFound, locate
+from harness.models.backends import BACKENDS, DEFAULT_BACKEND
+from harness.models.loading import (
     AUTO,
     DEFAULT_MODEL,
     LOAD_MODES,
@@ -50,7 +51,6 @@ from harness.models import (
     is_local_adapter,
 )
 from harness.tasks import DEFAULT_TASKS, TASKS
-from harness.training_config import training_plan
 
 __all__ = ["ConfigError", "ExperimentConfig", "VariantConfig", "Overrides", "load_experiment"]
 
@@ -92,7 +92,7 @@ class _VariantBase(Strict):
     adapter_revision: str = ""  # a hub adapter's branch, tag or commit
     train_config: str = ""  # training config that produces ``adapter`` when it is absent
     tasks: tuple[TaskName, ...] = ()  # empty: every task of the experiment
-    backend: str = DEFAULT_BACKEND  # what computes the answers (harness.backends)
+    backend: str = DEFAULT_BACKEND  # what computes the answers (harness.models.backends)
     trust_remote_code: bool = False  # let the model's repository run its own code
     attn_implementation: str = ""  # transformers' attn_implementation; empty: its default
     device_map: str = ""  # "auto": spread the model over the GPUs; empty: on one device
@@ -410,7 +410,7 @@ def load_experiment(path: str | Path, overrides: Overrides | None = None):
 
 
 def _expand_sweeps(raw: dict, path) -> dict:
-    """Each ``[[sweeps]]`` table's planned adapters (harness.training_config.training_plan) as
+    """Each ``[[sweeps]]`` table's planned adapters (harness.config.training.training_plan) as
     ``[[variants]]`` tables, after the file's own variants; the sweep tables stay, for the record."""
     sweeps = raw.get("sweeps")
     if not isinstance(sweeps, list) or not sweeps:
@@ -523,5 +523,5 @@ def json_schema() -> dict:
     return schema
 
 
-if __name__ == "__main__":  # python -m harness.config > docs/experiment.schema.json
+if __name__ == "__main__":  # python -m harness.config.experiment > docs/experiment.schema.json
     print(json.dumps(json_schema(), indent=1))

@@ -1,8 +1,8 @@
 """One place that loads models for a session: each tokenizer once per base model, each base
 model once per load mode, adapters attached on top of the base they share. A variant is
-anything with ``model``, ``load`` and ``adapter`` (harness.engine.ModelSpec), and optionally the
+anything with ``model``, ``load`` and ``adapter`` (harness.engine.core.ModelSpec), and optionally the
 keys of a user's own model: ``revision``, ``trust_remote_code``, ``attn_implementation``,
-``device_map``, ``adapter_revision`` and ``backend`` (harness.config).
+``device_map``, ``adapter_revision`` and ``backend`` (harness.config.experiment).
 
 Loading is lazy: a session whose predictions are all cached never loads a model.
 """
@@ -15,8 +15,9 @@ import logging
 import time
 from collections.abc import Iterator
 
-from harness import merged_adapters, models
-from harness.backends import backend_fingerprint
+from harness.models import loading as models
+from harness.models import merged_adapters
+from harness.models.backends import backend_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class ModelPool:
         self._models: dict[tuple, object] = {}
         self._merged: dict[tuple, object] = {}
         # "auto" batch sizes that fitted, by (model, revision, load, device, task, request kind):
-        # found once, then every later phase of that model starts there (harness.engine.split_on_oom)
+        # found once, then every later phase of that model starts there (harness.engine.core.split_on_oom)
         self.fitted_batches: dict[tuple, int] = {}
 
     def _device(self) -> str:
@@ -119,7 +120,7 @@ class ModelPool:
         return fp
 
     def _merge(self, variant: object) -> str | None:
-        """How this variant's adapter is merged for evaluation (harness.merged_adapters), or None."""
+        """How this variant's adapter is merged for evaluation (harness.models.merged_adapters), or None."""
         if not variant.adapter:
             return None
         return merged_adapters.merge_for(self.load_mode(variant), self._device().split(":")[0])
@@ -156,7 +157,7 @@ class ModelPool:
     @contextlib.contextmanager
     def activated(self, variant: object, unmerged: bool = False) -> Iterator[object]:
         """The model of ``variant`` with its adapter active (merged into a copy of the base when
-        harness.merged_adapters says so, unless ``unmerged``), or with every adapter disabled
+        harness.models.merged_adapters says so, unless ``unmerged``), or with every adapter disabled
         for a base variant that shares its weights with fine-tuned ones."""
         if not unmerged and self._merge(variant) is not None:
             adapter = self.adapter(variant)

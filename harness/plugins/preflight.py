@@ -9,7 +9,7 @@ skips the run folder's lock: the controller holds it):
   weights that are whole (a ``.safetensors`` file's header read and its size checked against
   it), and a ``training_summary.json`` that is a JSON object, each problem naming the file;
 * the report folder: the run folder can be made and written, and this run takes its lock
-  (one run per id at a time: :class:`harness.run_folder.RunLock`);
+  (one run per id at a time: :class:`harness.records.run_folder.RunLock`);
 * the cache folder can be made and written.
 
 :func:`check_session` also shows the prediction cache's warnings (a line skipped as torn or
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.run_folder import RunFolderError, RunLock
+from harness.records.run_folder import RunFolderError, RunLock
 
 SUMMARY_NAME = "training_summary.json"
 _SAFETENSORS_HEADER_MAX = 100 << 20  # the format's own cap on the JSON header
@@ -70,7 +70,7 @@ def check_session(config: pytest.Config, exp, run_dir: Path, cache_root: Path, *
     except PreflightError as e:
         raise pytest.UsageError(str(e)) from None
     config.add_cleanup(release_run_locks)
-    show_on_terminal(config, logging.getLogger("harness.cache"))
+    show_on_terminal(config, logging.getLogger("harness.records.cache"))
 
 
 class _TerminalHandler(logging.Handler):

@@ -2,12 +2,13 @@
 
 Laid out like pytest's junitxml: the module-level hooks only wire things up; a
 ``ResultsCollector`` kept in ``config.stash`` (only on the controller, never on an xdist
-worker) records one :class:`harness.results.CaseResult` per (variant, task, item) from
+worker) records one :class:`harness.records.results.CaseResult` per (variant, task, item) from
 ``pytest_runtest_logreport`` and the case's user properties (which travel on the report, from
 xdist workers too), appends it to ``<run_dir>/results.jsonl`` as it arrives, and at the end of
-the session writes the report (harness/report.py) and checks the gates (harness/gates.py) once.
+the session writes the report (harness/report/document.py) and checks the gates
+(harness/report/gates.py) once.
 
-A case's row is built in one place, :func:`harness.results.case_result`, from two properties:
+A case's row is built in one place, :func:`harness.records.results.case_result`, from two properties:
 its identity (``harness_case``, put on the item before setup from its ``CaseRef`` parameter, so
 a case whose fixture fails is still counted against its item) and its verdict
 (``harness_verdict``, added to the call's report: wrong answer or not, the metric's reason, and
@@ -20,7 +21,7 @@ a benchmark case failed, a benchmark case raised something other than an ``Asser
 (a broken fixture, model or metric), a collection error, an invalid gates file, a report
 that could not be written, or a run stopped early (-x, --maxfail). A run folder says whether its
 run is complete: ``results.json`` is written last, and a run that has not finished well holds a
-file ``INCOMPLETE`` saying why (harness/run_folder.py). Statuses other than 0 and 1
+file ``INCOMPLETE`` saying why (harness/records/run_folder.py). Statuses other than 0 and 1
 (interrupted, usage error, no tests) are left as pytest set them. A session that ran no
 benchmark case (the unit tests) writes no report and checks no gates.
 
@@ -28,7 +29,7 @@ Which gates: ``--gates PATH``, else the experiment's ``gates`` key; ``--gates no
 empty ``gates`` key) checks none. The file is validated while the benchmark files are
 collected, so a bad file stops the run before any model is loaded. A gate on a (variant, task)
 that did not run fails, unless the selection was narrowed on purpose (-m, -k, --variant, a file
-or node argument): then it is skipped with a notice (harness/gates.py).
+or node argument): then it is skipped with a notice (harness/report/gates.py).
 """
 
 from __future__ import annotations
@@ -41,13 +42,18 @@ from pathlib import Path
 
 import pytest
 
-from harness import progress, report
-from harness.analysis import analyze, conclusion
-from harness.deepeval_output import deepeval_run_manager
+from harness import progress
 from harness.files import OutputError
-from harness.frontier import adapter_facts
-from harness.gates import GatesError, check_gates, gates_json, load_gates
-from harness.results import (
+from harness.plugins.deepeval_output import deepeval_run_manager
+from harness.plugins.session import (
+    experiment_of,
+    gates_path_of,
+    has_experiment,
+    is_worker,
+    run_dir_of,
+    run_id_of,
+)
+from harness.records.results import (
     CASE_PROPERTY,
     VERDICT_PROPERTY,
     CaseResult,
@@ -57,8 +63,11 @@ from harness.results import (
     marked_as_case,
     wrong_answer_reason,
 )
-from harness.run_folder import COMMAND_RECORD, holds_a_run, mark_complete, mark_incomplete
-from harness.session import experiment_of, gates_path_of, has_experiment, is_worker, run_dir_of, run_id_of
+from harness.records.run_folder import COMMAND_RECORD, holds_a_run, mark_complete, mark_incomplete
+from harness.report import document as report
+from harness.report.analysis import analyze, conclusion
+from harness.report.frontier import adapter_facts
+from harness.report.gates import GatesError, check_gates, gates_json, load_gates
 
 COLLECTOR_KEY = pytest.StashKey["ResultsCollector"]()
 SAMPLES_KEY = pytest.StashKey[dict]()  # (task, variant) -> the open samples file of this process
@@ -70,7 +79,7 @@ GATES_CHECKED_KEY = pytest.StashKey[str]()  # "" when the gates file is valid, e
 
 
 def load_gates_of(config: pytest.Config):
-    """The validated gates of this run, or None; raises ``harness.gates.GatesError``."""
+    """The validated gates of this run, or None; raises ``harness.report.gates.GatesError``."""
     path = gates_path_of(config)
     if not path:
         return None
@@ -190,7 +199,7 @@ class ResultsCollector:
     # -- hooks: once, at the end ----------------------------------------------------------
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         """A run that collected benchmark cases is incomplete until its report is written: a
-        killed run leaves its folder so marked (harness/run_folder.py)."""
+        killed run leaves its folder so marked (harness/records/run_folder.py)."""
         if not session.testsfailed and any(case_ref(item) is not None for item in session.items):
             self._mark_started()
 

@@ -26,8 +26,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from harness.config.training import run_status
 from harness.formatting import points as fmt_points
-from harness.stats import (
+from harness.numbers.stats import (
     ALPHA,
     PairedMean,
     SeedsChange,
@@ -36,9 +37,8 @@ from harness.stats import (
     pareto_front,
     seeds_and_items_bootstrap,
 )
-from harness.summary import Comparison, Continuous, field_values, verdicts
+from harness.numbers.summary import Comparison, Continuous, field_values, verdicts
 from harness.tasks import TASKS
-from harness.training_config import run_status
 
 SUMMARY_NAME = "training_summary.json"
 
@@ -161,7 +161,7 @@ class FrontierPoint:
 class SeedGroup:
     """One training setting (sweep point and checkpoint) trained with several seeds: its changes
     as seed means with the seeds' spread and an interval over seeds and items
-    (:func:`harness.stats.seeds_and_items_bootstrap`), p-values Holm-corrected across the
+    (:func:`harness.numbers.stats.seeds_and_items_bootstrap`), p-values Holm-corrected across the
     groups' tests."""
 
     setting: str  # the variants' name without the seed: "lr=2e-4@1ep"

@@ -1,7 +1,7 @@
 """A LoRA adapter merged into a copy of its base for evaluation: one matrix product per projection
 instead of the base's plus the adapter's two, so a fine-tuned variant scores as fast as the base.
 
-Each merged copy is built once per session (harness.model_pool keeps it beside the base) from a
+Each merged copy is built once per session (harness.models.pool keeps it beside the base) from a
 fresh load of the base: ``PeftModel.from_pretrained(base, adapter).merge_and_unload()`` in the
 evaluation dtype. An nf4 base is dequantized to bf16 first and the adapter added in bf16
 ("dequantize-merge"): the nf4 forward pass dequantizes to bf16 and adds the adapter's bf16 output
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 
-from harness.models import ModelLoadError, check_adapter_usable
+from harness.models.loading import ModelLoadError, check_adapter_usable
 
 MERGE_ENV = "HARNESS_MERGE_ADAPTERS"
 MERGE_MODES = ("auto", "on", "off")

@@ -7,8 +7,8 @@ Two request kinds, as lm-evaluation-harness's model interface has them:
 * :meth:`Engine.score_choices`: the log-likelihood of each choice after a prompt (MMLU).
 
 Each request kind of a variant is one *phase*: its prompts are looked up in the prediction
-cache (harness/cache.py), the missing ones computed in length-sorted batches and appended as
-each batch finishes; under pytest-xdist every worker computes its shard (harness/sharding.py).
+cache (harness/records/cache.py), the missing ones computed in length-sorted batches and appended as
+each batch finishes; under pytest-xdist every worker computes its shard (harness/engine/sharding.py).
 The engine knows no task: prompts, stop rules and choices come from the task; what comes back
 is raw text or log-probabilities, and a :class:`Phase` record of what was computed.
 
@@ -23,12 +23,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
-from harness.backends import Dispatch, hf_settings, register_backend
-from harness.cache import PredictionCache, cached_compute
-from harness.loglik import ChoiceScores, Divergence, kl_to_base, score_choices
-from harness.model_pool import AUTO_BATCH, ModelPool
-from harness.sharding import Shard, sharded_compute
-from harness.static_decoding import generate_static, wants_static
+from harness.engine.loglik import ChoiceScores, Divergence, kl_to_base, score_choices
+from harness.engine.sharding import Shard, sharded_compute
+from harness.engine.static_decoding import generate_static, wants_static
+from harness.models.backends import Dispatch, hf_settings, register_backend
+from harness.models.pool import AUTO_BATCH, ModelPool
+from harness.records.cache import PredictionCache, cached_compute
 
 log = logging.getLogger(__name__)
 _CHOICES_MARK = "\x00choices\x00"  # separates a prompt from its choices in a record's key
@@ -329,7 +329,7 @@ class Engine:
         self.pool = pool
         self.cache_root = Path(cache_root)
         self.shard = shard
-        self.backend = backend or Dispatch(pool)  # each variant's own backend (harness.backends)
+        self.backend = backend or Dispatch(pool)  # each variant's own backend (harness.models.backends)
 
     def tokenizer(self, variant: ModelSpec):
         return self.pool.tokenizer(variant)
@@ -467,7 +467,7 @@ class Engine:
         desc: str = "KL to base",
     ) -> tuple[list[Divergence], Phase]:
         """How far ``variant``'s adapter moved the model on each (context, continuation):
-        the mean KL(base || adapted) over the continuation's tokens (harness.loglik.kl_to_base)."""
+        the mean KL(base || adapted) over the continuation's tokens (harness.engine.loglik.kl_to_base)."""
         if not variant.adapter:
             raise ValueError(
                 f"variant {variant.name!r} has no adapter: its KL to the base is 0 by definition"

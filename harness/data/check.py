@@ -20,8 +20,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.data.mmlu_checksums import MMLU_CSV_SHA256
 from harness.files import file_sha256 as sha256_of
-from harness.mmlu_checksums import MMLU_CSV_SHA256
 
 SOURCE_RECORD = ".harness-source.json"  # what `harness data fetch` fetched into the folder
 

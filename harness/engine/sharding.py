@@ -29,8 +29,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.cache import CacheStats, PredictionCache, Ticker, prompt_key
 from harness.progress import bar as progress_bar
+from harness.records.cache import CacheStats, PredictionCache, Ticker, prompt_key
 
 # NVLink multicast stays off in every process that may touch a GPU (NCCL, torch symmetric
 # memory, NVSHMEM); evaluation workers use no collective, this is a guard for what they import.

@@ -16,7 +16,7 @@ from pathlib import Path
 
 DATA_DIR_ENV = "HARNESS_DATA_DIR"
 DEFAULT_DATA_DIR = Path("data")
-_REPO_ROOT = Path(__file__).resolve().parents[1]
+_REPO_ROOT = Path(__file__).resolve().parents[2]
 _SHARED_DATA_DIR = _REPO_ROOT / ".." / "shared" / "data"
 FETCH_COMMAND = "harness data fetch"
 
@@ -76,7 +76,7 @@ SOURCES: dict[str, Source] = {
     # Hendrycks et al.'s original archive, as the MMLU repository's README links it (the same
     # 166,184,960 bytes are served as cais/mmlu's data.tar on the Hugging Face hub). No public
     # checksum of the archive was found: its 171 CSV files are checked one by one instead
-    # (harness.mmlu_checksums).
+    # (harness.data.mmlu_checksums).
     "mmlu": Source(
         name="mmlu",
         url="https://people.eecs.berkeley.edu/~hendrycks/data.tar",

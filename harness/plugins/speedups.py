@@ -3,7 +3,7 @@
 A benchmark case only looks its prediction up and scores it, in well under a millisecond; on the
 full MMLU test split (28,084 cached cases) what pytest and deepeval did around each case cost
 several times more (docs/measurements.md, "Scoring many cases"). This plugin removes that work, and nothing
-else: no number depends on it. Switch it off with ``-p no:harness.speedups`` (tests run a
+else: no number depends on it. Switch it off with ``-p no:harness.plugins.speedups`` (tests run a
 benchmark both ways and compare the results: tests/test_speedups.py).
 
 What it does, each only where it applies:
@@ -27,8 +27,8 @@ from functools import partial
 
 import pytest
 
-from harness.results import case_ref, marked_as_case, wrong_answer_reason
-from harness.session import has_experiment, whole_number
+from harness.plugins.session import has_experiment, whole_number
+from harness.records.results import case_ref, marked_as_case, wrong_answer_reason
 
 BENCHMARK_SESSION_KEY = pytest.StashKey[bool]()  # every collected item is a benchmark case
 

@@ -1,7 +1,7 @@
 """The training config: one TOML file per run or sweep of runs, read by the project's one loader.
 
     name = "default"                  # empty: the file's stem
-    model = "smollm2-135m-instruct"   # harness.models.resolve_model: the default, an HF id, a folder, a .gguf
+    model = "smollm2-135m-instruct"   # the default, an HF id, a folder, a .gguf (resolve_model)
     output = "adapters/default"       # the adapter folder (a sweep's root folder); empty: adapters/<name>
     seed = 0
     [data]  ...  [lora]  ...  [train]  ...  [hardware]  ...  [guard]  ...   (the models below)
@@ -59,7 +59,7 @@ from harness.configfile import (
     unwrap_annotation,
     validate,
 )
-from harness.models import DEFAULT_MODEL
+from harness.models.loading import DEFAULT_MODEL
 from harness.tasks.spider import TemplateName
 
 __all__ = [
@@ -100,7 +100,7 @@ Fraction = Annotated[float, Field(gt=0, le=1)]
 class DataSettings(Strict):
     """Which Spider train items become examples, and how long an example may be."""
 
-    spider_dir: str = ""  # empty: looked up as harness.data_sources says ($HARNESS_SPIDER_DIR, ./data, ...)
+    spider_dir: str = ""  # empty: looked up as harness.data.sources says ($HARNESS_SPIDER_DIR, ./data, ...)
     template: TemplateName = (
         "schema"  # a harness.tasks.spider template; the benchmark must prompt with the same
     )
@@ -209,7 +209,9 @@ class CheckpointSettings(Strict):
 
 class TrainingConfig(Strict):
     name: str = ""  # empty: the file's stem
-    model: str = DEFAULT_MODEL  # harness.models.resolve_model: the default, an HF id, a folder or a .gguf
+    model: str = (
+        DEFAULT_MODEL  # harness.models.loading.resolve_model: the default, an HF id, a folder or a .gguf
+    )
     revision: str = ""  # a hub model's branch, tag or commit (the summary records the commit); empty: main
     output: str = ""  # the adapter folder; empty: adapters/<name>
     seed: int = 0  # data subset and order, adapter initialisation, dropout

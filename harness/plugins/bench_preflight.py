@@ -12,12 +12,12 @@ from dataclasses import dataclass
 
 import pytest
 
-from harness.config import (
+from harness.config.experiment import (
     ConfigError,
     ExperimentConfig,
 )
 from harness.configfile import suggestion
-from harness.session import checked_experiment, describe_markers, overrides_of, selected_variants
+from harness.plugins.session import checked_experiment, describe_markers, overrides_of, selected_variants
 
 # `deepeval test run`'s own options (deepeval/cli/test/command.py), each with whether it takes a
 # value; what it does not know goes to pytest.

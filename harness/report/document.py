@@ -1,7 +1,7 @@
 """The report of a run: ``results.json``, ``report.md`` and the trade-off figure.
 
-Renders what harness/summary.py computed (accuracies with Wilson intervals, paired comparisons
-with the baseline) and what harness/gates.py decided, with the run's manifest (code, libraries,
+Renders what harness/numbers/summary.py computed (accuracies with Wilson intervals, paired comparisons
+with the baseline) and what harness/report/gates.py decided, with the run's manifest (code, libraries,
 machine, prediction phases). The numbers are computed elsewhere; this module writes them.
 """
 
@@ -19,12 +19,12 @@ from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 
-from harness.analysis import Analysis, conclusion
-from harness.figure import plot_frontier, plot_tradeoff
 from harness.files import atomic_write, file_sha256, write_json
 from harness.formatting import interval, p_value, pct, points
-from harness.stats import CONFIDENCE, Accuracy, PairedMean
-from harness.summary import MEASURES, Continuous, PairSummary
+from harness.numbers.stats import CONFIDENCE, Accuracy, PairedMean
+from harness.numbers.summary import MEASURES, Continuous, PairSummary
+from harness.report.analysis import Analysis, conclusion
+from harness.report.figure import plot_frontier, plot_tradeoff
 from harness.tasks import TASKS
 from harness.tasks.mmlu import LETTERS as MMLU_LETTERS
 

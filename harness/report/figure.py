@@ -19,8 +19,8 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness.analysis import Analysis
-from harness.frontier import Frontier, roles
+from harness.report.analysis import Analysis
+from harness.report.frontier import Frontier, roles
 from harness.tasks import TASKS
 
 

@@ -4,7 +4,7 @@ Everything the other layers need from the command line is read here and kept in
 ``config.stash``: the experiment (loaded with the options' overrides while the benchmark files
 are collected, so a bad config stops the run before any model loads), the run id and folder,
 the prediction cache, and, under pytest-xdist, each worker's shard and GPU. The results plugin
-(harness/plugin.py) and the fixtures (fixtures/) read it through the functions below; this
+(harness/plugins/results.py) and the fixtures (fixtures/) read it through the functions below; this
 module imports neither.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import (
+from harness.config.experiment import (
     ConfigError,
     ExperimentConfig,
     Overrides,
@@ -25,10 +25,10 @@ from harness.config import (
     model_note,
 )
 from harness.configfile import suggestion
-from harness.models import AUTO, LOAD_MODES
-from harness.preflight import check_session
-from harness.run_folder import new_run_id, run_id_problem
-from harness.sharding import Shard, pin_worker, visible_gpus, worker_gpu
+from harness.engine.sharding import Shard, pin_worker, visible_gpus, worker_gpu
+from harness.models.loading import AUTO, LOAD_MODES
+from harness.plugins.preflight import check_session
+from harness.records.run_folder import new_run_id, run_id_problem
 from harness.tasks import TASKS
 from harness.tasks.mmlu import SELECTIONS as MMLU_SELECTIONS
 
@@ -69,7 +69,7 @@ def _per_task(option: str):
 
 
 def _batch_size_per_task(option: str):
-    """``N``, ``auto``, ``TASK=N`` or ``TASK=auto``, as a (task, size) pair (harness.engine)."""
+    """``N``, ``auto``, ``TASK=N`` or ``TASK=auto``, as a (task, size) pair (harness.engine.core)."""
 
     def batch_size(text: str) -> tuple[str, int | str]:
         task, sep, value = text.rpartition("=")
@@ -306,7 +306,9 @@ def is_worker(config: pytest.Config) -> bool:
 
 def pytest_configure(config: pytest.Config) -> None:
     worker = getattr(config, "workerinput", None)
-    if worker is not None:  # an xdist worker: its GPU, before anything starts CUDA (harness/sharding.py)
+    if (
+        worker is not None
+    ):  # an xdist worker: its GPU, before anything starts CUDA (harness/engine/sharding.py)
         pin_worker(worker.get("harness_gpu"))
     config.stash[RUN_ID_KEY] = (
         (worker or {}).get("harness_run_id") or config.getoption("run_id") or new_run_id()

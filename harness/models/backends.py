@@ -2,7 +2,7 @@
 of backends by name, and each backend's settings for the cache fingerprint.
 
 A variant names its backend (``backend = "hf"``, the default: Hugging Face models from the
-model pool, harness.engine.HFBackend). A backend is registered with a factory (the model pool
+model pool, harness.engine.core.HFBackend). A backend is registered with a factory (the model pool
 -> a Backend) and the settings of a variant that can change its numbers; the engine's cache
 fingerprint holds the backend's name and those settings, so two backends never share a cache
 entry.
@@ -29,11 +29,14 @@ class Backend(Protocol):
     def score_choices(
         self, variant, requests: list[tuple[str, str]], choices: Sequence[Sequence[str]], settings, tick=None
     ) -> list:
-        """Each choice's log-likelihood after its (shared prefix, prompt) (harness.loglik.ChoiceScores)."""
+        """Each choice's log-likelihood after its (shared prefix, prompt).
+
+        Returns :class:`harness.engine.loglik.ChoiceScores`, one per request.
+        """
         ...
 
     def kl_to_base(self, variant, pairs: list[tuple[str, str]], settings, tick=None) -> list:
-        """Mean KL(base || adapted) over each continuation's tokens (harness.loglik.Divergence)."""
+        """Mean KL(base || adapted) over each continuation's tokens (harness.engine.loglik.Divergence)."""
         ...
 
 
@@ -60,7 +63,7 @@ def register_backend(
     name: str, factory: Callable[[object], Backend], settings: Callable[[object], dict] = lambda v: {}
 ) -> None:
     """Make ``name`` a backend a variant can name (the Hugging Face one registers itself in
-    harness.engine)."""
+    harness.engine.core)."""
     BACKENDS[name] = BackendEntry(name, settings, factory)
 
 

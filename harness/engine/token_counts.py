@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from harness.cache import PredictionCache, cached_compute
+from harness.records.cache import PredictionCache, cached_compute
 
 _CHUNK = 512  # texts per tokenizer call: bounds the lists of ids held at once
 

@@ -3,7 +3,7 @@ then put it in place.
 
 Everything happens in a hidden scratch folder inside the data folder (so the last step is a
 rename on one file system): the archive is streamed there and its sha256 computed on the way,
-unpacked beside it, checked (harness.data_check), and the checked folder renamed to
+unpacked beside it, checked (harness.data.check), and the checked folder renamed to
 ``<data dir>/<name>``. A wrong checksum, a broken archive, a failed check or an interruption
 removes the scratch folder and leaves the data folder as it was.
 """
@@ -23,8 +23,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
-from harness.data_check import SOURCE_RECORD, Finding, check
-from harness.data_sources import MMLU_HUB_MIRROR, SOURCES, Source
+from harness.data.check import SOURCE_RECORD, Finding, check
+from harness.data.sources import MMLU_HUB_MIRROR, SOURCES, Source
 from harness.files import write_json
 
 _BLOCK = 1 << 20

@@ -1,0 +1,1 @@
+"""The experiment and training config files: pydantic schemas over harness/configfile.py."""

@@ -1,0 +1,1 @@
+"""The pytest plugins: session, results and exit status, speed-ups, deepeval's output, pre-flight."""

@@ -1,0 +1,1 @@
+"""What a run writes and reads back: result records, the run folder, the prediction cache."""

@@ -1,0 +1,1 @@
+"""From result rows to conclusions: analysis, frontier, report, figure, regression gates."""
