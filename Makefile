@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 # deepeval's environment is set by the harness itself (harness/deepeval_env.py).
 
-.PHONY: venv data bench test lint wheels test-slow clean
+.PHONY: venv data bench test lint typecheck wheels test-slow clean
 
 venv: $(STAMP)
 
@@ -25,12 +25,16 @@ data: venv
 bench: venv
 	$(BIN)/harness bench $(if $(EXPERIMENT),--experiment $(EXPERIMENT))
 
-test: venv lint
+test: venv lint typecheck
 	$(BIN)/python -m pytest tests -m "not slow" -q -n 2
 
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# mypy on harness/ and training/, the task contract strictly (pyproject.toml [tool.mypy]).
+typecheck: venv
+	$(BIN)/mypy
 
 # Wheels of requirements/gpu.txt for an offline GPU machine (Python 3.12, x86-64 Linux by
 # default): copy wheels/ there and run scripts/gpu_install.sh --wheels wheels.
