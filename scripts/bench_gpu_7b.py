@@ -379,7 +379,8 @@ def step_decode(args) -> dict:
     import torch
 
     from harness.engine import static_decoding
-    from harness.engine.core import GenerationSettings, generate_batch
+    from harness.engine.core import GenerationSettings
+    from harness.engine.decoding import generate_batch
     from harness.engine.static_decoding import generate_static
     from harness.models.loading import ResolvedModel, load_base_model, load_tokenizer
     from harness.tasks.spider import SQL_END

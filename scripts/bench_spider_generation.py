@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from harness.engine.core import GenerationSettings, generate_batch
+from harness.engine.core import GenerationSettings
+from harness.engine.decoding import generate_batch
 from harness.models.loading import DEFAULT_MODEL, load_base_model, load_tokenizer, resolve_model
 from harness.tasks.spider import (
     SQL_END,

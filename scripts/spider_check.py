@@ -17,7 +17,8 @@ from collections import Counter
 
 import torch
 
-from harness.engine.core import GenerationSettings, generate_batch
+from harness.engine.core import GenerationSettings
+from harness.engine.decoding import generate_batch
 from harness.models.loading import (
     DEFAULT_MODEL,
     attach_adapter,

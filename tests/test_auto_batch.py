@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import pytest
 
 from harness.configfile import ConfigError, validate
-from harness.engine.core import Engine, GenerationSettings, LoglikSettings, split_on_oom
+from harness.engine.batch_fitting import split_on_oom
+from harness.engine.core import Engine, GenerationSettings, LoglikSettings
 from harness.models.pool import AUTO_BATCH_CAP, AUTO_CPU_BATCH, ModelPool
 from harness.plugins.session import _batch_size_per_task
 from harness.tasks import TASKS
@@ -139,7 +140,7 @@ def test_the_engine_finds_the_size_once_and_the_models_next_phase_starts_there(
 
     import torch
 
-    from harness.engine import core as engine_module
+    from harness.engine import hf_backend as engine_module
 
     tried = []
 

@@ -6,7 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.engine.core import GenerationSettings, StopRule, generate_batch, split_on_oom
+from harness.engine.batch_fitting import split_on_oom
+from harness.engine.core import GenerationSettings, StopRule
+from harness.engine.decoding import generate_batch
 from harness.records.cache import PredictionCache, cached_compute, prompt_key
 from harness.tasks.spider import SQL_END, sql_is_complete
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.engine.core import GenerationSettings, generate_batch
+from harness.engine.core import GenerationSettings
+from harness.engine.decoding import generate_batch
 from harness.engine.loglik import ChoiceScores, score_choices, single_token_ids
 from harness.models.loading import context_length
 from harness.tasks.mmlu import (

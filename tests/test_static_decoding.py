@@ -3,7 +3,8 @@
 import pytest
 
 from harness.engine import static_decoding
-from harness.engine.core import GenerationSettings, StopRule, generate_batch
+from harness.engine.core import GenerationSettings, StopRule
+from harness.engine.decoding import generate_batch
 from harness.engine.static_decoding import generate_static, static_decoding_refusal, wants_static
 from harness.tasks.spider import SQL_END
 
@@ -96,7 +97,7 @@ def test_the_engine_takes_the_static_path_when_asked(tiny, monkeypatch):
     model, tok = tiny
     calls = []
     monkeypatch.setattr(
-        "harness.engine.core.generate_static", lambda *a, **k: calls.append(1) or ["x"] * len(a[2])
+        "harness.engine.decoding.generate_static", lambda *a, **k: calls.append(1) or ["x"] * len(a[2])
     )
     settings = GenerationSettings(max_new_tokens=4)
     monkeypatch.setenv("HARNESS_DECODING", "static")

@@ -6,31 +6,30 @@ Two request kinds, as lm-evaluation-harness's model interface has them:
   stop rule says (Spider: at the end of the SQL) or at ``max_new_tokens``;
 * :meth:`Engine.score_choices`: the log-likelihood of each choice after a prompt (MMLU).
 
-Each request kind of a variant is one *phase*: its prompts are looked up in the prediction
-cache (harness/records/cache.py), the missing ones computed in length-sorted batches and appended as
-each batch finishes; under pytest-xdist every worker computes its shard (harness/engine/sharding.py).
-The engine knows no task: prompts, stop rules and choices come from the task; what comes back
-is raw text or log-probabilities, and a :class:`Phase` record of what was computed.
-
-One batched decoding loop serves every generating task: :func:`generate_batch`.
+This module holds what a task asks (a variant, its prompts, the settings of each request kind)
+and the :class:`Engine` that answers. The engine knows no task: prompts, stop rules and choices
+come from the task; what comes back is raw text or log-probabilities, and a
+:class:`~harness.engine.phases.Phase` record of what was computed (harness/engine/phases.py).
+Who computes the answers is the variant's backend (harness/engine/hf_backend.py by default);
+the decoding loop is harness/engine/decoding.py, batch sizes found by trying
+harness/engine/batch_fitting.py.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
-from harness.engine.loglik import ChoiceScores, Divergence, kl_to_base, score_choices
-from harness.engine.sharding import Shard, sharded_compute
-from harness.engine.static_decoding import generate_static, wants_static
-from harness.models.backends import Dispatch, hf_settings, register_backend
+from harness.engine.batch_fitting import resolved_batch_size
+from harness.engine.loglik import ChoiceScores, Divergence
+from harness.engine.phases import Phase, compute_missing, token_total
+from harness.engine.sharding import Shard
+from harness.models.backends import Backend, Dispatch
 from harness.models.pool import AUTO_BATCH, ModelPool
-from harness.records.cache import PredictionCache, cached_compute
+from harness.records.cache import CacheStats, PredictionCache, Ticker
 
-log = logging.getLogger(__name__)
 _CHOICES_MARK = "\x00choices\x00"  # separates a prompt from its choices in a record's key
 
 
@@ -63,7 +62,11 @@ class GenerationSettings:
     def as_fingerprint(self) -> dict:
         # batch_size is left out on purpose: greedy outputs do not depend on it (up to
         # floating-point noise), and a different batch size must not discard a cache.
-        fp = {"max_new_tokens": self.max_new_tokens, "stop_at_sql_end": self.stop is not None, "greedy": True}
+        fp: dict[str, object] = {
+            "max_new_tokens": self.max_new_tokens,
+            "stop_at_sql_end": self.stop is not None,
+            "greedy": True,
+        }
         if self.stop is not None and self.stop.name != "sql_end":
             fp["stop"] = self.stop.name
         if self.add_special_tokens:
@@ -81,255 +84,23 @@ class LoglikSettings:
     fitted_key: tuple = ()  # as GenerationSettings.fitted_key
 
 
-@dataclass
-class Phase:
-    """One request kind of one variant: what the cache held, what was computed, how long it took."""
-
-    fingerprint: dict
-    cache_key: str
-    cached: int
-    computed: int
-    seconds: float
-    device: str
-    prompt_tokens: int = 0  # tokens of the computed prompts
-    new_tokens: int = 0  # tokens generated (generate only)
-    info: dict = field(default_factory=dict)  # what the task adds (template, shots, ...)
-
-    def record(self, task: str, variant: str) -> dict:
-        """The phase's entry in the run manifest (``phases/<task>-<variant>.json``)."""
-        return {
-            "task": task,
-            "variant": variant,
-            "fingerprint": self.fingerprint,
-            "cache_key": self.cache_key,
-            "cached": self.cached,
-            "computed": self.computed,
-            "seconds": round(self.seconds, 3),
-            "device": self.device,
-            "prompt_tokens": self.prompt_tokens,
-            "new_tokens": self.new_tokens,
-            **self.info,
-        }
-
-
-# -- decoding ------------------------------------------------------------------------------------
-
-
-def _stopping_criteria(tokenizer, prompt_length: int, stop: StopRule | None, on_step):
-    """A transformers ``StoppingCriteria``: one flag per row, so finished rows stop (get
-    padding) while the batch goes on; ``on_step(done_rows)`` reports progress every step."""
-    import torch
-    from transformers import StoppingCriteria
-
-    class RowComplete(StoppingCriteria):
-        def __call__(self, input_ids, scores, **kwargs):
-            new = input_ids[:, prompt_length:]
-            if stop is None:
-                flags = [False] * new.shape[0]
-            else:
-                texts = tokenizer.batch_decode(new, skip_special_tokens=True)
-                flags = [stop.is_complete(t) for t in texts]
-            if on_step is not None:
-                on_step(new.shape[1], flags)
-            return torch.tensor(flags, device=input_ids.device)
-
-    return RowComplete()
-
-
-def generate_batch(
-    model, tokenizer, prompts: Sequence[str], settings: GenerationSettings, on_step=None
-) -> list[str]:
-    """Greedy continuations of ``prompts`` (one left-padded batch), cut at the stop point.
-
-    ``on_step(step, flags)`` is called after every decoding step with the rows' stop flags.
-    """
-    import torch
-    from transformers import StoppingCriteriaList
-
-    if wants_static(model):  # a static cache and a captured step: not bound by kernel launches
-        return generate_static(
-            model,
-            tokenizer,
-            prompts,
-            max_new_tokens=settings.max_new_tokens,
-            stop=settings.stop,
-            add_special_tokens=settings.add_special_tokens,
-            on_step=on_step,
-        )
-    enc = tokenizer(
-        list(prompts), return_tensors="pt", padding=True, add_special_tokens=settings.add_special_tokens
-    )
-    enc = enc.to(model.device)
-    prompt_length = enc["input_ids"].shape[1]
-    criteria = None
-    if settings.stop is not None or on_step is not None:
-        criteria = StoppingCriteriaList(
-            [_stopping_criteria(tokenizer, prompt_length, settings.stop, on_step)]
-        )
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    with torch.inference_mode():
-        out = model.generate(
-            **enc,
-            max_new_tokens=settings.max_new_tokens,
-            do_sample=False,
-            num_beams=1,
-            pad_token_id=pad_id,
-            stopping_criteria=criteria,
-        )
-    return tokenizer.batch_decode(out[:, prompt_length:], skip_special_tokens=True)
-
-
-def split_on_oom(
-    compute: Callable[[list], list],
-    batch: list,
-    *,
-    size: int | None = None,
-    fitted: dict | None = None,
-    key: tuple = (),
-) -> list:
-    """``compute`` over ``batch`` in chunks of ``size`` rows (default: all), halving the chunk
-    while the accelerator runs out of memory; the rest of the batch then goes at the size that fit.
-
-    The batch size that fits is found by trying, so one config serves a 135M model on a laptop
-    GPU and a 7B model on an H200; the outputs do not depend on it (greedy decoding). With
-    ``fitted`` (the pool's session-long table, for ``batch_size = "auto"``), every halving is kept
-    under ``key``, and a later call with the same key starts at the size kept there.
-    """
-    import torch
-
-    size = size or len(batch)
-    out: list = []
-    done = 0
-    while done < len(batch):
-        if fitted is not None and key in fitted:
-            size = min(size, fitted[key])
-        rows = batch[done : done + size]
-        try:
-            out.extend(compute(rows))
-        except torch.cuda.OutOfMemoryError:
-            if len(rows) == 1:
-                raise
-            torch.cuda.empty_cache()
-            size = len(rows) // 2
-            if fitted is not None:
-                fitted[key] = size
-            log.warning("out of accelerator memory with a batch of %d; going on with %d", len(rows), size)
-            continue
-        done += len(rows)
-    return out
-
-
 # -- the engine ----------------------------------------------------------------------------------
 
-
-def _rows_done(tick):
-    """A ``generate_batch`` step callback that ticks the bar as rows of the batch stop."""
-    if tick is None:
-        return None
-    done = [0]
-
-    def on_step(step: int, flags: list[bool]) -> None:
-        finished = sum(flags)
-        if finished > done[0]:
-            tick(finished - done[0])
-            done[0] = finished
-
-    return on_step
-
-
-class HFBackend:
-    """What computes the engine's answers: Hugging Face models from the pool, in batches.
-
-    A stand-in with the same two methods (tests, the scoring-scale benchmark) makes the engine
-    cache answers that no model computed."""
-
-    def __init__(self, pool: ModelPool):
-        self.pool = pool
-
-    def generate(
-        self, variant: ModelSpec, prompts: list[str], settings: GenerationSettings, tick=None
-    ) -> list[str]:
-        tokenizer = self.pool.tokenizer(variant)
-        with self.pool.activated(variant) as model:
-            return split_on_oom(
-                lambda rows: generate_batch(model, tokenizer, rows, settings, _rows_done(tick)),
-                prompts,
-                fitted=self.pool.fitted_batches if settings.fitted_key else None,
-                key=settings.fitted_key,
-            )
-
-    def score_choices(
-        self,
-        variant: ModelSpec,
-        requests: list[tuple[str, str]],
-        choices: Sequence[Sequence[str]],
-        settings: LoglikSettings,
-        tick=None,
-    ) -> list[ChoiceScores]:
-        tokenizer = self.pool.tokenizer(variant)
-        with self.pool.activated(variant) as model:
-            reuse = settings.reuse_prefix == "on" or (
-                settings.reuse_prefix == "auto" and model.device.type == "cpu"
-            )
-
-            def score(rows: list[int], batch_size: int) -> list[ChoiceScores]:
-                return score_choices(
-                    model,
-                    tokenizer,
-                    [requests[i] for i in rows],
-                    [choices[i] for i in rows],
-                    batch_size=batch_size,
-                    max_batch_tokens=settings.max_batch_tokens,
-                    reuse_prefix=reuse,
-                    on_batch=tick,
-                )
-
-            return self._fitting(score, len(requests), settings)
-
-    def _fitting(self, compute, n: int, settings: LoglikSettings) -> list:
-        """``compute(rows, batch_size)`` over rows ``0..n-1``: at once at the settings' batch size,
-        or, for "auto" on CUDA (``fitted_key``), in chunks of the size that fits (split_on_oom)."""
-        rows = list(range(n))
-        if not settings.fitted_key:
-            return compute(rows, settings.batch_size)
-        return split_on_oom(
-            lambda chunk: compute(chunk, len(chunk)),
-            rows,
-            size=settings.batch_size,
-            fitted=self.pool.fitted_batches,
-            key=settings.fitted_key,
-        )
-
-    def kl_to_base(
-        self, variant: ModelSpec, pairs: list[tuple[str, str]], settings: LoglikSettings, tick=None
-    ) -> list[Divergence]:
-        tokenizer = self.pool.tokenizer(variant)
-        with self.pool.activated(variant, unmerged=True) as model:  # the base: adapter disabled
-            return self._fitting(
-                lambda rows, batch_size: kl_to_base(
-                    model,
-                    tokenizer,
-                    [pairs[i] for i in rows],
-                    batch_size=batch_size,
-                    max_batch_tokens=settings.max_batch_tokens,
-                    on_batch=tick,
-                ),
-                len(pairs),
-                settings,
-            )
-
-
-register_backend("hf", HFBackend, hf_settings)
+_Settings = TypeVar("_Settings", GenerationSettings, LoglikSettings)
 
 
 class Engine:
     """Answers requests for any variant, through one model pool and one prediction cache."""
 
-    def __init__(self, pool: ModelPool, cache_root: Path, shard: Shard | None = None, backend=None):
+    def __init__(
+        self, pool: ModelPool, cache_root: Path, shard: Shard | None = None, backend: Backend | None = None
+    ):
         self.pool = pool
         self.cache_root = Path(cache_root)
         self.shard = shard
-        self.backend = backend or Dispatch(pool)  # each variant's own backend (harness.models.backends)
+        self.backend: Backend = backend or Dispatch(
+            pool
+        )  # each variant's own backend (harness.models.backends)
 
     def tokenizer(self, variant: ModelSpec):
         return self.pool.tokenizer(variant)
@@ -337,7 +108,7 @@ class Engine:
     def context_length(self, variant: ModelSpec) -> int:
         return self.pool.context_length(variant)
 
-    def _sized(self, variant: ModelSpec, settings, *kind: str):
+    def _sized(self, variant: ModelSpec, settings: _Settings, *kind: str) -> _Settings:
         """``settings`` with its batch size a number: "auto" decided by the pool, with the key
         the size that fits is kept under (ModelPool.batch_size)."""
         if settings.batch_size != AUTO_BATCH:
@@ -345,7 +116,14 @@ class Engine:
         size, key = self.pool.batch_size(variant, AUTO_BATCH, *kind)
         return replace(settings, batch_size=size, fitted_key=key)
 
-    def _phase(self, fp: dict, cache: PredictionCache, stats, settings, **tokens) -> Phase:
+    def _phase(
+        self,
+        fp: dict,
+        cache: PredictionCache,
+        stats: CacheStats,
+        settings: GenerationSettings | LoglikSettings,
+        **tokens: int,
+    ) -> Phase:
         phase = Phase(
             fp, cache.key, stats.cached, stats.computed, stats.seconds, self.pool.device_name(), **tokens
         )
@@ -356,13 +134,18 @@ class Engine:
         return phase
 
     def _compute(
-        self, cache: PredictionCache, keys: Sequence[str], compute, *, batch_size: int, sort_key, desc: str
-    ):
-        if self.shard is not None and self.shard.count > 1:
-            return sharded_compute(
-                cache, keys, compute, shard=self.shard, batch_size=batch_size, sort_key=sort_key, desc=desc
-            )
-        return cached_compute(cache, keys, compute, batch_size=batch_size, sort_key=sort_key, desc=desc)
+        self,
+        cache: PredictionCache,
+        keys: Sequence[str],
+        compute: Callable[[list[str], Ticker | None], list[dict]],
+        *,
+        batch_size: int,
+        sort_key: Callable[[str], object],
+        desc: str,
+    ) -> tuple[list[dict], CacheStats]:
+        return compute_missing(
+            cache, keys, compute, shard=self.shard, batch_size=batch_size, sort_key=sort_key, desc=desc
+        )
 
     def generate(
         self,
@@ -384,7 +167,7 @@ class Engine:
         cache = PredictionCache(self.cache_root, namespace, fp, required=("raw",))
         settings = self._sized(variant, settings, namespace, "generate")
 
-        def compute(batch: list[str], tick) -> list[dict]:
+        def compute(batch: list[str], tick: Ticker | None) -> list[dict]:
             return [{"raw": raw} for raw in self.backend.generate(variant, batch, settings, tick)]
 
         n_tokens: dict[str, int] = {}  # the sort key's count, reused for the phase's
@@ -395,7 +178,12 @@ class Engine:
             return n_tokens[prompt]
 
         records, stats = self._compute(
-            cache, list(prompts), compute, batch_size=settings.batch_size, sort_key=length, desc=desc
+            cache,
+            list(prompts),
+            compute,
+            batch_size=resolved_batch_size(settings.batch_size),
+            sort_key=length,
+            desc=desc,
         )
         raws = [r["raw"] for r in records]
         raw_of = dict(zip(prompts, raws))
@@ -434,7 +222,7 @@ class Engine:
         ]
         request_of = {k: (r, tuple(c)) for k, r, c in zip(keys, requests, choices)}
 
-        def compute(batch: list[str], tick) -> list[dict]:
+        def compute(batch: list[str], tick: Ticker | None) -> list[dict]:
             scores = self.backend.score_choices(
                 variant, [request_of[k][0] for k in batch], [request_of[k][1] for k in batch], settings, tick
             )
@@ -445,7 +233,7 @@ class Engine:
             cache,
             keys,
             compute,
-            batch_size=max(settings.batch_size * 8, 64),
+            batch_size=max(resolved_batch_size(settings.batch_size) * 8, 64),
             sort_key=lambda k: request_of[k][0][0],
             desc=desc,
         )
@@ -479,7 +267,7 @@ class Engine:
         keys = [context + _CHOICES_MARK + continuation for context, continuation in pairs]
         pair_of = dict(zip(keys, pairs))
 
-        def compute(batch: list[str], tick) -> list[dict]:
+        def compute(batch: list[str], tick: Ticker | None) -> list[dict]:
             return [
                 {"kl": d.mean_kl, "tokens": d.tokens}
                 for d in self.backend.kl_to_base(variant, [pair_of[k] for k in batch], settings, tick)
@@ -489,17 +277,10 @@ class Engine:
             cache,
             keys,
             compute,
-            batch_size=max(settings.batch_size * 4, 16),
+            batch_size=max(resolved_batch_size(settings.batch_size) * 4, 16),
             sort_key=len,
             desc=desc,
         )
         computed = [pair_of[k][0] + pair_of[k][1] for k in stats.computed_prompts]
         phase = self._phase(fp, cache, stats, settings, prompt_tokens=token_total(tokenizer, computed))
         return [Divergence(r["kl"], r["tokens"]) for r in records], phase
-
-
-def token_total(tokenizer, texts: Sequence[str]) -> int:
-    """Tokens in ``texts``: what a phase computed, for its throughput (scripts/bench_phases.py)."""
-    if not texts:
-        return 0
-    return sum(len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"])

@@ -2,7 +2,7 @@
 of backends by name, and each backend's settings for the cache fingerprint.
 
 A variant names its backend (``backend = "hf"``, the default: Hugging Face models from the
-model pool, harness.engine.core.HFBackend). A backend is registered with a factory (the model pool
+model pool, harness.engine.hf_backend.HFBackend). A backend is registered with a factory (the model pool
 -> a Backend) and the settings of a variant that can change its numbers; the engine's cache
 fingerprint holds the backend's name and those settings, so two backends never share a cache
 entry.
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from harness.configfile import unknown
 
@@ -53,17 +53,17 @@ def hf_settings(variant) -> dict:
 class BackendEntry:
     name: str
     settings: Callable[[object], dict]  # a variant -> its settings for this backend
-    factory: Callable[[object], Backend] | None = None  # the model pool -> a Backend
+    factory: Callable[[Any], Backend] | None = None  # the model pool -> a Backend
 
 
 BACKENDS: dict[str, BackendEntry] = {DEFAULT_BACKEND: BackendEntry(DEFAULT_BACKEND, hf_settings)}
 
 
 def register_backend(
-    name: str, factory: Callable[[object], Backend], settings: Callable[[object], dict] = lambda v: {}
+    name: str, factory: Callable[[Any], Backend], settings: Callable[[object], dict] = lambda v: {}
 ) -> None:
     """Make ``name`` a backend a variant can name (the Hugging Face one registers itself in
-    harness.engine.core)."""
+    harness.engine.hf_backend)."""
     BACKENDS[name] = BackendEntry(name, settings, factory)
 
 
