@@ -28,7 +28,7 @@ from harness.engine.phases import Phase, compute_missing, token_total
 from harness.engine.sharding import Shard
 from harness.models.backends import Backend, Dispatch
 from harness.models.pool import AUTO_BATCH, ModelPool
-from harness.records.cache import CacheStats, PredictionCache, Ticker
+from harness.records.cache import BatchCompute, CacheStats, PredictionCache, SortKey, Ticker
 
 _CHOICES_MARK = "\x00choices\x00"  # separates a prompt from its choices in a record's key
 
@@ -122,10 +122,18 @@ class Engine:
         cache: PredictionCache,
         stats: CacheStats,
         settings: GenerationSettings | LoglikSettings,
-        **tokens: int,
+        prompt_tokens: int = 0,
+        new_tokens: int = 0,
     ) -> Phase:
         phase = Phase(
-            fp, cache.key, stats.cached, stats.computed, stats.seconds, self.pool.device_name(), **tokens
+            fp,
+            cache.key,
+            stats.cached,
+            stats.computed,
+            stats.seconds,
+            self.pool.device_name(),
+            prompt_tokens=prompt_tokens,
+            new_tokens=new_tokens,
         )
         if settings.fitted_key:  # "auto" on CUDA: the size that fit, for the record (not the key)
             phase.info["auto_batch_size"] = self.pool.fitted_batches.get(
@@ -137,10 +145,10 @@ class Engine:
         self,
         cache: PredictionCache,
         keys: Sequence[str],
-        compute: Callable[[list[str], Ticker | None], list[dict]],
+        compute: BatchCompute,
         *,
         batch_size: int,
-        sort_key: Callable[[str], object],
+        sort_key: SortKey,
         desc: str,
     ) -> tuple[list[dict], CacheStats]:
         return compute_missing(
@@ -167,7 +175,7 @@ class Engine:
         cache = PredictionCache(self.cache_root, namespace, fp, required=("raw",))
         settings = self._sized(variant, settings, namespace, "generate")
 
-        def compute(batch: list[str], tick: Ticker | None) -> list[dict]:
+        def compute(batch: list[str], tick: Ticker) -> list[dict]:
             return [{"raw": raw} for raw in self.backend.generate(variant, batch, settings, tick)]
 
         n_tokens: dict[str, int] = {}  # the sort key's count, reused for the phase's
@@ -222,7 +230,7 @@ class Engine:
         ]
         request_of = {k: (r, tuple(c)) for k, r, c in zip(keys, requests, choices)}
 
-        def compute(batch: list[str], tick: Ticker | None) -> list[dict]:
+        def compute(batch: list[str], tick: Ticker) -> list[dict]:
             scores = self.backend.score_choices(
                 variant, [request_of[k][0] for k in batch], [request_of[k][1] for k in batch], settings, tick
             )
@@ -267,7 +275,7 @@ class Engine:
         keys = [context + _CHOICES_MARK + continuation for context, continuation in pairs]
         pair_of = dict(zip(keys, pairs))
 
-        def compute(batch: list[str], tick: Ticker | None) -> list[dict]:
+        def compute(batch: list[str], tick: Ticker) -> list[dict]:
             return [
                 {"kl": d.mean_kl, "tokens": d.tokens}
                 for d in self.backend.kl_to_base(variant, [pair_of[k] for k in batch], settings, tick)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from harness.engine.batch_fitting import split_on_oom
+from harness.engine.batch_fitting import resolved_batch_size, split_on_oom
 from harness.engine.core import GenerationSettings, LoglikSettings, ModelSpec
 from harness.engine.decoding import generate_batch
 from harness.engine.loglik import ChoiceScores, Divergence, kl_to_base, score_choices
@@ -84,11 +84,11 @@ class HFBackend:
         or, for "auto" on CUDA (``fitted_key``), in chunks of the size that fits (split_on_oom)."""
         rows = list(range(n))
         if not settings.fitted_key:
-            return compute(rows, settings.batch_size)
+            return compute(rows, resolved_batch_size(settings.batch_size))
         return split_on_oom(
             lambda chunk: compute(chunk, len(chunk)),
             rows,
-            size=settings.batch_size,
+            size=resolved_batch_size(settings.batch_size),
             fitted=self.pool.fitted_batches,
             key=settings.fitted_key,
         )

@@ -114,7 +114,7 @@ def _score_rows(model, rows: list[_Request], past=None) -> list[ChoiceScores]:
     last = [len(t) - 1 for t in tails]
     # An all-ones mask, explicit so transformers does not warn about the padding it cannot see.
     seen = (past.get_seq_length() if past is not None else 0) + width
-    kwargs = {
+    kwargs: dict[str, object] = {
         "input_ids": input_ids,
         "attention_mask": torch.ones(len(rows), seen, dtype=torch.long, device=device),
     }
@@ -263,7 +263,9 @@ def _positions(batch, device):
     a row's continuation is predicted at the positions just before each of its tokens."""
     import torch
 
-    rows, positions, targets = [], [], []
+    rows: list[int] = []
+    positions: list[int] = []
+    targets: list[int] = []
     for b, r in enumerate(batch):
         end = len(r.tokens)
         rows += [b] * r.n_continuation

@@ -9,11 +9,11 @@ each batch finishes; under pytest-xdist every worker computes its shard
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from harness.engine.sharding import Shard, sharded_compute
-from harness.records.cache import CacheStats, PredictionCache, Ticker, cached_compute
+from harness.records.cache import BatchCompute, CacheStats, PredictionCache, SortKey, cached_compute
 
 
 @dataclass
@@ -50,11 +50,11 @@ class Phase:
 def compute_missing(
     cache: PredictionCache,
     keys: Sequence[str],
-    compute: Callable[[list[str], Ticker | None], list[dict]],
+    compute: BatchCompute,
     *,
     shard: Shard | None,
     batch_size: int,
-    sort_key: Callable[[str], object],
+    sort_key: SortKey,
     desc: str,
 ) -> tuple[list[dict], CacheStats]:
     """Every key's record, in order: the cached ones read, the missing ones computed in batches,

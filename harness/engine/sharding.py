@@ -25,12 +25,12 @@ import fcntl
 import os
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.progress import bar as progress_bar
-from harness.records.cache import CacheStats, PredictionCache, Ticker, prompt_key
+from harness.records.cache import BatchCompute, CacheStats, PredictionCache, SortKey, Ticker, prompt_key
 
 # NVLink multicast stays off in every process that may touch a GPU (NCCL, torch symmetric
 # memory, NVSHMEM); evaluation workers use no collective, this is a guard for what they import.
@@ -53,7 +53,7 @@ class Shard:
     index: int
     count: int
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.count < 1 or not 0 <= self.index < self.count:
             raise ValueError(f"shard {self.index} of {self.count}: need 0 <= index < count")
 
@@ -89,7 +89,7 @@ def worker_gpu(shard: Shard, gpus: Sequence[str]) -> str | None:
     return gpus[shard.index % len(gpus)] if gpus else None
 
 
-def pin_worker(gpu: str | None, env: dict = os.environ) -> None:
+def pin_worker(gpu: str | None, env: MutableMapping[str, str] = os.environ) -> None:
     """In a worker, before torch initialises CUDA: see only ``gpu``; NVLink multicast off."""
     for key, value in MULTICAST_OFF.items():
         env.setdefault(key, value)
@@ -109,7 +109,7 @@ class Batch:
 
 
 def plan_batches(
-    prompts: Sequence[str], count: int, batch_size: int, sort_key: Callable[[str], object] | None = None
+    prompts: Sequence[str], count: int, batch_size: int, sort_key: SortKey | None = None
 ) -> list[Batch]:
     """Every distinct prompt in one batch: prompt ``i`` (first occurrence order) goes to shard
     ``i % count``; each shard's prompts are sorted by ``sort_key`` (stable) and cut into
@@ -189,14 +189,81 @@ class _Tail:
 # --- the computation ----------------------------------------------------------------------------
 
 
+class _Worker:
+    """This worker's side of one sharded phase: which records it has computed, how it claims,
+    computes and appends a batch, and how it waits for (or takes over) the other shards'."""
+
+    def __init__(self, cache: PredictionCache, shard: Shard, compute_batch: BatchCompute):
+        self.cache, self.shard, self.compute_batch = cache, shard, compute_batch
+        self.tail = _Tail(cache)
+        self.claims = _Claims(cache.path.with_suffix(".claims"))
+        self.mine: set[str] = set()
+        self.computed_prompts: list[str] = []
+        self.bar = None  # the progress bar, while this worker computes
+
+    def missing(self, batch: Batch) -> list[int]:
+        return [i for i, k in enumerate(batch.keys) if k not in self.tail.records]
+
+    def work(self, batch: Batch) -> bool:
+        """Claim ``batch`` and compute what it still lacks; False if another worker holds it."""
+        if not self.claims.try_claim(batch.number):
+            return False
+        try:
+            self.tail.refresh()  # after the claim: a batch finished by its last holder is complete here
+            todo = self.missing(batch)
+            if todo:
+                todo_prompts = [batch.prompts[i] for i in todo]
+                ticked = Ticker(self.bar, len(todo_prompts))
+                payloads = self.compute_batch(todo_prompts, ticked)
+                by = f"shard {self.shard.label}"
+                new = [
+                    {"key": batch.keys[i], **payload, "computed_by": by, "fp": self.cache.key}
+                    for i, payload in zip(todo, payloads)
+                ]
+                with self.cache.locked():
+                    self.cache.append(new)
+                self.tail.records.update({r["key"]: r for r in new})
+                self.mine.update(r["key"] for r in new)
+                self.computed_prompts.extend(todo_prompts)
+                ticked.finish()
+        finally:
+            self.claims.release(batch.number)
+        return True
+
+    def others_records(self) -> int:
+        return len(self.tail.records) - len(self.mine)
+
+    def finish_phase(self, plan: list[Batch], patience_s: float, poll_s: float) -> None:
+        """Wait until the cache holds every batch of ``plan``, taking over batches nobody works on."""
+        others_seen = self.others_records()
+        idle_since = time.perf_counter()
+        while True:
+            self.tail.refresh()
+            pending = [b for b in plan if self.missing(b)]
+            if not pending:
+                return
+            now = time.perf_counter()
+            if self.others_records() > others_seen or any(
+                self.claims.held_elsewhere(b.number) for b in pending
+            ):
+                others_seen, idle_since = self.others_records(), now
+            # One of ours left behind (another worker's probe held it for a moment): take it back.
+            if any(self.work(b) for b in pending if b.owner == self.shard.index):
+                continue
+            # Nobody else has worked on this phase for a while: take the others' batches, last first.
+            if now - idle_since >= patience_s and any(self.work(b) for b in reversed(pending)):
+                continue
+            time.sleep(poll_s)
+
+
 def sharded_compute(
     cache: PredictionCache,
     prompts: Sequence[str],
-    compute_batch: Callable[[list[str]], list[dict]],
+    compute_batch: BatchCompute,
     *,
     shard: Shard,
     batch_size: int,
-    sort_key: Callable[[str], object] | None = None,
+    sort_key: SortKey | None = None,
     desc: str = "generating",
     patience_s: float = PATIENCE_S,
     poll_s: float = POLL_S,
@@ -207,73 +274,25 @@ def sharded_compute(
     ``stats.computed`` counts the records this worker computed; ``stats.cached`` the others,
     read from the cache (present before, or written by another worker meanwhile).
     """
-    stats = CacheStats()
-    computed_prompts: list[str] = []
-    mine: set[str] = set()
     plan = plan_batches(prompts, shard.count, batch_size, sort_key)
     cache.check_sidecar()
-    tail = _Tail(cache)
-    claims = _Claims(cache.path.with_suffix(".claims"))
+    worker = _Worker(cache, shard, compute_batch)
     start = time.perf_counter()
-
-    def missing(batch: Batch) -> list[int]:
-        return [i for i, k in enumerate(batch.keys) if k not in tail.records]
-
-    def work(batch: Batch) -> bool:
-        """Claim ``batch`` and compute what it still lacks; False if another worker holds it."""
-        if not claims.try_claim(batch.number):
-            return False
-        try:
-            tail.refresh()  # after the claim: a batch finished by its last holder is complete here
-            todo = missing(batch)
-            if todo:
-                todo_prompts = [batch.prompts[i] for i in todo]
-                ticked = Ticker(bar, len(todo_prompts))
-                payloads = compute_batch(todo_prompts, ticked)
-                new = [
-                    {"key": batch.keys[i], **payload, "computed_by": f"shard {shard.label}", "fp": cache.key}
-                    for i, payload in zip(todo, payloads)
-                ]
-                with cache.locked():
-                    cache.append(new)
-                tail.records.update({r["key"]: r for r in new})
-                mine.update(r["key"] for r in new)
-                computed_prompts.extend(todo_prompts)
-                ticked.finish()
-        finally:
-            claims.release(batch.number)
-        return True
-
     try:
-        tail.refresh()
-        n_missing = sum(len(missing(b)) for b in plan if b.owner == shard.index)
+        worker.tail.refresh()
+        n_missing = sum(len(worker.missing(b)) for b in plan if b.owner == shard.index)
         with progress_bar(n_missing, f"{desc} [shard {shard.label}]", disable=n_missing == 0) as bar:
+            worker.bar = bar
             for batch in plan:
-                if batch.owner == shard.index and missing(batch):
-                    work(batch)
-            others_seen = len(tail.records) - len(mine)
-            idle_since = time.perf_counter()
-            while True:
-                tail.refresh()
-                pending = [b for b in plan if missing(b)]
-                if not pending:
-                    break
-                now = time.perf_counter()
-                if len(tail.records) - len(mine) > others_seen or any(
-                    claims.held_elsewhere(b.number) for b in pending
-                ):
-                    others_seen, idle_since = len(tail.records) - len(mine), now
-                # One of ours left behind (another worker's probe held it for a moment): take it back.
-                if any(work(b) for b in pending if b.owner == shard.index):
-                    continue
-                # Nobody else has worked on this phase for a while: take the others' batches, last first.
-                if now - idle_since >= patience_s and any(work(b) for b in reversed(pending)):
-                    continue
-                time.sleep(poll_s)
+                if batch.owner == shard.index and worker.missing(batch):
+                    worker.work(batch)
+            worker.finish_phase(plan, patience_s, poll_s)
     finally:
-        claims.close()
-    stats.computed = len(mine)
-    stats.computed_prompts = computed_prompts
-    stats.cached = len({prompt_key(p) for p in prompts}) - stats.computed
-    stats.seconds = time.perf_counter() - start
-    return [tail.records[prompt_key(p)] for p in prompts], stats
+        worker.claims.close()
+    stats = CacheStats(
+        cached=len({prompt_key(p) for p in prompts}) - len(worker.mine),
+        computed=len(worker.mine),
+        seconds=time.perf_counter() - start,
+        computed_prompts=worker.computed_prompts,
+    )
+    return [worker.tail.records[prompt_key(p)] for p in prompts], stats

@@ -29,13 +29,17 @@ import logging
 import os
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
 DECODING_ENV = "HARNESS_DECODING"  # "dynamic" (default), "auto" (static on CUDA) or "static"
 DECODING_MODES = ("auto", "static", "dynamic")
 # model.generate stays the default until the static path's bf16 text has been compared with it on
-# a GPU (docs/gpu_7b/README.md: measured faster per step, equality not yet established there).
+# a GPU (docs/gpu_7b/README.md compares their speed; their equality is not yet established there).
 DEFAULT_DECODING = "dynamic"
 _COMPACT_BELOW = 0.5  # compact when the live rows are at most this share of the batch
 _WARMUP_STEPS = 2  # eager steps before capture (library workspaces, lazy allocations)
@@ -201,7 +205,7 @@ class _Decoder:
         self.rows = rows
         self.out = next_ids[:, 0].clone()
         self.graphs = graphs
-        self.graph = None
+        self.graph: torch.cuda.CUDAGraph | None = None
         self.pool = None
         self.eager_steps = 0
 

@@ -1,8 +1,8 @@
 """Token counts of many prompts at once, remembered on disk.
 
-Fitting MMLU's few-shot prompts into the model's context needs the token count of every prompt:
-28,084 of them for two variants over the full test split. Counted one call at a time they took
-~40 s of a run whose predictions were all cached (cProfile, scripts/bench_scoring_scale.py).
+Fitting MMLU's few-shot prompts into the model's context needs the token count of every prompt,
+tens of thousands over the full test split; counted one call at a time, they were most of the time
+of a run whose predictions were all cached (docs/measurements.md, "Token counts").
 Here the fast tokenizer's batch encoder spreads the work over the cores, and the counts are kept
 beside the predictions, keyed by the tokenizer's own serialisation, so a rerun counts nothing.
 """
@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from harness.records.cache import PredictionCache, cached_compute
+from harness.records.cache import PredictionCache, Ticker, cached_compute
 
 _CHUNK = 512  # texts per tokenizer call: bounds the lists of ids held at once
 
@@ -40,7 +40,7 @@ def batch_token_counter(tokenizer, cache_root: Path | None = None) -> Callable[[
         return out
 
     fingerprint = tokenizer_fingerprint(tokenizer) if cache_root is not None else None
-    if fingerprint is None:
+    if cache_root is None or fingerprint is None:
         return count
     cache = PredictionCache(
         cache_root, "token_counts", {"tokenizer": fingerprint, "call": "tokenizer(text)"}, required=("n",)
@@ -48,13 +48,16 @@ def batch_token_counter(tokenizer, cache_root: Path | None = None) -> Callable[[
 
     known: dict[str, int] = {}  # this counter's answers so far: the file is read once per new batch
 
+    def payloads(batch: list[str], tick: Ticker) -> list[dict]:
+        return [{"n": n} for n in count(batch)]
+
     def remembered(texts: Sequence[str]) -> list[int]:
         new = [t for t in dict.fromkeys(texts) if t not in known]
         if new:
             records, _ = cached_compute(
                 cache,
                 new,
-                lambda batch, tick: [{"n": n} for n in count(batch)],
+                payloads,
                 batch_size=4096,
                 desc="counting prompt tokens",
             )

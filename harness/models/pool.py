@@ -14,6 +14,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Iterator
+from typing import Any, Protocol
 
 from harness.models import loading as models
 from harness.models import merged_adapters
@@ -24,6 +25,15 @@ log = logging.getLogger(__name__)
 AUTO_BATCH = "auto"  # a task's batch_size that the pool decides (ModelPool.batch_size)
 AUTO_CPU_BATCH = 8  # "auto" on a CPU: the tasks' documented default
 AUTO_BATCH_CAP = 64  # "auto" on a CUDA device: the first size tried, halved while memory runs out
+
+
+class PooledVariant(Protocol):
+    """What the pool reads of every variant (harness.engine.core.ModelSpec has these, and a name);
+    the optional keys are read with getattr."""
+
+    model: str
+    load: str
+    adapter: str
 
 
 def _model_ref(spec) -> tuple[str, str, bool]:
@@ -103,7 +113,7 @@ class ModelPool:
         config = AutoConfig.from_pretrained(resolved.path, **models.hub_kwargs(resolved, _model_ref(spec)[2]))
         return models.context_length(config, self.tokenizer(spec))
 
-    def fingerprint(self, variant: object, unmerged: bool = False) -> dict:
+    def fingerprint(self, variant: PooledVariant, unmerged: bool = False) -> dict:
         """What about this variant's model can change a number: the weights (a hub model's
         commit), the adapter, the load mode as decided on this device, how the adapter is merged
         for evaluation (unless ``unmerged``), and the backend that computes with them, with its
@@ -119,13 +129,13 @@ class ModelPool:
             fp["merged"] = merge
         return fp
 
-    def _merge(self, variant: object) -> str | None:
+    def _merge(self, variant: PooledVariant) -> str | None:
         """How this variant's adapter is merged for evaluation (harness.models.merged_adapters), or None."""
         if not variant.adapter:
             return None
         return merged_adapters.merge_for(self.load_mode(variant), self._device().split(":")[0])
 
-    def _base_key(self, variant: object) -> tuple:
+    def _base_key(self, variant: PooledVariant) -> tuple:
         return (
             *_model_ref(variant),
             self.load_mode(variant),
@@ -133,7 +143,7 @@ class ModelPool:
             getattr(variant, "device_map", "") or "",
         )
 
-    def _load(self, variant: object, key: tuple):
+    def _load(self, variant: PooledVariant, key: tuple):
         """A fresh load of ``variant``'s base model, as ``key`` (:meth:`_base_key`) describes it."""
         _, _, trust_remote_code, load, attn_implementation, device_map = key
         return models.load_base_model(
@@ -145,7 +155,7 @@ class ModelPool:
             device_map=device_map,
         )
 
-    def _base(self, variant: object):
+    def _base(self, variant: PooledVariant):
         key = self._base_key(variant)
         if key not in self._models:
             # A line, not a bar: it would nest inside the phase's bar (cursor codes in a log).
@@ -155,10 +165,13 @@ class ModelPool:
         return key
 
     @contextlib.contextmanager
-    def activated(self, variant: object, unmerged: bool = False) -> Iterator[object]:
+    def activated(
+        self, variant: PooledVariant, unmerged: bool = False
+    ) -> Iterator[Any]:  # a torch model, with or without PEFT's wrapper
         """The model of ``variant`` with its adapter active (merged into a copy of the base when
         harness.models.merged_adapters says so, unless ``unmerged``), or with every adapter disabled
-        for a base variant that shares its weights with fine-tuned ones."""
+        for a base variant that shares its weights with fine-tuned ones. The model is a torch
+        module, PEFT-wrapped or not, hence ``Any``."""
         if not unmerged and self._merge(variant) is not None:
             adapter = self.adapter(variant)
             base_key = self._base_key(variant)  # every setting the base is loaded with

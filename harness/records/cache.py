@@ -184,13 +184,19 @@ class Ticker:
         self(self.left)
 
 
+# ``compute_batch(prompts, tick)``: one payload dict per prompt, ``tick(n)`` as n more finish.
+BatchCompute = Callable[[list[str], Ticker], list[dict]]
+# The order missing prompts are computed in (token length, a shared prefix): a number or a text.
+SortKey = Callable[[str], int | str]
+
+
 def cached_compute(
     cache: PredictionCache,
     prompts: Sequence[str],
-    compute_batch: Callable[[list[str]], list[dict]],
+    compute_batch: BatchCompute,
     *,
     batch_size: int,
-    sort_key: Callable[[str], object] | None = None,
+    sort_key: SortKey | None = None,
     desc: str = "computing",
 ) -> tuple[list[dict], CacheStats]:
     """One record per prompt, from the cache when present, else computed in batches.
