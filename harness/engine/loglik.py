@@ -198,30 +198,9 @@ def score_choices(
         )
     if len(continuations) != len(requests):
         raise ValueError(f"{len(requests)} requests but {len(continuations)} lists of continuations")
-    groups: dict[str, list[_Request]] = {}
-    general: list[int] = []
-    for i, ((prefix, suffix), conts) in enumerate(zip(requests, continuations)):
-        ids = single_token_ids(tokenizer, suffix, conts)
-        if ids is None:
-            general.append(i)
-        else:
-            groups.setdefault(prefix, []).append(_Request(i, _encode(tokenizer, prefix + suffix), ids))
-
-    cached_groups: list[tuple[list[int], list[_Request]]] = []
-    uncached: list[_Request] = []
-    for prefix, reqs in groups.items():
-        shared = 0
-        if reuse_prefix and len(reqs) > 1:
-            prefix_tokens = _encode(tokenizer, prefix)
-            # At least one token of every prompt must be left to run on top of the cache.
-            shared = min(min(_common_prefix_length(prefix_tokens, r.tokens), len(r.tokens) - 1) for r in reqs)
-        if shared >= max(min_shared_tokens, 1):
-            for r in reqs:
-                r.shared = shared
-            cached_groups.append((reqs[0].tokens[:shared], reqs))
-        else:
-            uncached.extend(reqs)
-
+    cached_groups, uncached, general = _plan(
+        tokenizer, requests, continuations, reuse_prefix, min_shared_tokens
+    )
     results: list[ChoiceScores | None] = [None] * len(requests)
     device = _model_device(model)
     done = on_batch or (lambda n: None)
@@ -246,7 +225,43 @@ def score_choices(
     missing = [i for i, s in enumerate(results) if s is None or any(math.isnan(x) for x in s.logprobs)]
     if missing:
         raise RuntimeError(f"log-likelihood scoring produced no finite scores for requests {missing[:10]}")
-    return results  # type: ignore[return-value]
+    return [s for s in results if s is not None]  # every one, after the check
+
+
+def _plan(
+    tokenizer,
+    requests: Sequence[tuple[str, str]],
+    continuations: Sequence[Sequence[str]],
+    reuse_prefix: bool,
+    min_shared_tokens: int,
+) -> tuple[list[tuple[list[int], list[_Request]]], list[_Request], list[int]]:
+    """Which path each request takes (:func:`score_choices`): the groups whose shared prompt
+    tokens run once (those tokens, the group's requests), the other one-pass requests, and the
+    indices of requests with a multi-token continuation (the general path)."""
+    groups: dict[str, list[_Request]] = {}
+    general: list[int] = []
+    for i, ((prefix, suffix), conts) in enumerate(zip(requests, continuations)):
+        ids = single_token_ids(tokenizer, suffix, conts)
+        if ids is None:
+            general.append(i)
+        else:
+            groups.setdefault(prefix, []).append(_Request(i, _encode(tokenizer, prefix + suffix), ids))
+
+    cached_groups: list[tuple[list[int], list[_Request]]] = []
+    uncached: list[_Request] = []
+    for prefix, reqs in groups.items():
+        shared = 0
+        if reuse_prefix and len(reqs) > 1:
+            prefix_tokens = _encode(tokenizer, prefix)
+            # At least one token of every prompt must be left to run on top of the cache.
+            shared = min(min(_common_prefix_length(prefix_tokens, r.tokens), len(r.tokens) - 1) for r in reqs)
+        if shared >= max(min_shared_tokens, 1):
+            for r in reqs:
+                r.shared = shared
+            cached_groups.append((reqs[0].tokens[:shared], reqs))
+        else:
+            uncached.extend(reqs)
+    return cached_groups, uncached, general
 
 
 @dataclass
