@@ -54,7 +54,7 @@ def load_tokenizer_from(source: str | None):
         if not path.is_file():
             raise SystemExit(f"build_7b_shaped: --tokenizer {source}: no such GGUF file")
         tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-        # As harness.models.loading._convert: the GGUF's config has the right end-of-sequence id.
+        # As harness.models.default_model._convert: the GGUF's config has the right end-of-sequence id.
         config = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
         tok.eos_token = tok.convert_ids_to_tokens(config.eos_token_id)
     elif path.is_dir():

@@ -195,7 +195,7 @@ def test_records_of_another_fingerprint_are_not_used(tmp_path):
 
 def test_the_default_models_fingerprint_names_its_conversion(monkeypatch):
     """A change to the GGUF conversion must not keep serving the old conversion's predictions."""
-    import harness.models.loading as models
+    import harness.models.default_model as models
 
     before = models.gguf_fingerprint("abc")
     monkeypatch.setattr(models, "_CONVERSION_VERSION", models._CONVERSION_VERSION + 1)

@@ -13,8 +13,10 @@ import pytest
 
 from harness.config.experiment import ConfigError, Overrides, check_adapters, load_experiment, model_note
 from harness.engine.core import Engine, GenerationSettings
+from harness.models import adapters, default_model, resolving
 from harness.models import loading as models
 from harness.models.backends import BACKENDS, backend_fingerprint, register_backend
+from harness.models.errors import ModelLoadError
 from harness.models.pool import ModelPool
 
 MAIN = "1" * 40  # smaller than V2: the old fingerprint took the largest cached commit
@@ -49,10 +51,13 @@ class Variant:
 
 
 def test_a_revision_resolves_to_the_commit_its_ref_names(hub_cache):
-    assert models.resolve_model("org/tiny").revision == MAIN  # main, not the largest commit
-    assert models.resolve_model("org/tiny", "v2").revision == V2
-    assert models.resolve_model("org/tiny", MAIN).fingerprint == f"hub:org/tiny@{MAIN}"
-    assert models.resolve_model("org/tiny").fingerprint != models.resolve_model("org/tiny", "v2").fingerprint
+    assert resolving.resolve_model("org/tiny").revision == MAIN  # main, not the largest commit
+    assert resolving.resolve_model("org/tiny", "v2").revision == V2
+    assert resolving.resolve_model("org/tiny", MAIN).fingerprint == f"hub:org/tiny@{MAIN}"
+    assert (
+        resolving.resolve_model("org/tiny").fingerprint
+        != resolving.resolve_model("org/tiny", "v2").fingerprint
+    )
 
 
 def test_two_revisions_in_one_cache_give_two_fingerprints_and_cache_entries(hub_cache, tmp_path):
@@ -73,13 +78,13 @@ def test_two_revisions_in_one_cache_give_two_fingerprints_and_cache_entries(hub_
 
 
 def test_an_uncached_revision_offline_is_one_error(hub_cache):
-    with pytest.raises(models.ModelLoadError, match=r"revision 'v3' is not in the hub cache .* offline"):
-        models.resolve_model("org/tiny", "v3")
+    with pytest.raises(ModelLoadError, match=r"revision 'v3' is not in the hub cache .* offline"):
+        resolving.resolve_model("org/tiny", "v3")
 
 
 def test_a_revision_of_a_local_model_is_refused(tiny_model_dir):
-    with pytest.raises(models.ModelLoadError, match="applies to hub models only"):
-        models.resolve_model(str(tiny_model_dir), "main")
+    with pytest.raises(ModelLoadError, match="applies to hub models only"):
+        resolving.resolve_model(str(tiny_model_dir), "main")
 
 
 def test_the_commit_and_remote_code_setting_reach_from_pretrained(hub_cache, monkeypatch):
@@ -94,12 +99,12 @@ def test_the_commit_and_remote_code_setting_reach_from_pretrained(hub_cache, mon
     import transformers
 
     monkeypatch.setattr(transformers, "AutoTokenizer", FakeAuto)
-    with pytest.raises(models.ModelLoadError):
-        models.load_tokenizer(models.resolve_model("org/tiny", "v2"), trust_remote_code=True)
+    with pytest.raises(ModelLoadError):
+        models.load_tokenizer(resolving.resolve_model("org/tiny", "v2"), trust_remote_code=True)
     assert seen["revision"] == V2 and seen["trust_remote_code"] is True and seen["path"] == "org/tiny"
     seen.clear()
-    with pytest.raises(models.ModelLoadError):
-        models.load_tokenizer(models.resolve_model("org/tiny"))
+    with pytest.raises(ModelLoadError):
+        models.load_tokenizer(resolving.resolve_model("org/tiny"))
     assert "trust_remote_code" not in seen  # off unless asked
 
 
@@ -165,7 +170,7 @@ def _adapter(tmp_path, base: str) -> Path:
 
 def test_model_applies_to_the_variants_without_an_adapter_and_names_the_others(tmp_path):
     exp = load_experiment(_write_experiment(tmp_path, _adapter(tmp_path, "x")), Overrides(model="org/other"))
-    assert {v.name: v.model for v in exp.variants} == {"base": "org/other", "ft": models.DEFAULT_MODEL}
+    assert {v.name: v.model for v in exp.variants} == {"base": "org/other", "ft": default_model.DEFAULT_MODEL}
     assert exp.model_left_alone == ("ft",)
     assert "left alone, on the base their adapter was trained on: ft" in model_note(exp)
 
@@ -177,22 +182,22 @@ def test_an_adapter_trained_on_another_base_is_refused_naming_both(tmp_path):
         check_adapters(exp)
     assert str(e.value) == (
         f"variant 'ft': adapter '{adapter}' was trained on 'org/elsewhere', "
-        f"not on the variant's model '{models.DEFAULT_MODEL}'"
+        f"not on the variant's model '{default_model.DEFAULT_MODEL}'"
     )
     # The default model and the hub model its GGUF file was made from are the same base.
-    _adapter(tmp_path, models.DEFAULT_HUB_ID)
+    _adapter(tmp_path, default_model.DEFAULT_HUB_ID)
     check_adapters(load_experiment(_write_experiment(tmp_path, adapter)))
 
 
 def test_a_hub_adapter_is_an_id_with_an_optional_revision(tmp_path):
     exp = load_experiment(_write_experiment(tmp_path, Path("org/lora"), 'adapter_revision = "v1"\n'))
     assert exp.variant("ft").adapter == "org/lora"
-    assert not models.is_local_adapter("org/lora", "v1") and not models.is_local_adapter("org/lora")
-    assert models.is_local_adapter("adapters/default/", None)
+    assert not adapters.is_local_adapter("org/lora", "v1") and not adapters.is_local_adapter("org/lora")
+    assert adapters.is_local_adapter("adapters/default/", None)
 
 
 def test_batch_size_overrides_every_task_or_one(tmp_path):
-    path = _write_experiment(tmp_path, _adapter(tmp_path, models.DEFAULT_HUB_ID))
+    path = _write_experiment(tmp_path, _adapter(tmp_path, default_model.DEFAULT_HUB_ID))
     exp = load_experiment(path, Overrides(batch_sizes={"*": 32, "mmlu": 64}))
     assert exp.settings("spider").batch_size == 32 and exp.settings("mmlu").batch_size == 64
 

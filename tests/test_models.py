@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 HOLD = """
 import sys, time
 from pathlib import Path
-from harness.models.loading import _locked
+from harness.models.default_model import _locked
 target, log, name = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 with _locked(target):
     with log.open("a") as f:

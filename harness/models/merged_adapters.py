@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import os
 
-from harness.models.loading import ModelLoadError, check_adapter_usable
+from harness.models.adapters import check_adapter_usable
+from harness.models.errors import ModelLoadError
 
 MERGE_ENV = "HARNESS_MERGE_ADAPTERS"
 MERGE_MODES = ("auto", "on", "off")

@@ -16,8 +16,8 @@ import time
 from collections.abc import Iterator
 from typing import Any, Protocol
 
+from harness.models import adapters, merged_adapters, resolving
 from harness.models import loading as models
-from harness.models import merged_adapters
 from harness.models.backends import backend_fingerprint
 
 log = logging.getLogger(__name__)
@@ -46,8 +46,8 @@ def _model_ref(spec) -> tuple[str, str, bool]:
 class ModelPool:
     def __init__(self, device: str | None = None):
         self.device = device
-        self._resolved: dict[tuple, models.ResolvedModel] = {}
-        self._adapters: dict[tuple, models.ResolvedAdapter] = {}
+        self._resolved: dict[tuple, resolving.ResolvedModel] = {}
+        self._adapters: dict[tuple, adapters.ResolvedAdapter] = {}
         self._tokenizers: dict[tuple, object] = {}
         self._models: dict[tuple, object] = {}
         self._merged: dict[tuple, object] = {}
@@ -67,19 +67,19 @@ class ModelPool:
             return self.device
         return f"cuda ({torch.cuda.get_device_name()})" if torch.cuda.is_available() else "cpu"
 
-    def resolved(self, spec) -> models.ResolvedModel:
+    def resolved(self, spec) -> resolving.ResolvedModel:
         """The model of a variant (or of a model name), its revision resolved once to a commit."""
         name, revision, _ = _model_ref(spec)
         if (name, revision) not in self._resolved:
-            self._resolved[(name, revision)] = models.resolve_model(name, revision or None)
+            self._resolved[(name, revision)] = resolving.resolve_model(name, revision or None)
         return self._resolved[(name, revision)]
 
-    def adapter(self, variant) -> models.ResolvedAdapter:
+    def adapter(self, variant) -> adapters.ResolvedAdapter:
         """The variant's adapter as a local folder, refused if it was trained on another base."""
         key = (variant.adapter, getattr(variant, "adapter_revision", "") or "")
         if key not in self._adapters:
-            resolved = models.resolve_adapter(variant.adapter, key[1] or None)
-            models.check_adapter_base(variant.name, variant.model, variant.adapter, resolved.path)
+            resolved = adapters.resolve_adapter(variant.adapter, key[1] or None)
+            adapters.check_adapter_base(variant.name, variant.model, variant.adapter, resolved.path)
             self._adapters[key] = resolved
         return self._adapters[key]
 
@@ -196,7 +196,7 @@ class ModelPool:
         if variant.adapter:
             adapter = self.adapter(variant)
             name = "a" + hashlib.sha256(adapter.fingerprint.encode()).hexdigest()[:10]
-            model = models.attach_adapter(model, adapter.path, name)
+            model = adapters.attach_adapter(model, adapter.path, name)
             self._models[key] = model
             model.set_adapter(name)
             yield model
