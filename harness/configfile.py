@@ -139,7 +139,7 @@ def describe_errors(error: ValidationError, model: type[BaseModel]) -> list[str]
             prefix = f"{dotted(loc)}." if loc else ""
             lines += [prefix + line for line in e["ctx"]["error"].lines]
         elif kind == "extra_forbidden":
-            lines.append(f"{key}: unknown key" + did_you_mean(loc[-1], _fields_at(model, loc[:-1])))
+            lines.append(f"{key}: unknown key" + did_you_mean(str(loc[-1]), _fields_at(model, loc[:-1])))
         elif kind == "missing":
             lines.append(f"{key}: required")
         elif kind == "literal_error":

@@ -50,8 +50,8 @@ def make_deepeval_read_only() -> list[str]:
     withdrawn = []
     for name in _WRITERS:
         module = sys.modules.get(name)
-        if getattr(module, "portalocker", None) is not None:
-            module.portalocker = None
+        if module is not None and getattr(module, "portalocker", None) is not None:
+            vars(module)["portalocker"] = None  # a module attribute no stub declares
             withdrawn.append(name)
     return withdrawn
 

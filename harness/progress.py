@@ -1,7 +1,7 @@
 """Progress bars that suit where the output goes.
 
 On a terminal: a live bar (items done, rate, time left). Elsewhere (a CI log, a file): the
-same bar redrawn at most every 30 s, in plain characters. Never two bars at once, so no
+same bar redrawn at most twice a minute, in plain characters. Never two bars at once, so no
 cursor-movement codes end up in a log. A bar never starts on the line of pytest's progress
 letters: the pytest plugin registers, with :func:`before_each_bar`, what ends that line.
 """
@@ -64,5 +64,6 @@ def _gguf_conversion_bar_off() -> None:
 
     from tqdm.auto import tqdm
 
-    if getattr(gguf_utils, "tqdm", None) is tqdm:
-        gguf_utils.tqdm = partial(tqdm, disable=True)
+    current = getattr(gguf_utils, "tqdm", None)
+    if current is not None and current is tqdm:  # not replaced already
+        gguf_utils.tqdm = partial(current, disable=True)

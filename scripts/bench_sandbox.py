@@ -1,4 +1,4 @@
-"""Measure what hostile statements cost the caller of harness.sql.execute_readonly.
+"""Measure what hostile statements cost the caller of harness.execute_readonly.
 
 For each statement kind: the verdict (kind) and how long it took, the CPU spent by the caller
 and its workers in the seconds after the verdict (must be ~0: nothing runs on), the growth of
@@ -28,7 +28,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import harness.sql.sandbox as sql
+import harness.sql.sandbox_pool as pool
+import harness.sql.sandbox_query as query
+from harness.sql import execute_readonly
 
 ROWS = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < {n}) "
 BOMB = "length(printf('%.*c', 2147483647, 'x'))"
@@ -91,14 +93,14 @@ def _build_db(folder: Path) -> Path:
 
 def measure(db: Path, statement: str, timeout_s: float, after_s: float) -> dict:
     """One statement, in this (fresh) process."""
-    sql.execute_readonly(db, "SELECT 1")  # a warm worker, as in a scoring run
-    worker = sql._IDLE[-1]
+    execute_readonly(db, "SELECT 1")  # a warm worker, as in a scoring run
+    worker = pool._IDLE[-1]
     _reset_peak("self")
     _reset_peak(worker.proc.pid)
     rss_before = _status_kib("self", "VmRSS")
     worker_before = _status_kib(worker.proc.pid, "VmRSS")
     start = time.perf_counter()
-    outcome = sql.execute_readonly(db, statement, timeout_s=timeout_s)
+    outcome = execute_readonly(db, statement, timeout_s=timeout_s)
     took = time.perf_counter() - start
     growth = _status_kib("self", "VmHWM") - rss_before
     try:
@@ -135,12 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.one:
         with tempfile.TemporaryDirectory() as tmp:
             result = measure(_build_db(Path(tmp)), STATEMENTS[args.one], args.timeout, args.after)
-        sql._stop_workers()
+        pool._stop_workers()
         print(json.dumps(result))
         return 0
     print(
-        f"limits: {args.timeout:g} s, 100000 rows, {sql._MAX_RESULT_BYTES >> 20} MiB of result memory, "
-        f"{sql._WORKER_SQLITE_HEAP >> 20} MiB of worker SQLite heap; SQLite {sqlite3.sqlite_version}"
+        f"limits: {args.timeout:g} s, 100000 rows, {query._MAX_RESULT_BYTES >> 20} MiB of result memory, "
+        f"{query._WORKER_SQLITE_HEAP >> 20} MiB of worker SQLite heap; SQLite {sqlite3.sqlite_version}"
     )
     columns = ("verdict s", 9), ("CPU after", 9), ("RSS +MiB", 8), ("worker", 7)
     header = f"{'statement':36s} {'kind':14s} " + " ".join(f"{name:>{width}s}" for name, width in columns)

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
-import harness.sql.sandbox as sandbox
+import harness.sql.sandbox_frames as frames
+import harness.sql.sandbox_pool as pool
+import harness.sql.sandbox_query as query
 from harness.sql import compare_results, execute_readonly, execution_match
 from tests.sandbox_helpers import build_tiny_db
 
@@ -29,27 +31,27 @@ def db(tmp_path) -> Path:
 @pytest.fixture()
 def fresh_workers():
     """Workers started by the test itself (with what it changed), stopped after it."""
-    sandbox._stop_workers()
+    pool._stop_workers()
     yield
-    sandbox._stop_workers()
+    pool._stop_workers()
 
 
 def _worker_pid() -> int:
-    return next(iter(sandbox._LIVE)).proc.pid
+    return next(iter(pool._LIVE)).proc.pid
 
 
 def test_the_worker_caps_its_own_address_space(db, fresh_workers):
     assert execute_readonly(db, "SELECT 1").ok
     limits = Path(f"/proc/{_worker_pid()}/limits").read_text()
     line = next(x for x in limits.splitlines() if x.startswith("Max address space"))
-    assert line.split()[3:5] == [str(sandbox._WORKER_ADDRESS_SPACE)] * 2
+    assert line.split()[3:5] == [str(pool._WORKER_ADDRESS_SPACE)] * 2
 
 
 def test_a_row_past_the_address_space_fails_in_the_worker_not_the_machine(db, fresh_workers, monkeypatch):
     # 255 values of 1 MB: SQLite's copy, Python's row and its pickle come to about 650 MB of
     # address space. Under a 450 MiB cap the worker runs out of memory; without a cap of its
     # own, the row is built and then refused as too big for the caller.
-    monkeypatch.setattr(sandbox, "_WORKER_ADDRESS_SPACE", 450 << 20)
+    monkeypatch.setattr(pool, "_WORKER_ADDRESS_SPACE", 450 << 20)
     wide = "SELECT " + ", ".join(["randomblob(1000000)"] * 255)
     outcome = execute_readonly(db, wide, timeout_s=30)
     assert outcome.kind == "error" and "out of memory" in outcome.error, outcome
@@ -76,8 +78,8 @@ def test_a_frame_larger_than_its_limit_is_refused_before_it_is_read():
     ours, theirs = socket.socketpair()
     try:
         theirs.sendall(struct.pack("!Q", 1 << 60))
-        with pytest.raises(sandbox._Lost, match="a frame of"):
-            sandbox._recv_frame(ours, time.monotonic() + 2, 1 << 20)
+        with pytest.raises(frames._Lost, match="a frame of"):
+            frames._recv_frame(ours, time.monotonic() + 2, 1 << 20)
     finally:
         ours.close()
         theirs.close()
@@ -87,8 +89,8 @@ def test_the_rows_unpickler_names_no_class():
     # A frame that names a class (any class, so never one that runs code) is refused.
     frame = bytearray(pickle.dumps(("rows", [(collections.OrderedDict(),)])))
     with pytest.raises(pickle.UnpicklingError, match="names collections.OrderedDict"):
-        sandbox._unpack(frame)
-    assert sandbox._unpack(bytearray(pickle.dumps(("rows", [(1, 2.0, "x", b"y", None)])))) == (
+        frames._unpack(frame)
+    assert frames._unpack(bytearray(pickle.dumps(("rows", [(1, 2.0, "x", b"y", None)])))) == (
         "rows",
         [(1, 2.0, "x", b"y", None)],
     )
@@ -112,14 +114,14 @@ class _RecordingConnection:
 
 def test_harden_switches_extension_loading_off_where_it_exists():
     conn = _RecordingConnection()
-    sandbox._harden(conn, 1 << 20)
+    query._harden(conn, 1 << 20)
     assert ("enable_load_extension", False) in conn.calls
     assert conn.calls.index(("enable_load_extension", False)) == 0
 
 
 def test_the_authorizer_denies_loading_an_extension():
     assert (
-        sandbox._authorize(sqlite3.SQLITE_FUNCTION, None, "load_extension", None, None) == sqlite3.SQLITE_DENY
+        query._authorize(sqlite3.SQLITE_FUNCTION, None, "load_extension", None, None) == sqlite3.SQLITE_DENY
     )
 
 

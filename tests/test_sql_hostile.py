@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-import harness.sql.sandbox as sql
+import harness.sql.sandbox_pool as pool
 from harness.files import file_sha256
 from harness.sql import EXEC_KINDS, execute_readonly
 from tests.sandbox_helpers import build_tiny_db, children, tree_cpu_s
@@ -52,9 +52,9 @@ def sandbox(tmp_path_factory):
         mp.setenv("TMPDIR", str(tmp))
         mp.setenv("SQLITE_TMPDIR", str(tmp))
         mp.setattr(tempfile, "tempdir", str(tmp))
-        sql._stop_workers()
+        pool._stop_workers()
         yield Sandbox(root, db, cwd, tmp, frozenset(children()))
-        sql._stop_workers()
+        pool._stop_workers()
 
 
 def _text(entry: dict, box: Sandbox) -> str:
@@ -130,5 +130,5 @@ def test_nothing_runs_after_the_last_verdict(sandbox):
     cpu = tree_cpu_s()
     time.sleep(1.0)
     assert tree_cpu_s() - cpu < 0.3  # a query still running would burn about 1 s of CPU here
-    live = {w.proc.pid for w in sql._LIVE}
+    live = {w.proc.pid for w in pool._LIVE}
     assert children() - sandbox.children_before <= live, "a process other than an idle worker is still around"

@@ -1,6 +1,7 @@
 """execute_readonly: each defence by itself, then the behaviour callers rely on.
 
-Every defence has a test that fails when that defence alone is taken out of harness/sql/sandbox.py.
+Every defence has a test that fails when that defence alone is taken out of the sandbox
+(harness/sql/sandbox*.py).
 The defences overlap (the authorizer also blocks writes that mode=ro blocks), so those tests
 call the worker's own code in this process (``_execute_in_process``) or its parts
 (``_open_readonly``, ``_harden``) with the other defences out of the way. The hostile suite
@@ -13,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-import harness.sql.sandbox as sql
+import harness.sql.sandbox_pool as pool
+import harness.sql.sandbox_query as sql
+import harness.sql.sandbox_worker as worker_process
 from harness.files import file_sha256
 from harness.sql import (
     MAX_SQL_BYTES,
@@ -164,11 +167,11 @@ def test_text_work_happens_in_the_worker_under_the_time_limit(db, monkeypatch):
 
 def test_orphaned_worker_stops_itself(db):
     # A worker whose caller never collects the answer (the caller died) ends by itself.
-    worker = sql._Worker()
+    worker = pool._Worker()
     try:
         job = sql._Job(str(db), "SELECT length(printf('%.*c', 2147483647, 'x'))", timeout_s=0.2)
         worker.send(job)
-        worker.proc.wait(timeout=0.2 + sql._ORPHAN_S + 2.0)
+        worker.proc.wait(timeout=0.2 + worker_process._ORPHAN_S + 2.0)
         assert worker.proc.returncode == 3
     finally:
         worker.kill()
@@ -296,11 +299,11 @@ def test_harden_allows_no_attached_database(db, tmp_path):
 def test_select_works_and_reuses_the_worker(db):
     first = execute_readonly(db, "SELECT count(*) FROM t;")
     assert first.ok and first.kind == "ok" and first.error is None and first.rows == [(101,)]
-    worker = sql._IDLE[-1]
+    worker = pool._IDLE[-1]
     start = time.perf_counter()
     for _ in range(20):
         assert execute_readonly(db, "SELECT name FROM t WHERE id = 3").rows == [("n3",)]
-        assert sql._IDLE[-1] is worker
+        assert pool._IDLE[-1] is worker
     assert time.perf_counter() - start < 2.0
 
 

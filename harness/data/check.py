@@ -2,7 +2,7 @@
 
 Two levels of checks. The layout ones hold for any copy the harness can read: the files are
 there, parse, and every Spider dev question has its database. The release ones say whether it is
-the official release the harness's numbers were measured on: its counts (1,034 Spider dev
+the official release the harness's numbers are computed on: its counts (1,034 Spider dev
 questions over 20 databases, 14,042 MMLU test questions over 57 subjects, ...) and the checksums
 of its files. A folder that ``harness data fetch`` filled from another archive than the official
 one (a mirror given with its own checksum, a test fixture) records so, and gets the layout checks

@@ -19,7 +19,7 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
@@ -33,7 +33,7 @@ _BLOCK = 1 << 20
 class FetchError(RuntimeError):
     """The download, its checksum, its archive or its contents are wrong; nothing was written."""
 
-    def __init__(self, message: str, findings: list[Finding] = ()):
+    def __init__(self, message: str, findings: Sequence[Finding] = ()):
         super().__init__(message)
         self.findings = list(findings)
 

@@ -108,6 +108,8 @@ def _matching_permutation(
     ncols = len(gold[0])
     g_cols = [tuple(r[i] for r in gold) for i in range(ncols)]
     p_cols = [tuple(r[j] for r in pred) for j in range(ncols)]
+    keys_g: list[tuple] | list[Counter]  # a column as it is, or its values as a multiset
+    keys_p: list[tuple] | list[Counter]
     if ordered:
         keys_g, keys_p = g_cols, p_cols
     else:

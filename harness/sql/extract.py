@@ -16,7 +16,7 @@ import re
 import sqlite3
 
 from harness.sql.lexing import _collapse, _tokens
-from harness.sql.sandbox import _authorize
+from harness.sql.sandbox_query import _authorize
 
 # Places where model output changes voice: code fences and chat-template markers. The paper's
 # model wrote its query, then "[/INST]", then the query again; everything after a marker is
@@ -101,7 +101,9 @@ def _segments(text: str) -> list[str]:
     """Pieces of ``text`` between markers, fenced pieces first (a fence marks code)."""
     parts = _MARKER.split(text)
     fences = [m.group(0).startswith("`") for m in _MARKER.finditer(text)]
-    fenced, plain, inside = [], [], False
+    fenced: list[str] = []
+    plain: list[str] = []
+    inside = False
     for i, part in enumerate(parts):
         (fenced if inside else plain).append(part)
         if i < len(fences) and fences[i]:

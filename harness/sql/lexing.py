@@ -26,7 +26,8 @@ _SPACES = re.compile(r"\s+")
 
 def _tokens(text: str) -> list[tuple[str, int, int]]:
     """(kind, start, end) spans covering ``text``; kind is str, ident, comment or code."""
-    return [(m.lastgroup, m.start(), m.end()) for m in _TOKEN.finditer(text)]
+    # Every alternative of _TOKEN is a named group, so lastgroup is always set ("or" tells mypy).
+    return [(m.lastgroup or "code", m.start(), m.end()) for m in _TOKEN.finditer(text)]
 
 
 def _collapse(sql: str) -> str:

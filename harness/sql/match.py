@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 from harness.sql.compare import Verdict, compare_results
-from harness.sql.sandbox import _EMPTY, _execute
+from harness.sql.sandbox import _execute
+from harness.sql.sandbox_query import _EMPTY
 
 # How a failure's reason begins, per kind of failure (harness.tasks.spider.sql_failure_kind
 # reads them back).

@@ -6,7 +6,7 @@ test-suite evaluator does to both queries unless given ``--keep_distinct``) and
 exactly, literals included, for ``execution_match(..., official=True)``: ``_official_postprocess``,
 ``_replace_cur_year`` and ``_official_remove_distinct``, which needs sqlparse's lexer and
 statement splitter, emulated here (``_sp_*``) because sqlparse is not a dependency. All of it runs
-in the sandbox's worker processes (see ``harness.sql.sandbox._prepare``), so only the standard
+in the sandbox's worker processes (see ``harness.sql.sandbox_query._prepare``), so only the standard
 library and :mod:`harness.sql.lexing` may be imported.
 """
 
@@ -186,7 +186,7 @@ def _sp_tokens(text: str) -> list[tuple[str, str]]:
             tokens.append(("x", text[pos]))  # sqlparse's Error token
             pos += 1
             continue
-        kind = _SP_KIND[m.lastgroup]
+        kind = _SP_KIND[m.lastgroup or ""]  # every alternative is a named group: never ""
         if kind == "word":
             kind = "kw" if m.group().upper() in _SP_KEYWORDS else "x"
         tokens.append((kind, m.group()))
