@@ -161,3 +161,13 @@ def test_the_engine_finds_the_size_once_and_the_models_next_phase_starts_there(
     tried.clear()
     _, again = engine.generate(variant, [f"b{i}" for i in range(30)], auto, namespace="spider")
     assert tried == [10, 10, 10] and again.cache_key == phase.cache_key  # no search, same cache entry
+
+
+def test_a_batch_size_still_auto_when_a_batch_is_cut_is_refused():
+    """The engine decides "auto" before any batch; a size that reaches a batch undecided is a bug,
+    named, not a TypeError from arithmetic on a string."""
+    from harness.engine.batch_fitting import resolved_batch_size
+
+    assert resolved_batch_size(8) == 8
+    with pytest.raises(ValueError, match="'auto' reached a batch undecided"):
+        resolved_batch_size("auto")

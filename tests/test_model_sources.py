@@ -237,3 +237,22 @@ def test_a_pytest_run_names_the_variants_model_left_alone(tmp_path):
     assert line == model_note(exp) and line.endswith(": ft")
     unchanged = load_experiment(_write_experiment(tmp_path, _adapter(tmp_path, "x")))
     assert pytest_report_collectionfinish(SimpleNamespace(stash={EXPERIMENT_KEY: unchanged})) is None
+
+
+def test_a_hub_answer_without_a_commit_is_refused(tmp_path, monkeypatch):
+    """The fingerprint names the commit loaded: a hub answer that names none is an error."""
+    import types
+
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+
+    class NoCommit:
+        def model_info(self, repo_id, revision=None):
+            return types.SimpleNamespace(sha=None)
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", NoCommit)
+    with pytest.raises(ModelLoadError, match="the hub named no commit for revision 'main'"):
+        resolving.hub_commit("org/tiny", "main")
