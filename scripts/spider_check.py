@@ -19,9 +19,9 @@ import torch
 
 from harness.engine.core import GenerationSettings
 from harness.engine.decoding import generate_batch
+from harness.models.adapters import attach_adapter
 from harness.models.loading import (
     DEFAULT_MODEL,
-    attach_adapter,
     load_base_model,
     load_tokenizer,
     resolve_model,

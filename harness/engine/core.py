@@ -24,10 +24,12 @@ from typing import Protocol, TypeVar
 
 from harness.engine.batch_fitting import resolved_batch_size
 from harness.engine.loglik import ChoiceScores, Divergence
-from harness.engine.phases import Phase, compute_missing, token_total
+from harness.engine.phases import Phase as Phase  # part of the Engine's API (tasks import it here)
+from harness.engine.phases import compute_missing, token_total
 from harness.engine.sharding import Shard
 from harness.models.backends import Backend, Dispatch
-from harness.models.pool import AUTO_BATCH, ModelPool
+from harness.models.pool import AUTO_BATCH as AUTO_BATCH  # a task's batch_size the engine decides
+from harness.models.pool import ModelPool
 from harness.records.cache import BatchCompute, CacheStats, PredictionCache, SortKey, Ticker
 
 _CHOICES_MARK = "\x00choices\x00"  # separates a prompt from its choices in a record's key
