@@ -61,7 +61,7 @@ DEFERRED_OK = {
         "harness.data.fetch",
         "harness.data.sources",
     },
-    "training._recipe": {"training._data", "training._guard", "training._progress"},
+    "training._setup": {"training._data", "training._guard", "training._progress"},
 }
 
 

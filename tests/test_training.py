@@ -23,7 +23,7 @@ import training
 from harness.config.training import parse_override, resolve_key, run_status, training_plan
 from training import ConfigError, TrainingFailed, divergence, load_config, load_sweep, train_from_config
 from training._output import OutputError, check_output
-from training._recipe import _examples_seen
+from training._summary import examples_seen
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((REPO / "training" / "configs").glob("*.toml"))
@@ -191,15 +191,15 @@ def test_run_writes_loadable_adapter_and_summary(trained, tiny_model_dir):
 
 def test_every_example_ends_with_eos_and_only_the_completion_is_trained(tmp_path, tiny_model_dir, spider_dir):
     from harness.models.loading import resolve_model
-    from training import _recipe
+    from training import _setup
 
     cfg = load_config(tiny_config(tmp_path, tiny_model_dir, spider_dir))
     resolved = resolve_model(cfg.model)
-    model, quant = _recipe._setup_model(resolved, cfg.hardware, "cpu")
-    tok = _recipe._setup_tokenizer(resolved, model)
-    examples = _recipe._setup_dataset(cfg, tok)
-    trainer, *_ = _recipe._setup_trainer(
-        cfg, model, tok, examples, _recipe._setup_peft(cfg.lora), quant, "cpu", tmp_path, ()
+    model, quant = _setup.setup_model(resolved, cfg.hardware, "cpu")
+    tok = _setup.setup_tokenizer(resolved, model)
+    examples = _setup.setup_dataset(cfg, tok)
+    trainer, *_ = _setup.setup_trainer(
+        cfg, model, tok, examples, _setup.setup_peft(cfg.lora), quant, "cpu", tmp_path, ()
     )
 
     rows = trainer.train_dataset
@@ -499,23 +499,83 @@ def test_dry_run_lists_the_sweep_points(tmp_path, capsys):
     ]
 
 
+def test_the_cli_reads_its_config_once(tmp_path, spider_dir, monkeypatch, capsys):
+    """The data check and the runs share one reading of the config (and of its sweep)."""
+    from training import _cli
+    from training._recipe import TrainingResult
+
+    config = tiny_config(
+        tmp_path, tmp_path / "model", spider_dir, sweep="[sweep]\nlearning_rate = [1e-3, 2e-3]"
+    )
+    reads = []
+    load_sweep_once = _cli.load_sweep
+    monkeypatch.setattr(_cli, "load_sweep", lambda *a, **kw: reads.append(a) or load_sweep_once(*a, **kw))
+    trained = []
+
+    def fake_run(cfg, **kw):
+        trained.append(cfg.name)
+        summary = {"config": {"name": cfg.name}, "status": "succeeded", "final_loss": 1.0}
+        return TrainingResult("succeeded", Path(cfg.output), Path(cfg.output) / "s.json", summary)
+
+    monkeypatch.setattr(_cli, "run", fake_run)
+    monkeypatch.setattr(_cli, "_write_sweep_summary", lambda points, results: None)
+    assert training.main(["--config", str(config)]) == 0
+    assert len(reads) == 1 and len(trained) == 2
+
+
 def test_a_spike_below_patience_is_a_warning_not_a_failure():
     from harness.config.training import TrainingConfig
-    from training._recipe import _loss_warnings
+    from training._summary import loss_warnings
 
     curve = [
         {"loss": x} for x in (2.9, 2.3, 6.9, 10.2, 11.4, 7.5, 3.6)
     ]  # paper_table2 on CPU, 10 linear-decay steps
-    warnings = _loss_warnings(curve, TrainingConfig())
+    warnings = loss_warnings(curve, TrainingConfig())
     assert len(warnings) == 2 and "above the first" in warnings[0] and "peaked at 11.4" in warnings[1]
-    assert _loss_warnings([{"loss": 2.0}, {"loss": 1.5}], TrainingConfig()) == []
+    assert loss_warnings([{"loss": 2.0}, {"loss": 1.5}], TrainingConfig()) == []
 
 
 def test_examples_seen_counts_epochs():
-    assert _examples_seen(3, 8, 2, 1) == 6
-    assert _examples_seen(4, 8, 2, 1) == 8
-    assert _examples_seen(5, 8, 2, 1) == 10  # second epoch
-    assert _examples_seen(1, 1000, 64, 4) == 256
+    assert examples_seen(3, 8, 2, 1) == 6
+    assert examples_seen(4, 8, 2, 1) == 8
+    assert examples_seen(5, 8, 2, 1) == 10  # second epoch
+    assert examples_seen(1, 1000, 64, 4) == 256
+
+
+def test_the_summary_writes_a_key_once_the_run_reaches_it_in_the_order_it_does():
+    from harness.config.training import TrainingConfig
+    from training._summary import RunSummary
+
+    summary = RunSummary.start(TrainingConfig(name="t", output="adapters/t"), None)
+    start = [
+        "status",
+        "reason",
+        "cut_short",
+        "warnings",
+        "config",
+        "config_fingerprint",
+        "config_file",
+        "sweep_point",
+        "seed",
+        "output",
+        "started_at",
+        "load_average_at_start",
+        "libraries",
+        "python",
+    ]
+    assert list(summary.to_dict()) == start
+    assert summary.to_dict()["reason"] == "did not finish" and summary.to_dict()["sweep_point"] is None
+    summary.device = "cpu"
+    summary.end("failed", "boom", 1.5)
+    summary.checkpoints, summary.checkpoints_discarded = [], []
+    assert list(summary.to_dict()) == [
+        *start,
+        "device",
+        "wall_time_s",
+        "checkpoints",
+        "checkpoints_discarded",
+    ]
+    assert summary.to_dict()["status"] == "failed" and summary.to_dict()["reason"] == "boom"
 
 
 def test_overlong_examples_are_dropped_or_truncated_and_counted(tiny_model_dir, spider_dir):
@@ -569,10 +629,10 @@ def test_cpu_4bit_is_used_when_it_works_and_fp32_is_the_announced_fallback(
 
     from harness.config.training import HardwareSettings
     from harness.models.loading import resolve_model
-    from training import _recipe
+    from training import _setup
 
     resolved = resolve_model(str(tiny_model_dir))
-    model, quant = _recipe._setup_model(
+    model, quant = _setup.setup_model(
         resolved, HardwareSettings(device="cpu", cpu_quantization="auto"), "cpu"
     )
     assert quant.used == "nf4" and quant.fallback_reason is None
@@ -581,16 +641,16 @@ def test_cpu_4bit_is_used_when_it_works_and_fp32_is_the_announced_fallback(
     def broken(model):
         raise RuntimeError("simulated: no 4-bit CPU kernel")
 
-    monkeypatch.setattr(_recipe, "_check_backward", broken)
+    monkeypatch.setattr(_setup, "check_backward", broken)
     with caplog.at_level("WARNING", logger="training"):
-        model, quant = _recipe._setup_model(
+        model, quant = _setup.setup_model(
             resolved, HardwareSettings(device="cpu", cpu_quantization="auto"), "cpu"
         )
     assert quant.used == "fp32" and quant.requested == "auto" and "simulated" in quant.fallback_reason
     assert "training the unquantized fp32 model instead" in caplog.text
     assert not any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
     with pytest.raises(RuntimeError, match="cpu_quantization = 'nf4'"):
-        _recipe._setup_model(resolved, HardwareSettings(device="cpu", cpu_quantization="nf4"), "cpu")
+        _setup.setup_model(resolved, HardwareSettings(device="cpu", cpu_quantization="nf4"), "cpu")
 
 
 # --- checkpoints, the plan, --missing-only --------------------------------------------------------

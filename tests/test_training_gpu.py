@@ -62,18 +62,18 @@ def test_cuda_model_is_4bit_with_checkpointing(tmp_path, cuda_setup):
 
     from harness.models.loading import resolve_model
     from tests.test_training import tiny_config
-    from training import _recipe, load_config
+    from training import _setup, load_config
 
     model_dir, spider = cuda_setup
     cfg = load_config(tiny_config(tmp_path, model_dir, spider, device="cuda"))
     resolved = resolve_model(cfg.model)
-    model, quant = _recipe._setup_model(resolved, cfg.hardware, "cuda")
+    model, quant = _setup.setup_model(resolved, cfg.hardware, "cuda")
     assert quant.used == "nf4"
     assert any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
-    tok = _recipe._setup_tokenizer(resolved, model)
-    examples = _recipe._setup_dataset(cfg, tok)
-    trainer, *_ = _recipe._setup_trainer(
-        cfg, model, tok, examples, _recipe._setup_peft(cfg.lora), quant, "cuda", tmp_path, ()
+    tok = _setup.setup_tokenizer(resolved, model)
+    examples = _setup.setup_dataset(cfg, tok)
+    trainer, *_ = _setup.setup_trainer(
+        cfg, model, tok, examples, _setup.setup_peft(cfg.lora), quant, "cuda", tmp_path, ()
     )
     assert trainer.args.gradient_checkpointing and trainer.args.bf16
     trainable = {p.dtype for p in trainer.model.parameters() if p.requires_grad}

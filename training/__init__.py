@@ -13,7 +13,7 @@ Example::
     results[0].summary["tokens_per_s"]
 
 The names below are imported on first use, so that reading a config (or ``--help``) does not
-pay for importing transformers, peft and bitsandbytes (about 10 s on a small CPU).
+pay for importing transformers, peft and bitsandbytes (slow on a small CPU).
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from harness.config.training import (
     ConfigError,
@@ -87,7 +88,14 @@ def train_from_config(
             diverged); every run was still attempted, and each failure's summary is in
             ``<its output>.failed/training_summary.json``.
     """
-    points = load_sweep(path, **overrides)
+    return train_points(load_sweep(path, **overrides), callbacks=callbacks, missing_only=missing_only)
+
+
+def train_points(
+    points: Sequence[SweepPoint], *, callbacks: Sequence = (), missing_only: bool = False
+) -> list[TrainingResult]:
+    """Train the runs of a loaded config (:func:`train_from_config`, which says what is returned
+    and raised, less the ConfigError: the config was read already)."""
     results = []
     for i, point in enumerate(points, 1):
         if missing_only:
@@ -99,7 +107,7 @@ def train_from_config(
             log.info("sweep run %d of %d: %s -> %s", i, len(points), point.label, point.config.output)
         results.append(run(point.config, callbacks=callbacks, sweep_values=dict(point.values) or None))
     if points[0].values and world_from_env().is_main:
-        _write_sweep_summary(points, results)
+        _write_sweep_summary(list(points), results)
     if not all(r.ok for r in results):
         raise TrainingFailed(results)
     return results
@@ -245,11 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def check_data(config: str | Path, overrides: dict) -> None:
+def check_data(points: Sequence[SweepPoint]) -> None:
     """SpiderDataError (where it looked, and the command that fetches the data) when a run's
     Spider folder is missing: before any model is converted or loaded, and before any output
     folder is made."""
-    points = load_sweep(config, **overrides)
     world = world_from_env()
     for point in points:  # the config's own problems first: a batch the processes cannot share
         split_accumulation(
@@ -300,13 +307,14 @@ def _main(args: argparse.Namespace) -> int:
         log.addHandler(handler)
         log.setLevel(logging.INFO if world.is_main else logging.WARNING)
     try:
-        overrides = dict(parse_override(o) for o in args.overrides)
+        overrides: dict[str, Any] = dict(parse_override(o) for o in args.overrides)
         if args.output is not None:
             overrides["output"] = args.output
         if args.max_steps is not None:
             overrides["max_steps"] = args.max_steps
+        points = load_sweep(args.config, **overrides)  # once: the checks and the runs share it
         if args.dry_run:
-            for point in load_sweep(args.config, **overrides):
+            for point in points:
                 action, _, why = decide(point) if args.missing_only else ("train", None, "")
                 note = f" [skip: {why}]" if action != "train" else ""
                 print(
@@ -315,8 +323,8 @@ def _main(args: argparse.Namespace) -> int:
                     + note
                 )
             return 0
-        check_data(args.config, overrides)
-        results = train_from_config(args.config, missing_only=args.missing_only, **overrides)
+        check_data(points)
+        results = train_points(points, missing_only=args.missing_only)
         barrier_and_close()  # rank 0 may still be writing the adapter; then the process group ends
     except (ConfigError, OutputError, SpiderDataError) as e:
         print(f"training: {e}", file=sys.stderr)

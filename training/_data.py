@@ -72,7 +72,7 @@ def build_examples(
     seed: int,
     hold_out: str = "none",
 ) -> Examples:
-    """Format, measure, filter and subset the Spider train split.
+    """Format, count the tokens of, filter and subset the Spider train split.
 
     Args:
         tokenizer: the model's tokenizer; its chat template renders the prompts and its
@@ -81,7 +81,7 @@ def build_examples(
         template: a ``harness.tasks.spider.SPIDER_TEMPLATES`` name.
         shots: solved train examples in each prompt (never the item itself).
         max_examples: 0 for all usable items, else a seeded random subset of this many.
-        max_length: 0 to take ``length_percentile`` of the measured lengths.
+        max_length: 0 to take ``length_percentile`` of the examples' lengths.
         overlong: "drop" examples longer than ``max_length``, or "truncate" them (they then
             lose the end of their completion, EOS included).
         seed: the subset and shot seed.
@@ -97,10 +97,60 @@ def build_examples(
     items = load_spider_split(root, "train")
     if hold_out == "validation":
         items, _ = split_validation(items)
-    schemas = load_schemas(root)
     tmpl = get_spider_template(template)
     eos = tokenizer.eos_token
+    prompts, completions, no_schema = _format(items, load_schemas(root), tmpl, shots, seed, tokenizer)
+    lengths = _token_lengths(tokenizer, prompts, completions)
+    if not lengths:
+        raise ValueError(
+            f"{root}: no usable Spider train item (of {len(items)}; {no_schema} without a schema)"
+        )
+    chosen_max = max_length or pick_max_length(lengths, length_percentile)
+    over = [i for i, n in enumerate(lengths) if n > chosen_max]
+    order = _select(lengths, chosen_max, overlong, max_examples, seed)
+    sel_prompts = tuple(prompts[i] for i in order)
+    sel_completions = tuple(completions[i] for i in order)
+    sel_lengths = tuple(min(lengths[i], chosen_max) for i in order)
+    over_set = set(over)
+    stats = {
+        "spider_dir": str(root),
+        "split": "train",
+        "template": tmpl.name,
+        "template_version": tmpl.version,
+        "shots": shots,
+        "items_in_split": len(items),
+        "dropped_no_schema": no_schema,
+        "max_length": chosen_max,
+        "max_length_source": "config" if max_length else f"p{length_percentile:g} of observed lengths",
+        "length_p50": pick_max_length(lengths, 50),
+        "length_p95": pick_max_length(lengths, 95),
+        "length_max": max(lengths),
+        "overlong_policy": overlong,
+        "overlong_in_split": len(over),
+        "dropped_overlong": 0 if overlong == "truncate" else len(over),
+        "truncated": sum(1 for i in order if i in over_set) if overlong == "truncate" else 0,
+        "examples": len(order),
+        "example_tokens": sum(sel_lengths),
+        "eos_token": eos,
+        "fingerprint": rows_fingerprint(sel_prompts, sel_completions),
+    }
+    return Examples(sel_prompts, sel_completions, sel_lengths, chosen_max, stats)
 
+
+def _select(lengths: list[int], max_length: int, overlong: str, max_examples: int, seed: int) -> list[int]:
+    """The indices of the examples kept, in seeded random order (the subset is a prefix of it)."""
+    keep = [i for i, n in enumerate(lengths) if n <= max_length or overlong == "truncate"]
+    if not keep:
+        raise ValueError(
+            f"no Spider train example fits max_length={max_length} tokens (shortest: {min(lengths)})"
+        )
+    order = random.Random(seed).sample(keep, len(keep))
+    return order[:max_examples] if max_examples else order
+
+
+def _format(items, schemas, tmpl, shots: int, seed: int, tokenizer) -> tuple[list[str], list[str], int]:
+    """Each item's prompt (as the benchmark shows it) and completion (gold SQL + EOS), and how
+    many items were left out for want of a schema."""
     prompts, completions, no_schema = [], [], 0
     for item in items:
         schema = schemas.get(item.db_id)
@@ -117,53 +167,13 @@ def build_examples(
                 tokenizer=tokenizer,
             )
         )
-        completions.append(spider_completion(item, eos))
+        completions.append(spider_completion(item, tokenizer.eos_token))
+    return prompts, completions, no_schema
 
-    # Measured as SFTTrainer tokenizes a prompt-completion example: the plain text
-    # prompt + completion through the tokenizer's __call__.
-    lengths = (
-        [len(ids) for ids in tokenizer([p + c for p, c in zip(prompts, completions)])["input_ids"]]
-        if prompts
-        else []
-    )
-    if not lengths:
-        raise ValueError(
-            f"{root}: no usable Spider train item (of {len(items)}; {no_schema} without a schema)"
-        )
-    chosen_max = max_length or pick_max_length(lengths, length_percentile)
-    over = [i for i, n in enumerate(lengths) if n > chosen_max]
-    keep = [i for i, n in enumerate(lengths) if n <= chosen_max or overlong == "truncate"]
-    if not keep:
-        raise ValueError(
-            f"no Spider train example fits max_length={chosen_max} tokens (shortest: {min(lengths)})"
-        )
-    order = random.Random(seed).sample(keep, len(keep))  # seeded shuffle, then the subset is a prefix
-    if max_examples:
-        order = order[:max_examples]
-    sel_prompts = tuple(prompts[i] for i in order)
-    sel_completions = tuple(completions[i] for i in order)
-    sel_lengths = tuple(min(lengths[i], chosen_max) for i in order)
-    over_set = set(over)
-    stats = {
-        "spider_dir": str(root),
-        "split": "train",
-        "template": tmpl.name,
-        "template_version": tmpl.version,
-        "shots": shots,
-        "items_in_split": len(items),
-        "dropped_no_schema": no_schema,
-        "max_length": chosen_max,
-        "max_length_source": "config" if max_length else f"p{length_percentile:g} of measured lengths",
-        "length_p50": pick_max_length(lengths, 50),
-        "length_p95": pick_max_length(lengths, 95),
-        "length_max": max(lengths),
-        "overlong_policy": overlong,
-        "overlong_in_split": len(over),
-        "dropped_overlong": 0 if overlong == "truncate" else len(over),
-        "truncated": sum(1 for i in order if i in over_set) if overlong == "truncate" else 0,
-        "examples": len(order),
-        "example_tokens": sum(sel_lengths),
-        "eos_token": eos,
-        "fingerprint": rows_fingerprint(sel_prompts, sel_completions),
-    }
-    return Examples(sel_prompts, sel_completions, sel_lengths, chosen_max, stats)
+
+def _token_lengths(tokenizer, prompts: list[str], completions: list[str]) -> list[int]:
+    """Tokens of each example as SFTTrainer tokenizes a prompt-completion example: the plain
+    text prompt + completion through the tokenizer's __call__."""
+    if not prompts:
+        return []
+    return [len(ids) for ids in tokenizer([p + c for p, c in zip(prompts, completions)])["input_ids"]]

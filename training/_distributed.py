@@ -20,14 +20,7 @@ from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 
 from harness.configfile import ConfigError
-
-# NVLink SHARP / multicast (NVLS) stays off on every launch: NCCL's, torch's symmetric memory's
-# and NVSHMEM's. Set before any process group exists (NCCL reads them when a communicator is made).
-MULTICAST_OFF = {
-    "NCCL_NVLS_ENABLE": "0",
-    "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1",
-    "NVSHMEM_DISABLE_NVLS": "1",
-}
+from harness.engine.sharding import MULTICAST_OFF
 
 
 class BatchSplitError(ConfigError):
@@ -66,7 +59,8 @@ def world_from_env(env: Mapping[str, str] = os.environ) -> World:
 
 
 def keep_multicast_off(env: MutableMapping[str, str] = os.environ) -> None:
-    """Turn NVLink multicast off for NCCL, torch and NVSHMEM unless the caller set these already."""
+    """Turn NVLink multicast off for NCCL, torch and NVSHMEM unless the caller set these already:
+    before any process group exists (NCCL reads them when a communicator is made)."""
     for key, value in MULTICAST_OFF.items():
         env.setdefault(key, value)
 

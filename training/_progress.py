@@ -99,7 +99,7 @@ class ProgressRecorder(TrainerCallback):
 
     def close(self) -> None:
         """Stop the clock and the bar (also after an exception, when on_train_end never comes)."""
-        if self.ended is None and self.started is not None:
+        if self.ended is None and self.started is not None and self.cpu_started is not None:
             self.ended = time.perf_counter()
             self.cpu_seconds = time.process_time() - self.cpu_started
         if self._bar is not None:
@@ -166,7 +166,7 @@ class CheckpointSaver(TrainerCallback):
         self.save = save
         self.steps: dict[float, int] = {}
         self.reached: list[dict] = []
-        self._started: float | None = None
+        self._started = 0.0  # perf_counter() when training begins
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.steps = {f: checkpoint_step(f, state.max_steps) for f in self.fractions}

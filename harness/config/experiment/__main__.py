@@ -1,0 +1,8 @@
+"""The experiment file's JSON Schema:
+``python -m harness.config.experiment > docs/experiment.schema.json``."""
+
+import json
+
+from harness.config.experiment.schema import json_schema
+
+print(json.dumps(json_schema(), indent=1))
