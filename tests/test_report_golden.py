@@ -15,10 +15,15 @@ from pathlib import Path
 
 import pytest
 
+from harness.records.manifest import collect_manifest
 from harness.records.results import CaseResult
-from harness.report import document as report
 from harness.report.analysis import analyze
+from harness.report.cells import variant_labels
+from harness.report.document import write_report
 from harness.report.frontier import AdapterFacts
+from harness.report.results_json import results_payload
+from harness.report.sections import MIN_SUBJECT_N
+from harness.report.terminal import format_table
 from tests.test_analysis import _seed_facts, _seed_sweep_rows
 from tests.test_report import _rows, _sweep_rows, row
 
@@ -46,7 +51,7 @@ GATES = {
 
 
 def _manifest(run_dir: Path, experiment: dict, *, bench: dict | None = None) -> dict:
-    man = report.collect_manifest(
+    man = collect_manifest(
         run_dir,
         run_id="golden",
         experiment=experiment,
@@ -138,7 +143,7 @@ def _seeds(run_dir: Path):
 def _subjects(run_dir: Path):
     rows = []
     for variant in ("base", "ft"):
-        for i in range(report.MIN_SUBJECT_N):
+        for i in range(MIN_SUBJECT_N):
             outcome = "passed" if i % 2 else "wrong"
             rows.append(
                 CaseResult(
@@ -170,8 +175,8 @@ def test_the_reports_files_are_unchanged(name, tmp_path):
     run_dir = tmp_path / name
     run_dir.mkdir()
     rows, analysis, manifest, gates = SCENARIOS[name](run_dir)
-    payload = report.results_payload(analysis, rows, manifest=manifest, gates=gates)
-    report.write_report(run_dir, payload, analysis)
+    payload = results_payload(analysis, rows, manifest=manifest, gates=gates)
+    write_report(run_dir, payload, analysis)
     results = (run_dir / "results.json").read_bytes()
     without_cases = {k: v for k, v in json.loads(results).items() if k != "cases"}
     written = {
@@ -179,7 +184,7 @@ def test_the_reports_files_are_unchanged(name, tmp_path):
         # every key but the cases (the rows as given, and long), then the whole file's hash
         "results.json": json.dumps(without_cases, indent=1, ensure_ascii=False) + "\n",
         "results.json.sha256": hashlib.sha256(results).hexdigest() + "\n",
-        "terminal.txt": report.format_table(analysis, report.variant_labels(payload)) + "\n",
+        "terminal.txt": format_table(analysis, variant_labels(payload)) + "\n",
     }
     folder = GOLDEN / name
     if os.environ.get("REPORT_GOLDEN_WRITE"):

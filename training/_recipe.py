@@ -31,7 +31,6 @@ import time
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 from harness.config.training import (
@@ -46,6 +45,7 @@ from harness.files import file_sha256, write_json
 from harness.models.loading import hub_kwargs, load_tokenizer, quantization_config, resolve_model
 from harness.models.noise import kernels_hub_notice_dropped
 from harness.progress import library_bars_only_on_a_terminal
+from harness.records.manifest import library_versions
 from training._distributed import World, split_accumulation, world_from_env
 from training._output import (
     SUMMARY_NAME,
@@ -768,19 +768,9 @@ def _base_summary(cfg: TrainingConfig, sweep_values: dict | None) -> dict:
         "output": cfg.output,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "load_average_at_start": _load_average(),  # tokens/s on a shared CPU means little without it
-        "libraries": _versions(),
+        "libraries": library_versions(_LIBRARIES),
         "python": platform.python_version(),
     }
-
-
-def _versions() -> dict:
-    versions = {}
-    for name in _LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
 
 
 def _load_average() -> list[float] | None:
