@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.numbers import stats
+from harness.numbers import bootstrap, stats
 
 # -- Wilson -----------------------------------------------------------------------------------
 
@@ -271,7 +271,7 @@ def test_paired_bootstrap_equals_scipy_bootstrap_with_the_same_seed():
 
 def test_paired_bootstrap_in_batches_gives_the_unbatched_result(monkeypatch):
     """Large benchmarks resample in batches to bound memory; the draws must not change."""
-    monkeypatch.setattr(stats, "_RESAMPLE_CELLS", 1000)  # 60 items -> batches of 16 resamples
+    monkeypatch.setattr(bootstrap, "RESAMPLE_CELLS", 1000)  # 60 items -> batches of 16 resamples
     rng = np.random.default_rng(3)
     n = 60
     v = rng.normal(0.6, 0.2, n)

@@ -28,16 +28,12 @@ from pathlib import Path
 
 from harness.config.training import run_status
 from harness.formatting import points as fmt_points
-from harness.numbers.stats import (
-    ALPHA,
-    PairedMean,
-    SeedsChange,
-    adjust_pvalues,
-    best_tradeoff,
-    pareto_front,
-    seeds_and_items_bootstrap,
-)
+from harness.numbers.bootstrap import SeedsChange, seeds_and_items_bootstrap
+from harness.numbers.checks import ALPHA
+from harness.numbers.means import PairedMean
+from harness.numbers.multiple_comparisons import adjust_pvalues
 from harness.numbers.summary import Comparison, Continuous, field_values, verdicts
+from harness.numbers.tradeoff import best_tradeoff, non_inferior, pareto_front, qualifies
 from harness.tasks import TASKS
 
 SUMMARY_NAME = "training_summary.json"
@@ -279,20 +275,16 @@ def _judge_groups(groups: Sequence[SeedGroup], margin: float) -> list[SeedGroup]
     """Holm across the groups' gain and cost tests; non-inferiority and qualification."""
     holm, _ = adjust_pvalues([g.gain.p_value for g in groups] + [g.cost.p_value for g in groups])
     k = len(groups)
-    out = []
-    for i, g in enumerate(groups):
-        non_inferior = g.cost.ci_low > -margin
-        qualifies = holm[i] < ALPHA and g.gain.mean > 0 and non_inferior
-        out.append(
-            replace(
-                g,
-                gain_p_holm=holm[i],
-                cost_p_holm=holm[k + i],
-                non_inferior=non_inferior,
-                qualifies=qualifies,
-            )
+    return [
+        replace(
+            g,
+            gain_p_holm=holm[i],
+            cost_p_holm=holm[k + i],
+            non_inferior=non_inferior(g.cost.ci_low, margin),
+            qualifies=qualifies(g.gain.mean, holm[i] < ALPHA, g.cost.ci_low, margin),
         )
-    return out
+        for i, g in enumerate(groups)
+    ]
 
 
 def _credible(c: Comparison | None, estimate: float) -> float:
@@ -316,6 +308,43 @@ def build_frontier(
     spec, gen = roles(tasks)
     if spec is None or gen is None or not facts:
         return None
+    points = _points(spec, gen, comparisons, continuous, facts, margin)
+    candidates = [
+        (p.variant, p.gain.paired.delta, p.gain.significant, p.cost.paired.delta_ci_low) for p in points
+    ]
+    what = "points"
+    judged = _judge_groups(groups, margin) if groups else []
+    if judged:  # several seeds per setting: the choice is among settings, on seed-aware intervals
+        what = "settings (seed means, intervals over seeds and items)"
+        candidates = [(g.setting, g.gain.mean, g.gain_significant, g.cost.ci_low) for g in judged]
+    best, why_none = _choose(candidates, margin, spec, gen, over_seeds=bool(judged))
+    m = fmt_points(margin)[1:]
+    return Frontier(
+        spec,
+        gen,
+        points,
+        tuple(f for f in facts.values() if not f.benchmarkable),
+        best,
+        f"the largest {task_name(spec)} gain among the {what} whose gain is significant (Holm-adjusted "
+        f"p < 0.05) and whose {task_name(gen)} accuracy change is non-inferior at a margin of "
+        f"{m} points (the lower end of its 95% interval above -{m})",
+        margin,
+        why_none,
+        any(f.sweep or f.point or f.epochs_at is not None for f in facts.values()),
+        tuple(judged),
+        split,
+    )
+
+
+def _points(
+    spec: str,
+    gen: str,
+    comparisons: Sequence[Comparison],
+    continuous: Sequence[Continuous],
+    facts: Mapping[str, AdapterFacts],
+    margin: float,
+) -> tuple[FrontierPoint, ...]:
+    """One point per adapter variant that ran both tasks, with both fronts and the rule's verdicts."""
     by = {(c.variant, c.benchmark): c for c in comparisons}
     cont = {(c.variant, c.benchmark, c.measure): c for c in continuous}
     names = [v for v in facts if (v, spec) in by and (v, gen) in by]
@@ -331,21 +360,7 @@ def build_frontier(
         )
     else:
         front_c = [False] * len(names)
-    significant = [g.significant for g in gains]
-    lows = [c.paired.delta_ci_low for c in costs]
-    best_index = best_tradeoff([g.paired.delta for g in gains], significant, lows, margin)
-    non_inferior = [low > -margin for low in lows]  # NaN: not shown to be
-    qualifies = [s and g.paired.delta > 0 and ni for s, g, ni in zip(significant, gains, non_inferior)]
-    if best_index is not None:
-        why_none = ""
-    elif not any(s and g.paired.delta > 0 for s, g in zip(significant, gains)):
-        why_none = f"no point gains significantly on {task_name(spec)}"
-    else:
-        why_none = (
-            f"no point qualifies: every significant {task_name(spec)} gain comes with {task_name(gen)} "
-            f"intervals reaching past -{fmt_points(margin)[1:]} points"
-        )
-    points = tuple(
+    return tuple(
         FrontierPoint(
             v,
             gains[i],
@@ -355,41 +370,32 @@ def build_frontier(
             facts.get(v),
             front[i],
             front_c[i],
-            non_inferior[i],
-            qualifies[i],
+            non_inferior(costs[i].paired.delta_ci_low, margin),
+            qualifies(gains[i].paired.delta, gains[i].significant, costs[i].paired.delta_ci_low, margin),
         )
         for i, v in enumerate(names)
     )
-    drawn = any(f.sweep or f.point or f.epochs_at is not None for f in facts.values())
-    m = fmt_points(margin)[1:]
-    best = names[best_index] if best_index is not None else None
-    what = "points"
-    judged = _judge_groups(groups, margin) if groups else []
-    if judged:  # several seeds per setting: the choice is among settings, on seed-aware intervals
-        what = "settings (seed means, intervals over seeds and items)"
-        ok = [g for g in judged if g.qualifies]
-        best = max(ok, key=lambda g: g.gain.mean).setting if ok else None
-        if best is not None:
-            why_none = ""
-        elif not any(g.gain_significant and g.gain.mean > 0 for g in judged):
-            why_none = f"no setting gains significantly on {task_name(spec)} over its seeds"
-        else:
-            why_none = (
-                f"no setting qualifies: every significant {task_name(spec)} gain comes with {task_name(gen)} "
-                f"intervals reaching past -{m} points"
-            )
-    return Frontier(
-        spec,
-        gen,
-        points,
-        tuple(f for f in facts.values() if not f.benchmarkable),
-        best,
-        f"the largest {task_name(spec)} gain among the {what} whose gain is significant (Holm-adjusted "
-        f"p < 0.05) and whose {task_name(gen)} accuracy change is non-inferior at a margin of "
-        f"{m} points (the lower end of its 95% interval above -{m})",
-        margin,
-        why_none,
-        drawn,
-        tuple(judged),
-        split,
+
+
+def _choose(
+    candidates: Sequence[tuple[str, float, bool, float]],
+    margin: float,
+    spec: str,
+    gen: str,
+    *,
+    over_seeds: bool,
+) -> tuple[str | None, str]:
+    """The best trade-off among (name, gain, gain significant, cost interval's low end), by
+    :func:`harness.numbers.tradeoff.best_tradeoff`, and when there is none, why."""
+    index = best_tradeoff(
+        [c[1] for c in candidates], [c[2] for c in candidates], [c[3] for c in candidates], margin
+    )
+    if index is not None:
+        return candidates[index][0], ""
+    kind, where = ("setting", " over its seeds") if over_seeds else ("point", "")
+    if not any(significant and gain > 0 for _, gain, significant, _ in candidates):
+        return None, f"no {kind} gains significantly on {task_name(spec)}{where}"
+    return None, (
+        f"no {kind} qualifies: every significant {task_name(spec)} gain comes with {task_name(gen)} "
+        f"intervals reaching past -{fmt_points(margin)[1:]} points"
     )
