@@ -69,7 +69,8 @@ from harness.report.analysis import analyze, conclusion
 from harness.report.cells import variant_labels
 from harness.report.document import write_report
 from harness.report.frontier import adapter_facts
-from harness.report.gates import GatesError, check_gates, gates_json, load_gates
+from harness.report.gates import check_gates, gates_json
+from harness.report.gates_file import GatesError, load_gates
 from harness.report.results_json import results_payload
 from harness.report.terminal import format_table
 
@@ -83,7 +84,7 @@ GATES_CHECKED_KEY = pytest.StashKey[str]()  # "" when the gates file is valid, e
 
 
 def load_gates_of(config: pytest.Config):
-    """The validated gates of this run, or None; raises ``harness.report.gates.GatesError``."""
+    """The validated gates of this run, or None; raises ``harness.report.gates_file.GatesError``."""
     path = gates_path_of(config)
     if not path:
         return None
