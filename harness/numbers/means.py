@@ -37,7 +37,7 @@ def _shared_scores(variant: Mapping[str, float], reference: Mapping[str, float])
     import numpy as np
 
     keys = sorted(variant.keys() & reference.keys())
-    values = {"variant": [], "reference": []}
+    values: dict[str, list[float]] = {"variant": [], "reference": []}
     for side, scores in (("variant", variant), ("reference", reference)):
         for key in keys:
             try:

@@ -147,7 +147,7 @@ def analyze(
             shown,
             margin=margin,
             groups=seed_groups(rows, baseline, tasks, shown),
-            split=split_of(rows, roles(tasks)[0]) if roles(tasks)[0] else "",
+            split=split_of(rows, spec) if (spec := roles(tasks)[0]) else "",
         ),
         why_wrong=why_wrong(rows),
         predicted=predicted_answers(rows),

@@ -78,7 +78,8 @@ def place_labels(ax, points: Sequence[tuple[float, float, str, object]]) -> list
     fig = ax.figure
     renderer = fig.canvas.get_renderer()
     fig.draw_without_rendering()
-    placed, texts = [], []
+    placed: list = []
+    texts: list = []
     marks = [ax.transData.transform((x, y)) for x, y, _, _ in points]
     for x, y, text, color in points:
         best = None
@@ -129,7 +130,8 @@ def plot_tradeoff(analysis: Analysis, path: Path, *, title: str = "") -> Path:
     colors = dict(zip(variants, _colors(len(variants))))
     panels = (1 if points else 0) + (1 if summary else 0)
     fig, axes = _new_figure(max(panels, 1), 12 if panels == 2 else 7)
-    if points:
+    if points:  # a point holds both tasks, so neither role is None
+        assert spec is not None and gen is not None
         _tradeoff_panel(axes[0], points, spec, gen, analysis.baseline, colors)
     if summary:
         _accuracy_panel(axes[-1], summary, analysis.baseline, colors)

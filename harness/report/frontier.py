@@ -287,7 +287,7 @@ def _judge_groups(groups: Sequence[SeedGroup], margin: float) -> list[SeedGroup]
     ]
 
 
-def _credible(c: Comparison | None, estimate: float) -> float:
+def _credible(c: Comparison | Continuous | None, estimate: float) -> float:
     """A change the run's corrected test tells from zero, else 0: what the front is drawn on."""
     return estimate if c is not None and c.significant else 0.0
 
@@ -354,9 +354,10 @@ def _points(
     front = pareto_front(
         [(_credible(g, g.paired.delta), _credible(c, c.paired.delta)) for g, c in zip(gains, costs)]
     )
-    if names and all(p is not None for p in probs):
+    measured = [p for p in probs if p is not None]
+    if names and len(measured) == len(names):
         front_c = pareto_front(
-            [(_credible(g, g.paired.delta), _credible(p, p.result.delta)) for g, p in zip(gains, probs)]
+            [(_credible(g, g.paired.delta), _credible(p, p.result.delta)) for g, p in zip(gains, measured)]
         )
     else:
         front_c = [False] * len(names)
@@ -365,7 +366,7 @@ def _points(
             v,
             gains[i],
             costs[i],
-            probs[i].result if probs[i] is not None else None,
+            p.result if (p := probs[i]) is not None else None,
             cont[(v, spec, "kl_to_base")].result if (v, spec, "kl_to_base") in cont else None,
             facts.get(v),
             front[i],

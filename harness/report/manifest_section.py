@@ -56,7 +56,7 @@ def manifest_section(man: Mapping, exp: Mapping) -> list[str]:
 def _phase_cells(p: Mapping, models: Mapping[str, str] | None = None) -> list:
     if "unreadable" in p:
         return ["unreadable: " + md_escape(p["unreadable"]), *[""] * 9]
-    fp = p.get("fingerprint") if isinstance(p.get("fingerprint"), dict) else {}
+    fp: Mapping = p["fingerprint"] if isinstance(p.get("fingerprint"), dict) else {}
 
     def short(v):
         return "–" if v in (None, "") else md_escape(v if isinstance(v, str) else json.dumps(v))[:60]
@@ -65,7 +65,7 @@ def _phase_cells(p: Mapping, models: Mapping[str, str] | None = None) -> list:
     if p.get("template_version") not in (None, ""):
         template = f"{template} v{p['template_version']}"
     seconds = p.get("seconds")
-    name = (models or {}).get(p.get("variant"), "")
+    name = (models or {}).get(str(p.get("variant")), "")
     model = f"{md_escape(name)} (`{short(fp.get('model'))}`)" if name else short(fp.get("model"))
     return [
         model,

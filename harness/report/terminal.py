@@ -51,16 +51,7 @@ def format_table(analysis: Analysis, labels: Mapping | None = None) -> str:
                 f"{f'+{p.only_variant}/-{p.only_reference}':>9} {p_value(p.mcnemar_p):>9} "
                 f"{p_value(c.p_holm):>7}"
             )
-    for c in analysis.continuous:
-        m = c.result
-        if MEASURES[c.measure].is_size:
-            value = f"{size(m.delta)} {interval(m.ci_low, m.ci_high, size)} (n={m.n})"
-        else:
-            value = (
-                f"Δ {signed(m.delta, 4)} {mean_interval(m, 4)} "
-                f"(n={m.n}, p={p_value(m.p_value)}, Holm p={p_value(c.p_holm)})"
-            )
-        lines.append(f"{c.benchmark} {c.variant}: {MEASURES[c.measure].title} {value}")
+    lines += _continuous_lines(analysis)
     f = analysis.frontier
     if f is not None and f.best:
         lines.append(f"best trade-off: {f.best} ({f.best_rule})")
@@ -73,3 +64,19 @@ def format_table(analysis: Analysis, labels: Mapping | None = None) -> str:
                 f"({facts.steps_done}/{facts.steps_planned} steps)"
             )
     return "\n".join(lines)
+
+
+def _continuous_lines(analysis: Analysis) -> list[str]:
+    """One line per continuous measure: a change with its test, or a size with its interval."""
+    out = []
+    for c in analysis.continuous:
+        m = c.result
+        if MEASURES[c.measure].is_size:
+            value = f"{size(m.delta)} {interval(m.ci_low, m.ci_high, size)} (n={m.n})"
+        else:
+            value = (
+                f"Δ {signed(m.delta, 4)} {mean_interval(m, 4)} "
+                f"(n={m.n}, p={p_value(m.p_value)}, Holm p={p_value(c.p_holm)})"
+            )
+        out.append(f"{c.benchmark} {c.variant}: {MEASURES[c.measure].title} {value}")
+    return out
