@@ -69,7 +69,7 @@ def sign_flip_p(v, r, n_resamples: int, seed: int) -> float:
 
 @dataclass(frozen=True)
 class SeedsChange:
-    """A change (variant minus reference, paired on items) measured for several training seeds.
+    """A change (variant minus reference, paired on items) found for several training seeds.
 
     ``per_seed``: each seed's mean change; ``mean``: their mean (every seed has the same items);
     ``spread``: the seeds' standard deviation (ddof 1; NaN for one seed); ``ci_low``/``ci_high``:

@@ -12,7 +12,7 @@ plotting, each defined in the module of its job.
   with a bootstrap interval and no test (a KL is never below 0, so a test against 0 says
   nothing).
 - harness/numbers/bootstrap.py: the BCa interval and the sign-flip test both use;
-  :func:`seeds_and_items_bootstrap`, a change measured with several training seeds on the same
+  :func:`seeds_and_items_bootstrap`, a change found with several training seeds on the same
   items: its seed mean, the seeds' spread and an interval that includes seed-to-seed variance.
 - harness/numbers/distributions.py: :func:`categorical_kl`, :func:`renormalised_logprob` and
   :func:`choice_probability`, a question's answer distribution over its choices, and how far a

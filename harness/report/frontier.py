@@ -188,11 +188,11 @@ class Frontier:
     why_none: str = ""  # when best is None: "no point gains significantly" or "no point qualifies"
     drawn: bool = False  # a sweep or checkpoints: a frontier to draw (one adapter is not one)
     groups: tuple[SeedGroup, ...] = ()  # settings trained with several seeds; best is chosen among them
-    split: str = ""  # the specialization items' split ("dev", "validation"): where it chose and measured
+    split: str = ""  # the specialization items' split ("dev", "validation"): chosen and scored there
 
     @property
     def selection_note(self) -> str:
-        """Which split chose the point and which measured it, and what that means."""
+        """Which split chose the point and which scored it, and what that means."""
         if not self.drawn or not self.split:
             return ""
         if self.split == "validation":
@@ -354,10 +354,10 @@ def _points(
     front = pareto_front(
         [(_credible(g, g.paired.delta), _credible(c, c.paired.delta)) for g, c in zip(gains, costs)]
     )
-    measured = [p for p in probs if p is not None]
-    if names and len(measured) == len(names):
+    with_prob = [p for p in probs if p is not None]
+    if names and len(with_prob) == len(names):
         front_c = pareto_front(
-            [(_credible(g, g.paired.delta), _credible(p, p.result.delta)) for g, p in zip(gains, measured)]
+            [(_credible(g, g.paired.delta), _credible(p, p.result.delta)) for g, p in zip(gains, with_prob)]
         )
     else:
         front_c = [False] * len(names)
