@@ -414,6 +414,21 @@ def test_best_tradeoff_needs_a_significant_gain_and_a_non_inferior_cost():
     assert stats.best_tradeoff([0.1], [True], [-0.01], margin=0.01) is None
 
 
+def test_one_trade_off_rule_for_a_point_a_seed_group_and_the_best():
+    """``qualifies`` is the rule ``best_tradeoff`` chooses by, and the frontier marks its points
+    and seed groups with: the best is the largest gain among the points it marks."""
+    gains = [0.10, 0.05, 0.12, 0.08, math.nan, -0.1]
+    significant = [True, True, True, False, True, True]
+    cost_lows = [-0.015, -0.005, -0.03, 0.0, 0.0, math.nan]
+    for margin in (0.0, 0.01, 0.02, 0.05):
+        marked = [stats.qualifies(g, s, c, margin) for g, s, c in zip(gains, significant, cost_lows)]
+        best = stats.best_tradeoff(gains, significant, cost_lows, margin)
+        chosen = [i for i in range(len(gains)) if marked[i]]
+        assert best == (max(chosen, key=lambda i: gains[i]) if chosen else None)
+        assert [stats.non_inferior(c, margin) for c in cost_lows] == [c > -margin for c in cost_lows]
+    assert not stats.non_inferior(math.nan, 0.01) and not stats.qualifies(0.1, True, math.nan, 0.01)
+
+
 def test_pareto_front_rejects_bad_input():
     with pytest.raises(ValueError, match=r"points\[1\]"):
         stats.pareto_front([(0.0, 0.0), (1.0,)])
