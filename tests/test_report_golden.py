@@ -61,7 +61,9 @@ def _manifest(run_dir: Path, experiment: dict, *, bench: dict | None = None) -> 
         finished=12.5,
         command_record=bench,
     )
-    return {**man, **STEADY}
+    # the devices the phases name; without any, the manifest asks torch if the process imported it
+    devices = sorted({str(p["device"]) for p in man["phases"].values() if p.get("device")})
+    return {**man, **STEADY, "devices": devices}
 
 
 def _plain(run_dir: Path):
