@@ -18,9 +18,9 @@ from __future__ import annotations
 import difflib
 import tomllib
 import typing
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -35,6 +35,10 @@ class Strict(BaseModel):
     """The base of every config model: strict types, unknown keys refused, immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+    # Keys of older files, each by the key that replaced it: refused like any unknown key (a
+    # silently read renamed key would be a guess), the problem naming the new key; the other
+    # problems of the file are reported beside it
+    renamed_keys: ClassVar[Mapping[str, str]] = {}
 
 
 class Problems(ValueError):
@@ -139,7 +143,7 @@ def describe_errors(error: ValidationError, model: type[BaseModel]) -> list[str]
             prefix = f"{dotted(loc)}." if loc else ""
             lines += [prefix + line for line in e["ctx"]["error"].lines]
         elif kind == "extra_forbidden":
-            lines.append(f"{key}: unknown key" + did_you_mean(str(loc[-1]), _fields_at(model, loc[:-1])))
+            lines.append(f"{key}: unknown key" + _unknown_key_hint(model, loc))
         elif kind == "missing":
             lines.append(f"{key}: required")
         elif kind == "literal_error":
@@ -195,11 +199,23 @@ def unwrap_annotation(annotation: Any) -> Any:
             return annotation
 
 
-def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
+def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
     node = unwrap_annotation(_annotation_at(model, loc)) if loc else model
-    if isinstance(node, type) and issubclass(node, BaseModel):
-        return list(node.model_fields)
-    return []
+    return node if isinstance(node, type) and issubclass(node, BaseModel) else None
+
+
+def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
+    node = _model_at(model, loc)
+    return list(node.model_fields) if node is not None else []
+
+
+def _unknown_key_hint(model: type[BaseModel], loc: tuple) -> str:
+    """The key that replaced a renamed one (:attr:`Strict.renamed_keys`), else a did-you-mean."""
+    node = _model_at(model, loc[:-1])
+    new = node.renamed_keys.get(loc[-1]) if node is not None and issubclass(node, Strict) else None
+    if new:
+        return f"; did you mean {new!r}? ({loc[-1]!r} was renamed {new!r})"
+    return did_you_mean(str(loc[-1]), _fields_at(model, loc[:-1]))
 
 
 def _holds_tables(model: type[BaseModel], loc: tuple) -> bool:

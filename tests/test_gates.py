@@ -11,7 +11,8 @@ import pytest
 from harness.records.results import CaseResult
 from harness.report.analysis import analyze
 from harness.report.frontier import AdapterFacts
-from harness.report.gates import GatesError, check_gates, load_gates, parse_gates, read_stored_cases
+from harness.report.gates import check_gates
+from harness.report.gates_file import GatesError, load_gates, parse_gates, read_stored_cases
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ["base", "base-3shot", "ft", "ft-3shot"]
@@ -187,6 +188,30 @@ def test_invalid_gates_are_reported_with_file_and_key(text, expected):
         parse_gates(tomllib.loads(text), variants=VARIANTS, source="g.toml")
     for part in expected:
         assert part in str(err.value)
+
+
+def test_a_renamed_key_is_reported_beside_every_other_problem():
+    """An older file's key is one problem among the file's others, not the only one reported."""
+    text = (
+        '[[floor]]\nvariant="ft"\nbenchmark="spider"\nmin_accuracy="high"\n'
+        '[[max_drop]]\nvariant="ft"\ntask="mmlu"\nreference="base"\nmax_points="x"\n'
+        '[baseline_file]\npath="x.json"\nbenchmarks=["spider"]\nalfa=0.1\n'
+        "source = 'g.toml'\n"
+    )
+    with pytest.raises(GatesError) as err:
+        parse_gates(tomllib.loads(text), variants=VARIANTS, source="g.toml")
+    lines = str(err.value).splitlines()
+    assert lines[0] == "g.toml: invalid gates file:"
+    for part in [
+        "floor[0].benchmark: unknown key; did you mean 'task'? ('benchmark' was renamed 'task')",
+        "floor[0].task: required",
+        "floor[0].min_accuracy: expected a number, got str 'high'",
+        "max_drop[0].max_points: expected a number, got str 'x'",
+        "baseline_file.benchmarks: unknown key; did you mean 'tasks'? ('benchmarks' was renamed 'tasks')",
+        "baseline_file.alfa: unknown key; did you mean 'alpha'?",
+        "source: unknown key",
+    ]:
+        assert any(part in line for line in lines), part
 
 
 def test_missing_gates_file_says_how_to_disable(tmp_path):

@@ -12,9 +12,15 @@ from hypothesis import strategies as st
 
 from harness.numbers import stats
 from harness.numbers import summary as summary_mod
+from harness.records.manifest import collect_manifest
 from harness.records.results import CaseResult
-from harness.report import document as report
 from harness.report.analysis import analyze
+from harness.report.cells import variant_labels
+from harness.report.document import write_report
+from harness.report.markdown import render_markdown
+from harness.report.results_json import SCHEMA, results_payload
+from harness.report.sections import MIN_SUBJECT_N
+from harness.report.terminal import format_table
 
 
 def row(variant, benchmark, item_id, outcome, group="easy", reason="", **extra):
@@ -205,7 +211,7 @@ def test_compare_to_baseline_pairs_shared_items():
 
 def _payload(tmp_path, rows):
     analysis = analyze(rows, baseline="base", tasks=("spider", "mmlu"), facts={})
-    manifest = report.collect_manifest(
+    manifest = collect_manifest(
         tmp_path,
         run_id="r1",
         experiment={"name": "t", "source": "missing.toml"},
@@ -214,7 +220,7 @@ def _payload(tmp_path, rows):
         started=0.0,
         finished=12.5,
     )
-    payload = report.results_payload(analysis, rows, manifest=manifest)
+    payload = results_payload(analysis, rows, manifest=manifest)
     return payload, analysis
 
 
@@ -238,7 +244,7 @@ def test_results_json_schema(tmp_path):
     (tmp_path / "phases" / "mmlu-base.json").write_text("{not json")
     rows = _rows()
     payload, analysis = _payload(tmp_path, rows)
-    paths = report.write_report(tmp_path, payload, analysis)
+    paths = write_report(tmp_path, payload, analysis)
     data = json.loads((tmp_path / "results.json").read_text())  # strict JSON: no NaN
     assert set(data) == {
         "schema",
@@ -258,7 +264,7 @@ def test_results_json_schema(tmp_path):
     }
     assert data["conclusion"].startswith("No fine-tuned variant was measured")
     assert data["multiple_comparisons"]["family_size"] == len(data["comparisons"])
-    assert data["schema"] == report.SCHEMA and data["baseline"] == "base"
+    assert data["schema"] == SCHEMA and data["baseline"] == "base"
     s = next(s for s in data["summary"] if (s["variant"], s["task"]) == ("base", "spider"))
     assert set(s) >= {
         "n",
@@ -329,7 +335,7 @@ def test_undefined_numbers_are_null_in_json(tmp_path):
         row("ft", "spider", 1, "skipped", reason="db absent"),
     ]
     payload, analysis = _payload(tmp_path, rows)
-    report.write_report(tmp_path, payload, analysis)
+    write_report(tmp_path, payload, analysis)
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["summary"][0]["accuracy"] is None and data["summary"][0]["n"] == 0
     assert data["comparisons"][0]["mcnemar_p"] is None
@@ -341,7 +347,7 @@ def test_report_of_all_wrong_and_all_right_variants(tmp_path):
     rows = [row("base", b, i, "wrong") for b in ("spider", "mmlu") for i in range(6)]
     rows += [row("ft", b, i, "passed") for b in ("spider", "mmlu") for i in range(6)]
     payload, analysis = _payload(tmp_path, rows)
-    report.write_report(tmp_path, payload, analysis)
+    write_report(tmp_path, payload, analysis)
     data = json.loads((tmp_path / "results.json").read_text())
     assert {(s["variant"], s["ci_low"] == 0.0, s["ci_high"] == 1.0) for s in data["summary"]} == {
         ("base", True, False),
@@ -352,7 +358,7 @@ def test_report_of_all_wrong_and_all_right_variants(tmp_path):
 
 def test_terminal_table_lists_accuracies_and_deltas():
     rows = _rows()
-    text = report.format_table(analyze(rows, baseline="base", tasks=("spider", "mmlu"), facts={}))
+    text = format_table(analyze(rows, baseline="base", tasks=("spider", "mmlu"), facts={}))
     assert "spider    base" in text and "50.0%" in text and "[" in text
     assert "+33.3" in text and "+2/-0" in text
 
@@ -379,7 +385,7 @@ def _sweep_report(tmp_path, *, drawn=True, departures=()):
     where = {"point": "lr", "epochs_at": 1.0} if drawn else {}
     facts = {v: AdapterFacts(v, "a", "succeeded", **where) for v in ("lr=1@1ep", "lr=2@1ep")}
     analysis = analyze(rows, baseline="base", tasks=("spider", "mmlu"), facts=facts)
-    manifest = report.collect_manifest(
+    manifest = collect_manifest(
         tmp_path,
         run_id="r1",
         experiment={"name": "t", "source": "missing.toml", "departures": list(departures)},
@@ -388,8 +394,8 @@ def _sweep_report(tmp_path, *, drawn=True, departures=()):
         started=0.0,
         finished=1.0,
     )
-    payload = report.results_payload(analysis, rows, manifest=manifest)
-    paths = report.write_report(tmp_path, payload, analysis)
+    payload = results_payload(analysis, rows, manifest=manifest)
+    paths = write_report(tmp_path, payload, analysis)
     return json.loads((tmp_path / "results.json").read_text()), (tmp_path / "report.md").read_text(), paths
 
 
@@ -437,7 +443,7 @@ def test_the_report_shows_seeds_and_the_noise_floor(tmp_path):
     analysis = analyze(
         rows, baseline="base", tasks=("spider", "mmlu"), facts=_seed_facts(), null_variants=("base-b1",)
     )
-    manifest = report.collect_manifest(
+    manifest = collect_manifest(
         tmp_path,
         run_id="r",
         experiment={"name": "t", "source": "x"},
@@ -446,8 +452,8 @@ def test_the_report_shows_seeds_and_the_noise_floor(tmp_path):
         started=0,
         finished=1,
     )
-    payload = report.results_payload(analysis, rows, manifest=manifest)
-    report.write_report(tmp_path, payload, analysis)
+    payload = results_payload(analysis, rows, manifest=manifest)
+    write_report(tmp_path, payload, analysis)
     md = (tmp_path / "report.md").read_text()
     data = json.loads((tmp_path / "results.json").read_text())
     assert "### Over seeds" in md and "**lr=1@1ep** (best)" in md
@@ -465,7 +471,7 @@ def test_table_layout_answers_subjects_shots_load_and_model_names(tmp_path):
     beside its hash in the phases."""
     rows = []
     for variant in ("base", "ft"):
-        for i in range(report.MIN_SUBJECT_N):
+        for i in range(MIN_SUBJECT_N):
             rows.append(
                 CaseResult(
                     variant,
@@ -492,7 +498,7 @@ def test_table_layout_answers_subjects_shots_load_and_model_names(tmp_path):
         }
         (tmp_path / "phases" / f"mmlu-{variant}.json").write_text(json.dumps(record))
     analysis = analyze(rows, baseline="base", tasks=("mmlu",), facts={})
-    manifest = report.collect_manifest(
+    manifest = collect_manifest(
         tmp_path,
         run_id="r1",
         experiment={"name": "t", "source": "x.toml", "variants": [{"name": "base", "model": "org/small"}]},
@@ -501,8 +507,8 @@ def test_table_layout_answers_subjects_shots_load_and_model_names(tmp_path):
         started=0.0,
         finished=1.0,
     )
-    payload = report.results_payload(analysis, rows, manifest=manifest)
-    md = report.render_markdown(payload, analysis)
+    payload = results_payload(analysis, rows, manifest=manifest)
+    md = render_markdown(payload, analysis)
     answers = md[md.index("answers given") :]
     assert "| variant | `A` | `B` | `C` | `D` |" in answers
     assert "| base (0-shot, fp32) | 8 | 7 | 6 | 0 |" in answers
@@ -511,5 +517,5 @@ def test_table_layout_answers_subjects_shots_load_and_model_names(tmp_path):
     assert "virology" in json.dumps(payload["summary"]), "every subject stays in results.json"
     assert "| mmlu | ft (3-shot, nf4) | 21 |" in md
     assert "org/small (`dir:abc`)" in md
-    terminal = report.format_table(analysis, report.variant_labels(payload))
+    terminal = format_table(analysis, variant_labels(payload))
     assert "ft (3-shot, nf4)" in terminal

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.numbers import stats
+from harness.numbers import bootstrap, stats
 
 # -- Wilson -----------------------------------------------------------------------------------
 
@@ -271,7 +271,7 @@ def test_paired_bootstrap_equals_scipy_bootstrap_with_the_same_seed():
 
 def test_paired_bootstrap_in_batches_gives_the_unbatched_result(monkeypatch):
     """Large benchmarks resample in batches to bound memory; the draws must not change."""
-    monkeypatch.setattr(stats, "_RESAMPLE_CELLS", 1000)  # 60 items -> batches of 16 resamples
+    monkeypatch.setattr(bootstrap, "RESAMPLE_CELLS", 1000)  # 60 items -> batches of 16 resamples
     rng = np.random.default_rng(3)
     n = 60
     v = rng.normal(0.6, 0.2, n)
@@ -412,6 +412,21 @@ def test_best_tradeoff_needs_a_significant_gain_and_a_non_inferior_cost():
     assert stats.best_tradeoff([], [], [], margin=0.01) is None
     # the lower end on the margin itself is not above it
     assert stats.best_tradeoff([0.1], [True], [-0.01], margin=0.01) is None
+
+
+def test_one_trade_off_rule_for_a_point_a_seed_group_and_the_best():
+    """``qualifies`` is the rule ``best_tradeoff`` chooses by, and the frontier marks its points
+    and seed groups with: the best is the largest gain among the points it marks."""
+    gains = [0.10, 0.05, 0.12, 0.08, math.nan, -0.1]
+    significant = [True, True, True, False, True, True]
+    cost_lows = [-0.015, -0.005, -0.03, 0.0, 0.0, math.nan]
+    for margin in (0.0, 0.01, 0.02, 0.05):
+        marked = [stats.qualifies(g, s, c, margin) for g, s, c in zip(gains, significant, cost_lows)]
+        best = stats.best_tradeoff(gains, significant, cost_lows, margin)
+        chosen = [i for i in range(len(gains)) if marked[i]]
+        assert best == (max(chosen, key=lambda i: gains[i]) if chosen else None)
+        assert [stats.non_inferior(c, margin) for c in cost_lows] == [c > -margin for c in cost_lows]
+    assert not stats.non_inferior(math.nan, 0.01) and not stats.qualifies(0.1, True, math.nan, 0.01)
 
 
 def test_pareto_front_rejects_bad_input():

@@ -14,12 +14,12 @@ import os
 import platform
 import time
 from dataclasses import dataclass, field, fields
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.config.training import TrainingConfig, checkpoint_dir, checkpoint_step, config_fingerprint
 from harness.files import file_sha256
+from harness.records.manifest import library_versions
 from training._output import SUMMARY_NAME
 
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ class RunSummary:
     started_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     # tokens/s on a shared CPU means little without it
     load_average_at_start: list[float] | None = field(default_factory=lambda: load_average())
-    libraries: dict[str, str | None] = field(default_factory=lambda: library_versions())
+    libraries: dict[str, str | None] = field(default_factory=lambda: library_versions(_LIBRARIES))
     python: str = field(default_factory=platform.python_version)
     # setup
     device: str | None = None
@@ -305,16 +305,6 @@ def checkpoint_summary(
         "loss_curve": curve,
         "adapter_sha256": file_sha256(reached["folder"] / "adapter_model.safetensors"),
     }
-
-
-def library_versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {}
-    for name in _LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
 
 
 def load_average() -> list[float] | None:

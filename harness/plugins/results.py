@@ -53,6 +53,7 @@ from harness.plugins.session import (
     run_dir_of,
     run_id_of,
 )
+from harness.records.manifest import collect_manifest
 from harness.records.results import (
     CASE_PROPERTY,
     VERDICT_PROPERTY,
@@ -64,10 +65,14 @@ from harness.records.results import (
     wrong_answer_reason,
 )
 from harness.records.run_folder import COMMAND_RECORD, holds_a_run, mark_complete, mark_incomplete
-from harness.report import document as report
 from harness.report.analysis import analyze, conclusion
+from harness.report.cells import variant_labels
+from harness.report.document import write_report
 from harness.report.frontier import adapter_facts
-from harness.report.gates import GatesError, check_gates, gates_json, load_gates
+from harness.report.gates import check_gates, gates_json
+from harness.report.gates_file import GatesError, load_gates
+from harness.report.results_json import results_payload
+from harness.report.terminal import format_table
 
 COLLECTOR_KEY = pytest.StashKey["ResultsCollector"]()
 SAMPLES_KEY = pytest.StashKey[dict]()  # (task, variant) -> the open samples file of this process
@@ -79,7 +84,7 @@ GATES_CHECKED_KEY = pytest.StashKey[str]()  # "" when the gates file is valid, e
 
 
 def load_gates_of(config: pytest.Config):
-    """The validated gates of this run, or None; raises ``harness.report.gates.GatesError``."""
+    """The validated gates of this run, or None; raises ``harness.report.gates_file.GatesError``."""
     path = gates_path_of(config)
     if not path:
         return None
@@ -276,7 +281,7 @@ class ResultsCollector:
             if not gates_file
             else ("invalid gates file" if gates is None else "")
         )
-        manifest = report.collect_manifest(
+        manifest = collect_manifest(
             self.run_dir(),
             run_id=run_id_of(self.config),
             experiment=exp.model_dump(mode="json"),
@@ -286,7 +291,7 @@ class ResultsCollector:
             finished=time.time(),
             command_record=_command_record(self.run_dir()),
         )
-        payload = report.results_payload(
+        payload = results_payload(
             self.analysis,
             rows,
             manifest=manifest,
@@ -296,9 +301,9 @@ class ResultsCollector:
                 note or (f"narrowed by {self.gates_note}" if self.gates_note else ""),
             ),
         )
-        self.labels = report.variant_labels(payload)
+        self.labels = variant_labels(payload)
         try:
-            self.paths = report.write_report(self.run_dir(), payload, self.analysis)
+            self.paths = write_report(self.run_dir(), payload, self.analysis)
         except OutputError as e:  # a full disk, say: one line naming the path
             self.problems.append(f"the report could not be written: {e}")
         except Exception as e:  # keep the run's numbers: results.json is written first
@@ -317,7 +322,7 @@ class ResultsCollector:
         if self.analysis is None or tr is None:
             return
         tr.write_sep("=", "harness: accuracy per variant and task")
-        tr.write_line(report.format_table(self.analysis, self.labels))
+        tr.write_line(format_table(self.analysis, self.labels))
         tr.write_line("")
         tr.write_line(conclusion(self.analysis))  # the report's opening paragraph
         for line in skip_lines(self.rows.values()):

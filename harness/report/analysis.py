@@ -3,7 +3,8 @@
 :func:`analyze` gathers: accuracies and paired comparisons (harness/numbers/summary.py), the continuous
 measures, which variants repeat another's predictions, the adapters' training facts and the
 learning-forgetting frontier (harness/report/frontier.py), and why answers were wrong. The report
-(harness/report/document.py) renders an :class:`Analysis`; the gates (harness/report/gates.py) decide with it.
+(harness/report/markdown.py, results_json.py, terminal.py) renders an :class:`Analysis`; the gates
+(harness/report/gates.py) decide with it.
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ def analyze(
             shown,
             margin=margin,
             groups=seed_groups(rows, baseline, tasks, shown),
-            split=split_of(rows, roles(tasks)[0]) if roles(tasks)[0] else "",
+            split=split_of(rows, spec) if (spec := roles(tasks)[0]) else "",
         ),
         why_wrong=why_wrong(rows),
         predicted=predicted_answers(rows),

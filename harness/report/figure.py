@@ -78,7 +78,8 @@ def place_labels(ax, points: Sequence[tuple[float, float, str, object]]) -> list
     fig = ax.figure
     renderer = fig.canvas.get_renderer()
     fig.draw_without_rendering()
-    placed, texts = [], []
+    placed: list = []
+    texts: list = []
     marks = [ax.transData.transform((x, y)) for x, y, _, _ in points]
     for x, y, text, color in points:
         best = None
@@ -129,7 +130,8 @@ def plot_tradeoff(analysis: Analysis, path: Path, *, title: str = "") -> Path:
     colors = dict(zip(variants, _colors(len(variants))))
     panels = (1 if points else 0) + (1 if summary else 0)
     fig, axes = _new_figure(max(panels, 1), 12 if panels == 2 else 7)
-    if points:
+    if points:  # a point holds both tasks, so neither role is None
+        assert spec is not None and gen is not None
         _tradeoff_panel(axes[0], points, spec, gen, analysis.baseline, colors)
     if summary:
         _accuracy_panel(axes[-1], summary, analysis.baseline, colors)
@@ -245,8 +247,25 @@ def plot_frontier(frontier: Frontier, path: Path, *, baseline: str, title: str =
         key = p.facts.point if p.facts is not None and p.facts.point else p.variant
         runs.setdefault(key, []).append(p)
     colors = dict(zip(runs, _colors(len(runs))))
-    spec, gen = TASKS[frontier.specialization].report.title, TASKS[frontier.generalization].report.title
-    panels = [
+    spec = TASKS[frontier.specialization].report.title
+    for ax, y_of, ylabel, front_attr, scale in _frontier_panels(axes, frontier, with_logp):
+        for run, pts in runs.items():
+            _frontier_run(ax, frontier, run, pts, colors[run], y_of, front_attr, scale)
+        _frontier_axes(ax, frontier, ylabel, f"{spec} Δ vs {baseline} (points)")
+    axes[0].set_title("Accuracy (95% paired intervals)", fontsize=10)
+    if with_logp:
+        axes[1].set_title("Probability of the right answer (95% paired t intervals)", fontsize=10)
+    if title:
+        fig.suptitle(f"Learning-forgetting frontier, run {title}", fontsize=12)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    return path
+
+
+def _frontier_panels(axes, frontier: Frontier, with_logp: bool) -> list[tuple]:
+    """(axes, y of a point: value and interval, y label, the front it is on, scale) per panel."""
+    gen = TASKS[frontier.generalization].report.title
+    panels: list[tuple] = [
         (
             axes[0],
             lambda p: (p.cost.paired.delta, p.cost.paired.delta_ci_low, p.cost.paired.delta_ci_high),
@@ -269,56 +288,58 @@ def plot_frontier(frontier: Frontier, path: Path, *, baseline: str, title: str =
                 100.0,
             )
         )
-    for ax, y_of, ylabel, front_attr, scale in panels:
+    for ax, *_ in panels:
         ax.axhline(0, color="0.6", lw=0.8)
         ax.axvline(0, color="0.6", lw=0.8)
-        for run, pts in runs.items():
-            pts = sorted(pts, key=lambda p: p.facts.epochs_at if p.facts and p.facts.epochs_at else 0.0)
-            xs = [100 * p.gain.paired.delta for p in pts]
-            ys = [scale * y_of(p)[0] for p in pts]
-            ax.plot(xs, ys, "-", color=colors[run], lw=1, alpha=0.6)
-            for p, x, y in zip(pts, xs, ys):
-                if not _finite(x, y):
-                    continue
-                g = p.gain.paired
-                _, y_lo, y_hi = y_of(p)
-                size = 4 + 5 * min((p.facts.epochs_at or 1.0) if p.facts else 1.0, 2.0)
-                ax.errorbar(
-                    [x],
-                    [y],
-                    xerr=[[_span(g.delta, g.delta_ci_low)], [_span(g.delta_ci_high, g.delta)]],
-                    yerr=[[max(scale * (y / scale - y_lo), 0)], [max(scale * (y_hi - y / scale), 0)]],
-                    fmt="o",
-                    ms=size,
-                    color=colors[run],
-                    capsize=2,
-                    lw=0.8,
-                    alpha=0.9,
-                )
-                if getattr(p, front_attr):
-                    ax.plot([x], [y], "o", ms=size + 7, mfc="none", mec="black", mew=1.2)
-                if p.variant == frontier.best:
-                    ax.plot([x], [y], "*", ms=16, color="gold", mec="black", mew=0.8, zorder=5)
-            ax.plot([], [], "o-", color=colors[run], label=run)
-        ax.plot([], [], "o", ms=11, mfc="none", mec="black", label="Pareto front")
-        if frontier.best is not None:
-            ax.plot([], [], "*", ms=12, color="gold", mec="black", label=f"best trade-off ({frontier.best})")
-        ax.set_xlabel(f"{spec} Δ vs {baseline} (points)")
-        ax.set_ylabel(ylabel)
-        ax.grid(True, lw=0.3, alpha=0.5)
-        ax.legend(
-            fontsize=7.5,
-            loc="upper left",
-            bbox_to_anchor=(1.01, 1.0),
-            borderaxespad=0,
-            title="run (marker size: epochs)",
-            title_fontsize=7.5,
+    return panels
+
+
+def _frontier_run(
+    ax, frontier: Frontier, run: str, pts: list, color, y_of, front_attr: str, scale: float
+) -> None:
+    """One run's points (its checkpoints, joined in epoch order), each with its two intervals."""
+    pts = sorted(pts, key=lambda p: p.facts.epochs_at if p.facts and p.facts.epochs_at else 0.0)
+    xs = [100 * p.gain.paired.delta for p in pts]
+    ys = [scale * y_of(p)[0] for p in pts]
+    ax.plot(xs, ys, "-", color=color, lw=1, alpha=0.6)
+    for p, x, y in zip(pts, xs, ys):
+        if not _finite(x, y):
+            continue
+        g = p.gain.paired
+        _, y_lo, y_hi = y_of(p)
+        size = 4 + 5 * min((p.facts.epochs_at or 1.0) if p.facts else 1.0, 2.0)
+        ax.errorbar(
+            [x],
+            [y],
+            xerr=[[_span(g.delta, g.delta_ci_low)], [_span(g.delta_ci_high, g.delta)]],
+            yerr=[[max(scale * (y / scale - y_lo), 0)], [max(scale * (y_hi - y / scale), 0)]],
+            fmt="o",
+            ms=size,
+            color=color,
+            capsize=2,
+            lw=0.8,
+            alpha=0.9,
         )
-    axes[0].set_title("Accuracy (95% paired intervals)", fontsize=10)
-    if with_logp:
-        axes[1].set_title("Probability of the right answer (95% paired t intervals)", fontsize=10)
-    if title:
-        fig.suptitle(f"Learning-forgetting frontier, run {title}", fontsize=12)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
-    return path
+        if getattr(p, front_attr):
+            ax.plot([x], [y], "o", ms=size + 7, mfc="none", mec="black", mew=1.2)
+        if p.variant == frontier.best:
+            ax.plot([x], [y], "*", ms=16, color="gold", mec="black", mew=0.8, zorder=5)
+    ax.plot([], [], "o-", color=color, label=run)
+
+
+def _frontier_axes(ax, frontier: Frontier, ylabel: str, xlabel: str) -> None:
+    """The legend's markers, the labels and the grid of one panel."""
+    ax.plot([], [], "o", ms=11, mfc="none", mec="black", label="Pareto front")
+    if frontier.best is not None:
+        ax.plot([], [], "*", ms=12, color="gold", mec="black", label=f"best trade-off ({frontier.best})")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, lw=0.3, alpha=0.5)
+    ax.legend(
+        fontsize=7.5,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        borderaxespad=0,
+        title="run (marker size: epochs)",
+        title_fontsize=7.5,
+    )

@@ -28,16 +28,12 @@ from pathlib import Path
 
 from harness.config.training import run_status
 from harness.formatting import points as fmt_points
-from harness.numbers.stats import (
-    ALPHA,
-    PairedMean,
-    SeedsChange,
-    adjust_pvalues,
-    best_tradeoff,
-    pareto_front,
-    seeds_and_items_bootstrap,
-)
+from harness.numbers.bootstrap import SeedsChange, seeds_and_items_bootstrap
+from harness.numbers.checks import ALPHA
+from harness.numbers.means import PairedMean
+from harness.numbers.multiple_comparisons import adjust_pvalues
 from harness.numbers.summary import Comparison, Continuous, field_values, verdicts
+from harness.numbers.tradeoff import best_tradeoff, non_inferior, pareto_front, qualifies
 from harness.tasks import TASKS
 
 SUMMARY_NAME = "training_summary.json"
@@ -192,11 +188,11 @@ class Frontier:
     why_none: str = ""  # when best is None: "no point gains significantly" or "no point qualifies"
     drawn: bool = False  # a sweep or checkpoints: a frontier to draw (one adapter is not one)
     groups: tuple[SeedGroup, ...] = ()  # settings trained with several seeds; best is chosen among them
-    split: str = ""  # the specialization items' split ("dev", "validation"): where it chose and measured
+    split: str = ""  # the specialization items' split ("dev", "validation"): chosen and scored there
 
     @property
     def selection_note(self) -> str:
-        """Which split chose the point and which measured it, and what that means."""
+        """Which split chose the point and which scored it, and what that means."""
         if not self.drawn or not self.split:
             return ""
         if self.split == "validation":
@@ -279,23 +275,19 @@ def _judge_groups(groups: Sequence[SeedGroup], margin: float) -> list[SeedGroup]
     """Holm across the groups' gain and cost tests; non-inferiority and qualification."""
     holm, _ = adjust_pvalues([g.gain.p_value for g in groups] + [g.cost.p_value for g in groups])
     k = len(groups)
-    out = []
-    for i, g in enumerate(groups):
-        non_inferior = g.cost.ci_low > -margin
-        qualifies = holm[i] < ALPHA and g.gain.mean > 0 and non_inferior
-        out.append(
-            replace(
-                g,
-                gain_p_holm=holm[i],
-                cost_p_holm=holm[k + i],
-                non_inferior=non_inferior,
-                qualifies=qualifies,
-            )
+    return [
+        replace(
+            g,
+            gain_p_holm=holm[i],
+            cost_p_holm=holm[k + i],
+            non_inferior=non_inferior(g.cost.ci_low, margin),
+            qualifies=qualifies(g.gain.mean, holm[i] < ALPHA, g.cost.ci_low, margin),
         )
-    return out
+        for i, g in enumerate(groups)
+    ]
 
 
-def _credible(c: Comparison | None, estimate: float) -> float:
+def _credible(c: Comparison | Continuous | None, estimate: float) -> float:
     """A change the run's corrected test tells from zero, else 0: what the front is drawn on."""
     return estimate if c is not None and c.significant else 0.0
 
@@ -316,68 +308,17 @@ def build_frontier(
     spec, gen = roles(tasks)
     if spec is None or gen is None or not facts:
         return None
-    by = {(c.variant, c.benchmark): c for c in comparisons}
-    cont = {(c.variant, c.benchmark, c.measure): c for c in continuous}
-    names = [v for v in facts if (v, spec) in by and (v, gen) in by]
-    gains = [by[(v, spec)] for v in names]
-    costs = [by[(v, gen)] for v in names]
-    probs = [cont.get((v, gen, "gold_prob")) for v in names]
-    front = pareto_front(
-        [(_credible(g, g.paired.delta), _credible(c, c.paired.delta)) for g, c in zip(gains, costs)]
-    )
-    if names and all(p is not None for p in probs):
-        front_c = pareto_front(
-            [(_credible(g, g.paired.delta), _credible(p, p.result.delta)) for g, p in zip(gains, probs)]
-        )
-    else:
-        front_c = [False] * len(names)
-    significant = [g.significant for g in gains]
-    lows = [c.paired.delta_ci_low for c in costs]
-    best_index = best_tradeoff([g.paired.delta for g in gains], significant, lows, margin)
-    non_inferior = [low > -margin for low in lows]  # NaN: not shown to be
-    qualifies = [s and g.paired.delta > 0 and ni for s, g, ni in zip(significant, gains, non_inferior)]
-    if best_index is not None:
-        why_none = ""
-    elif not any(s and g.paired.delta > 0 for s, g in zip(significant, gains)):
-        why_none = f"no point gains significantly on {task_name(spec)}"
-    else:
-        why_none = (
-            f"no point qualifies: every significant {task_name(spec)} gain comes with {task_name(gen)} "
-            f"intervals reaching past -{fmt_points(margin)[1:]} points"
-        )
-    points = tuple(
-        FrontierPoint(
-            v,
-            gains[i],
-            costs[i],
-            probs[i].result if probs[i] is not None else None,
-            cont[(v, spec, "kl_to_base")].result if (v, spec, "kl_to_base") in cont else None,
-            facts.get(v),
-            front[i],
-            front_c[i],
-            non_inferior[i],
-            qualifies[i],
-        )
-        for i, v in enumerate(names)
-    )
-    drawn = any(f.sweep or f.point or f.epochs_at is not None for f in facts.values())
-    m = fmt_points(margin)[1:]
-    best = names[best_index] if best_index is not None else None
+    points = _points(spec, gen, comparisons, continuous, facts, margin)
+    candidates = [
+        (p.variant, p.gain.paired.delta, p.gain.significant, p.cost.paired.delta_ci_low) for p in points
+    ]
     what = "points"
     judged = _judge_groups(groups, margin) if groups else []
     if judged:  # several seeds per setting: the choice is among settings, on seed-aware intervals
         what = "settings (seed means, intervals over seeds and items)"
-        ok = [g for g in judged if g.qualifies]
-        best = max(ok, key=lambda g: g.gain.mean).setting if ok else None
-        if best is not None:
-            why_none = ""
-        elif not any(g.gain_significant and g.gain.mean > 0 for g in judged):
-            why_none = f"no setting gains significantly on {task_name(spec)} over its seeds"
-        else:
-            why_none = (
-                f"no setting qualifies: every significant {task_name(spec)} gain comes with {task_name(gen)} "
-                f"intervals reaching past -{m} points"
-            )
+        candidates = [(g.setting, g.gain.mean, g.gain_significant, g.cost.ci_low) for g in judged]
+    best, why_none = _choose(candidates, margin, spec, gen, over_seeds=bool(judged))
+    m = fmt_points(margin)[1:]
     return Frontier(
         spec,
         gen,
@@ -389,7 +330,73 @@ def build_frontier(
         f"{m} points (the lower end of its 95% interval above -{m})",
         margin,
         why_none,
-        drawn,
+        any(f.sweep or f.point or f.epochs_at is not None for f in facts.values()),
         tuple(judged),
         split,
+    )
+
+
+def _points(
+    spec: str,
+    gen: str,
+    comparisons: Sequence[Comparison],
+    continuous: Sequence[Continuous],
+    facts: Mapping[str, AdapterFacts],
+    margin: float,
+) -> tuple[FrontierPoint, ...]:
+    """One point per adapter variant that ran both tasks, with both fronts and the rule's verdicts."""
+    by = {(c.variant, c.benchmark): c for c in comparisons}
+    cont = {(c.variant, c.benchmark, c.measure): c for c in continuous}
+    names = [v for v in facts if (v, spec) in by and (v, gen) in by]
+    gains = [by[(v, spec)] for v in names]
+    costs = [by[(v, gen)] for v in names]
+    probs = [cont.get((v, gen, "gold_prob")) for v in names]
+    front = pareto_front(
+        [(_credible(g, g.paired.delta), _credible(c, c.paired.delta)) for g, c in zip(gains, costs)]
+    )
+    with_prob = [p for p in probs if p is not None]
+    if names and len(with_prob) == len(names):
+        front_c = pareto_front(
+            [(_credible(g, g.paired.delta), _credible(p, p.result.delta)) for g, p in zip(gains, with_prob)]
+        )
+    else:
+        front_c = [False] * len(names)
+    return tuple(
+        FrontierPoint(
+            v,
+            gains[i],
+            costs[i],
+            p.result if (p := probs[i]) is not None else None,
+            cont[(v, spec, "kl_to_base")].result if (v, spec, "kl_to_base") in cont else None,
+            facts.get(v),
+            front[i],
+            front_c[i],
+            non_inferior(costs[i].paired.delta_ci_low, margin),
+            qualifies(gains[i].paired.delta, gains[i].significant, costs[i].paired.delta_ci_low, margin),
+        )
+        for i, v in enumerate(names)
+    )
+
+
+def _choose(
+    candidates: Sequence[tuple[str, float, bool, float]],
+    margin: float,
+    spec: str,
+    gen: str,
+    *,
+    over_seeds: bool,
+) -> tuple[str | None, str]:
+    """The best trade-off among (name, gain, gain significant, cost interval's low end), by
+    :func:`harness.numbers.tradeoff.best_tradeoff`, and when there is none, why."""
+    index = best_tradeoff(
+        [c[1] for c in candidates], [c[2] for c in candidates], [c[3] for c in candidates], margin
+    )
+    if index is not None:
+        return candidates[index][0], ""
+    kind, where = ("setting", " over its seeds") if over_seeds else ("point", "")
+    if not any(significant and gain > 0 for _, gain, significant, _ in candidates):
+        return None, f"no {kind} gains significantly on {task_name(spec)}{where}"
+    return None, (
+        f"no {kind} qualifies: every significant {task_name(spec)} gain comes with {task_name(gen)} "
+        f"intervals reaching past -{fmt_points(margin)[1:]} points"
     )

@@ -1,41 +1,6 @@
-"""CI gates on a run's accuracies: floors, regression ceilings, and a stored baseline.
-
-A gates file is TOML with three kinds of gate (every key is listed; none other is accepted):
-
-    [[floor]]                 # an accuracy must reach a floor
-    variant = "ft"
-    task = "spider"
-    min_accuracy = 0.05       # a fraction, 0..1
-    min_n = 40                # optional: skip (and say so) on fewer scored items, a narrowed run
-
-    [[max_drop]]              # a variant may lose at most this much against another one
-    variant = "ft"
-    task = "mmlu"
-    reference = "base"
-    max_points = 10           # percentage points on the items both scored; negative: a required gain
-
-    [[adapter]]               # the variant's adapter was trained to the end of its recipe
-    variant = "ft"
-    complete = true           # fail when the time budget cut it short
-
-    [[frontier]]              # some adapter gains on the specialization task without costing much,
-                              # read from the 95% intervals (paired, points), not the estimates:
-    max_cost_points = 1.0     # the generalization interval's lower end must be above -this
-    min_gain_points = 0.0     # the specialization interval's lower end must be above this
-
-    [baseline_file]           # compare with a stored results.json (one table, optional)
-    path = "reports/ci-baseline/results.json"   # relative to the working directory
-    max_drop_points = 5       # drop allowed against the stored accuracy (default 100: no limit)
-    alpha = 0.05              # fail when significantly worse: exact McNemar p < alpha, paired on
-                              # the shared items, and more items lost than gained (0: no test)
-    variants = ["ft"]         # default: every variant in both runs
-    tasks = ["mmlu"]          # default: every task in both runs
-
-The file is validated as it loads, like the experiment config (harness/config/experiment.py): every
-problem is gathered, each names the file and the dotted key, an unknown key gets a
-did-you-mean, and an unknown variant or task is named with the choices. The keys ``benchmark``
-and ``benchmarks`` of older files are refused, each with the key it was renamed to (``task``,
-``tasks``): silently reading a renamed key would be a guess about a file that gates CI.
+"""CI gates checked against a run: each floor, drop ceiling, adapter, frontier and stored-baseline
+gate gives a :class:`GateResult` (passed, failed or skipped, with a message that names the gate
+and gives its figures); the gates file itself is harness/report/gates_file.py.
 
 A gate whose (variant, task) did not run fails, because an explicit gate that silently
 checks nothing is worse than none; except when the run's selection was narrowed on purpose
@@ -45,106 +10,25 @@ checks nothing is worse than none; except when the run's selection was narrowed 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
-from types import SimpleNamespace
-from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
-
-from harness import configfile
-from harness.configfile import ConfigError, Problems, Strict, unknown
 from harness.formatting import interval, p_value, pct, points
 from harness.numbers.stats import Paired, paired
 from harness.numbers.summary import compare, verdicts
-from harness.records.run_folder import INCOMPLETE, incomplete_reason
 from harness.report.analysis import Analysis
-from harness.tasks import TASKS
+from harness.report.gates_file import (
+    AdapterGate,
+    BaselineFile,
+    Floor,
+    FrontierGate,
+    Gates,
+    GatesError,
+    MaxDrop,
+    read_stored_cases,
+)
 
-LEGACY_OUTCOMES = {"failed": "wrong"}  # a wrong answer's outcome in results.json schema 2 and before
 _EPS = 1e-9  # a floor of 0.2 holds for 40/200
-TaskName = Literal[tuple(TASKS)]  # type: ignore[valid-type]
-
-
-class GatesError(ConfigError):
-    """The gates file is malformed; the message lists every problem found."""
-
-
-class Floor(Strict):
-    variant: str
-    task: TaskName
-    min_accuracy: float
-    min_n: Annotated[int, Field(ge=0)] = 0  # fewer scored items (a run narrowed by --limit): skipped
-
-    @model_validator(mode="after")
-    def _fraction(self):
-        if not 0.0 <= self.min_accuracy <= 1.0:
-            raise Problems(
-                [
-                    f"min_accuracy: a fraction between 0 and 1, got {self.min_accuracy}"
-                    + ("; for percent write e.g. 0.05 for 5%" if self.min_accuracy > 1 else "")
-                ]
-            )
-        return self
-
-
-class MaxDrop(Strict):
-    variant: str
-    task: TaskName
-    reference: str
-    max_points: Annotated[float, Field(ge=-100, le=100)]  # percentage points; negative: a required gain
-    min_n: Annotated[int, Field(ge=0)] = 0  # fewer shared items (a run narrowed by --limit): skipped
-
-    @model_validator(mode="after")
-    def _not_itself(self):
-        if self.reference == self.variant:
-            raise Problems([f"reference: {self.reference!r} is the variant itself"])
-        return self
-
-
-class BaselineFile(Strict):
-    path: str
-    max_drop_points: Annotated[float, Field(ge=0, le=100)] = 100.0  # 100: no limit on the drop itself
-    alpha: Annotated[float, Field(ge=0, lt=1)] = 0.05  # 0: no significance test
-    variants: tuple[str, ...] = ()  # empty: every variant in both runs
-    tasks: tuple[TaskName, ...] = ()  # empty: every task in both runs
-
-
-class AdapterGate(Strict):
-    """The variant's adapter must be the one its recipe means: trained to the end."""
-
-    variant: str
-    complete: bool = True  # fail when training was cut short (time budget) or did not succeed
-
-
-class FrontierGate(Strict):
-    """The learning-forgetting frontier must hold a point whose specialization gain's 95%
-    interval lies above ``min_gain_points`` and whose generalization change's interval lies
-    above ``-max_cost_points`` (both paired with the baseline, in percentage points): a point
-    estimate within the bound is not enough when its interval reaches past it."""
-
-    max_cost_points: Annotated[float, Field(ge=0, le=100)]
-    min_gain_points: Annotated[float, Field(ge=-100, le=100)] = 0.0
-
-
-class Gates(Strict):
-    floor: tuple[Floor, ...] = ()
-    max_drop: tuple[MaxDrop, ...] = ()
-    adapter: tuple[AdapterGate, ...] = ()
-    frontier: tuple[FrontierGate, ...] = ()
-    baseline_file: BaselineFile | None = None
-    source: str = ""  # the file it was loaded from (set by the loader)
-
-    def __len__(self) -> int:
-        return (
-            len(self.floor)
-            + len(self.max_drop)
-            + len(self.adapter)
-            + len(self.frontier)
-            + (self.baseline_file is not None)
-        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,110 +43,6 @@ class GateResult:
         return self.status == "failed"
 
 
-# -- loading --------------------------------------------------------------------------------
-
-
-def parse_gates(raw: Mapping, *, variants: Sequence[str], source: str = "") -> Gates:
-    """Gates from the parsed TOML ``raw``, checked against the experiment's ``variants``."""
-    where = source or "gates"
-    if "source" in raw:
-        raise GatesError(f"{where}: invalid gates file:\n  source: unknown key")
-    renamed = _renamed_keys(raw)
-    if renamed:
-        raise GatesError(f"{where}: invalid gates file:\n  " + "\n  ".join(renamed))
-    try:
-        gates = configfile.validate(Gates, dict(raw), source=where, kind="gates file")
-    except GatesError:
-        raise
-    except ConfigError as e:
-        raise GatesError(str(e)) from None
-    errors: list[str] = []
-    for kind in ("floor", "max_drop", "adapter"):
-        for i, g in enumerate(getattr(gates, kind)):
-            key = f"{kind}[{i}]"
-            if g.variant not in variants:
-                errors.append(f"{key}.variant: " + unknown("variant", g.variant, variants))
-            if kind == "max_drop" and g.reference not in variants:
-                errors.append(f"{key}.reference: " + unknown("variant", g.reference, variants))
-    bf = gates.baseline_file
-    if bf is not None:
-        for i, v in enumerate(bf.variants):
-            if v not in variants:
-                errors.append(f"baseline_file.variants[{i}]: " + unknown("variant", v, variants))
-        try:
-            read_stored_cases(bf.path)
-        except GatesError as e:
-            errors.append(f"baseline_file.path: {e}")
-    if errors:
-        raise GatesError(f"{where}: invalid gates file:\n  " + "\n  ".join(errors))
-    return gates.model_copy(update={"source": source})
-
-
-RENAMED = {"benchmark": "task", "benchmarks": "tasks"}  # older gates files' keys
-
-
-def _renamed_keys(raw: Mapping) -> list[str]:
-    """One problem per key of an older gates file, with the key it is called now."""
-    problems = []
-    for kind, value in raw.items():
-        tables = value if isinstance(value, list) else [value]
-        for i, table in enumerate(tables):
-            if not isinstance(table, Mapping):
-                continue
-            where = f"{kind}[{i}]" if isinstance(value, list) else kind
-            problems += [
-                f"{where}.{old}: unknown key; did you mean '{new}'? ('{old}' was renamed '{new}')"
-                for old, new in RENAMED.items()
-                if old in table
-            ]
-    return problems
-
-
-def load_gates(path: str | Path, *, variants: Sequence[str]) -> Gates:
-    """Load and validate a gates file; raises :class:`GatesError` naming the file and keys."""
-    if not Path(path).is_file():
-        raise GatesError(
-            f"{path}: gates file not found (give --gates PATH, or --gates none to run without gates)"
-        )
-    try:
-        raw = configfile.read_toml(path, "gates file")
-    except ConfigError as e:
-        raise GatesError(str(e)) from None
-    return parse_gates(raw, variants=variants, source=str(path))
-
-
-def read_stored_cases(path: str | Path) -> list[SimpleNamespace]:
-    """The case rows of a stored ``results.json`` (this harness's schema, 3 or 2), of a run that
-    finished: an incomplete run's folder (harness/records/run_folder.py) is refused with its reason."""
-    if (Path(path).parent / INCOMPLETE).is_file():
-        why = incomplete_reason(Path(path).parent)
-        raise GatesError(f"{str(path)!r} is an incomplete run's ({INCOMPLETE}: {why}); give a finished one")
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise GatesError(f"no such file {str(path)!r}") from None
-    except (OSError, ValueError) as e:
-        raise GatesError(f"{str(path)!r} is not readable JSON ({e})") from None
-    cases = data.get("cases") if isinstance(data, dict) else None
-    if not isinstance(cases, list):
-        raise GatesError(f"{str(path)!r} has no 'cases' list: not a harness results.json")
-    try:
-        return [
-            SimpleNamespace(
-                variant=c["variant"],
-                benchmark=c["task"] if "task" in c else c["benchmark"],  # schema 2 and before: "benchmark"
-                item_id=c["item_id"],
-                outcome=LEGACY_OUTCOMES.get(c["outcome"], c["outcome"]),
-            )
-            for c in cases
-        ]
-    except (KeyError, TypeError) as e:
-        raise GatesError(f"{str(path)!r}: a case lacks {e}: not a harness results.json") from None
-
-
-# -- checking -------------------------------------------------------------------------------
-
-
 def check_gates(gates: Gates, rows: Sequence, analysis: Analysis, *, narrowed: str = "") -> list[GateResult]:
     """Check every gate against a run's case ``rows`` and their ``analysis`` (harness.report.analysis:
     the accuracies, the adapters' facts and the frontier).
@@ -273,87 +53,77 @@ def check_gates(gates: Gates, rows: Sequence, analysis: Analysis, *, narrowed: s
     """
     by_pair = {(s.variant, s.benchmark): s for s in analysis.summary}
     results: list[GateResult] = []
-
-    def absent(gate: str, what: str, pair: tuple[str, str]) -> GateResult:
-        variant, task = pair
-        if narrowed:
-            return GateResult(
-                gate,
-                "skipped",
-                f"{gate} {what}: skipped, {variant}/{task} is not in this run "
-                f"(selection narrowed by {narrowed})",
-            )
-        return GateResult(
-            gate,
-            "failed",
-            f"{gate} {what}: {variant}/{task} did not run, so the gate cannot "
-            f"hold; run it, or narrow the run on purpose (-m/--variant) to skip the gate",
-        )
-
-    for i, g in enumerate(gates.floor):
-        name, what = f"floor[{i}]", f"{g.variant}/{g.task} accuracy >= {pct(g.min_accuracy)}"
-        s = by_pair.get((g.variant, g.task))
-        if s is None:
-            results.append(absent(name, what, (g.variant, g.task)))
-            continue
-        a = s.overall
-        figures = {**dataclasses.asdict(a), "min_accuracy": g.min_accuracy}
-        if 0 < a.n < g.min_n:
-            results.append(
-                GateResult(
-                    name,
-                    "skipped",
-                    f"{name} {what}: skipped, only {a.n} scored items (the gate "
-                    f"is set for at least {g.min_n}: a narrowed run)",
-                    figures,
-                )
-            )
-            continue
-        if a.n == 0:
-            results.append(
-                GateResult(name, "failed", f"{name} {what}: no scored items ({s.skipped} skipped)", figures)
-            )
-            continue
-        ok = a.accuracy >= g.min_accuracy - _EPS
-        results.append(
-            GateResult(
-                name,
-                "passed" if ok else "failed",
-                f"{name} {g.variant}/{g.task}: accuracy {pct(a.accuracy)} ({a.correct}/{a.n}, 95% CI "
-                f"{interval(a.ci_low, a.ci_high)}) {'>=' if ok else '<'} floor {pct(g.min_accuracy)}",
-                figures,
-            )
-        )
-
-    for i, g in enumerate(gates.max_drop):
-        name = f"max_drop[{i}]"
-        what = f"{g.variant}/{g.task} vs {g.reference}, drop <= {g.max_points:g} points"
-        missing = next((p for p in [(g.variant, g.task), (g.reference, g.task)] if p not in by_pair), None)
-        if missing:
-            results.append(absent(name, what, missing))
-            continue
-        p = compare(rows, g.variant, g.reference, g.task).paired
-        if 0 < p.n < g.min_n:
-            results.append(
-                GateResult(
-                    name,
-                    "skipped",
-                    f"{name} {what}: skipped, only {p.n} shared items (the gate "
-                    f"is set for at least {g.min_n}: a narrowed run)",
-                )
-            )
-            continue
-        results.append(
-            _drop_result(name, f"{g.variant}/{g.task} vs {g.reference}", p, g.max_points, alpha=0.0)
-        )
-
+    for i, floor in enumerate(gates.floor):
+        results.append(_floor_result(f"floor[{i}]", floor, by_pair, narrowed))
+    for i, drop in enumerate(gates.max_drop):
+        results.append(_max_drop_result(f"max_drop[{i}]", drop, rows, by_pair, narrowed))
     for i, g in enumerate(gates.adapter):
         results.append(_adapter_result(f"adapter[{i}]", g, analysis, narrowed))
-    for i, g in enumerate(gates.frontier):
-        results.append(_frontier_result(f"frontier[{i}]", g, analysis))
+    for i, f in enumerate(gates.frontier):
+        results.append(_frontier_result(f"frontier[{i}]", f, analysis))
     if gates.baseline_file is not None:
-        results += _check_baseline_file(gates.baseline_file, rows, by_pair, absent)
+        results += _check_baseline_file(gates.baseline_file, rows, by_pair, narrowed)
     return results
+
+
+def _absent(gate: str, what: str, pair: tuple[str, str], narrowed: str) -> GateResult:
+    """A gate whose (variant, task) did not run: skipped in a narrowed run, else failed."""
+    variant, task = pair
+    if narrowed:
+        return GateResult(
+            gate,
+            "skipped",
+            f"{gate} {what}: skipped, {variant}/{task} is not in this run (selection narrowed by {narrowed})",
+        )
+    return GateResult(
+        gate,
+        "failed",
+        f"{gate} {what}: {variant}/{task} did not run, so the gate cannot "
+        f"hold; run it, or narrow the run on purpose (-m/--variant) to skip the gate",
+    )
+
+
+def _floor_result(name: str, g: Floor, by_pair: Mapping, narrowed: str) -> GateResult:
+    what = f"{g.variant}/{g.task} accuracy >= {pct(g.min_accuracy)}"
+    s = by_pair.get((g.variant, g.task))
+    if s is None:
+        return _absent(name, what, (g.variant, g.task), narrowed)
+    a = s.overall
+    figures = {**dataclasses.asdict(a), "min_accuracy": g.min_accuracy}
+    if 0 < a.n < g.min_n:
+        return GateResult(
+            name,
+            "skipped",
+            f"{name} {what}: skipped, only {a.n} scored items (the gate "
+            f"is set for at least {g.min_n}: a narrowed run)",
+            figures,
+        )
+    if a.n == 0:
+        return GateResult(name, "failed", f"{name} {what}: no scored items ({s.skipped} skipped)", figures)
+    ok = a.accuracy >= g.min_accuracy - _EPS
+    return GateResult(
+        name,
+        "passed" if ok else "failed",
+        f"{name} {g.variant}/{g.task}: accuracy {pct(a.accuracy)} ({a.correct}/{a.n}, 95% CI "
+        f"{interval(a.ci_low, a.ci_high)}) {'>=' if ok else '<'} floor {pct(g.min_accuracy)}",
+        figures,
+    )
+
+
+def _max_drop_result(name: str, g: MaxDrop, rows: Sequence, by_pair: Mapping, narrowed: str) -> GateResult:
+    what = f"{g.variant}/{g.task} vs {g.reference}, drop <= {g.max_points:g} points"
+    missing = next((p for p in [(g.variant, g.task), (g.reference, g.task)] if p not in by_pair), None)
+    if missing:
+        return _absent(name, what, missing, narrowed)
+    p = compare(rows, g.variant, g.reference, g.task).paired
+    if 0 < p.n < g.min_n:
+        return GateResult(
+            name,
+            "skipped",
+            f"{name} {what}: skipped, only {p.n} shared items (the gate "
+            f"is set for at least {g.min_n}: a narrowed run)",
+        )
+    return _drop_result(name, f"{g.variant}/{g.task} vs {g.reference}", p, g.max_points, alpha=0.0)
 
 
 def _adapter_result(name: str, g: AdapterGate, analysis: Analysis, narrowed: str) -> GateResult:
@@ -468,7 +238,9 @@ def _drop_result(
     )
 
 
-def _check_baseline_file(bf: BaselineFile, rows: Sequence, by_pair: Mapping, absent) -> list[GateResult]:
+def _check_baseline_file(
+    bf: BaselineFile, rows: Sequence, by_pair: Mapping, narrowed: str
+) -> list[GateResult]:
     name, where = "baseline_file", f" (stored {bf.path})"
     try:
         stored = read_stored_cases(bf.path)
@@ -494,7 +266,7 @@ def _check_baseline_file(bf: BaselineFile, rows: Sequence, by_pair: Mapping, abs
     for v, b in wanted:
         gate = f"{name} {v}/{b}"
         if (v, b) not in by_pair:
-            out.append(absent(gate, f"vs stored {bf.path}", (v, b)))
+            out.append(_absent(gate, f"vs stored {bf.path}", (v, b), narrowed))
         elif (v, b) not in stored_pairs:
             out.append(GateResult(gate, "failed", f"{gate}{where}: the stored results have no {v}/{b}"))
         else:
