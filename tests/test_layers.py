@@ -51,16 +51,15 @@ LAYERS: dict[str, int] = {
 # arrow (the arrow is in the graph all the same): a command's --help must not wait seconds for
 # deepeval, torch or transformers, which these modules import.
 DEFERRED_OK = {
-    "harness.cli": {
-        "harness.config.experiment",
+    "harness.cli.bench": {
         "harness.models.loading",
-        "harness.tasks.score_spider",
-        "harness.tasks.spider",
         "harness.plugins.bench_preflight",
-        "harness.data.check",
-        "harness.data.fetch",
+        "harness.plugins.task_options",
         "harness.data.sources",
     },
+    "harness.cli.data": {"harness.data.check", "harness.data.fetch", "harness.data.sources"},
+    "harness.cli.schema": {"harness.config.experiment"},
+    "harness.cli.score_spider": {"harness.tasks.score_spider"},
     "training._recipe": {"training._data", "training._guard", "training._progress"},
 }
 

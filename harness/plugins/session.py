@@ -28,9 +28,9 @@ from harness.configfile import suggestion
 from harness.engine.sharding import Shard, pin_worker, visible_gpus, worker_gpu
 from harness.models.loading import AUTO, LOAD_MODES
 from harness.plugins.preflight import check_session
+from harness.plugins.task_options import add_task_options, task_settings_of
 from harness.records.run_folder import new_run_id, run_id_problem
 from harness.tasks import TASKS
-from harness.tasks.mmlu import SELECTIONS as MMLU_SELECTIONS
 
 EXPERIMENT_KEY = pytest.StashKey[ExperimentConfig]()
 RUN_ID_KEY = pytest.StashKey[str]()
@@ -139,7 +139,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type=_per_task("--limit"),
         metavar="[TASK=]N",
         help="run N items of every task (a seeded sample, spread over subjects where the task has "
-        "them), or of one task with TASK=N (repeatable: --limit 20 --limit mmlu=100); 0: all",
+        "them), or of one task with TASK=N (repeatable: --limit 20 --limit TASK=100); 0: all",
     )
     group.addoption(
         "--shots",
@@ -150,14 +150,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="few-shot examples in every prompt of every variant, or of one task with TASK=N "
         "(like lm-eval's --num_fewshot)",
     )
-    group.addoption("--spider-dir", default=None, help="Spider folder (official layout)")
-    group.addoption("--mmlu-dir", default=None, help="MMLU folder (original CSV layout)")
-    group.addoption(
-        "--mmlu-selection",
-        default=None,
-        choices=MMLU_SELECTIONS,
-        help="which MMLU questions: paper (150), full (14,042) or per_subject",
-    )
+    add_task_options(group)
     group.addoption("--cache-dir", default=None, help="prediction cache folder (default: from the config)")
     group.addoption(
         "--report-dir", default=None, help="where reports/<run-id>/ go (default: from the config)"
@@ -187,8 +180,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def overrides_of(config: pytest.Config) -> Overrides:
     get = config.getoption
-    dirs = {t: d for t, d in (("spider", get("spider_dir")), ("mmlu", get("mmlu_dir"))) if d}
-    settings = {("mmlu", "selection"): get("mmlu_selection")} if get("mmlu_selection") else {}
+    settings = task_settings_of(config.option)
     return Overrides(
         variants=tuple(get("variant") or ()),
         model=get("model"),
@@ -196,8 +188,7 @@ def overrides_of(config: pytest.Config) -> Overrides:
         limits=dict(get("limit") or ()),
         shots=dict(get("shots") or ()),
         batch_sizes=dict(get("batch_size") or ()),
-        data_dirs=dirs,
-        settings=settings,
+        settings=settings,  # data_dir included: --data-dir TASK=PATH is --set TASK.data_dir=PATH
     )
 
 
