@@ -24,7 +24,7 @@
 Loaded into frozen pydantic models by the one config loader (harness/configfile.py): every
 problem is reported at once, naming the file and the dotted key, with a did-you-mean. The models
 are built from the task registry, so a new task brings its table and variant options with it.
-``docs/experiment.schema.json`` is this schema as JSON Schema (``python -m harness.config.experiment``).
+``harness schema`` prints this schema as JSON Schema (generated, not kept in the repository).
 """
 
 from __future__ import annotations
@@ -523,5 +523,5 @@ def json_schema() -> dict:
     return schema
 
 
-if __name__ == "__main__":  # python -m harness.config.experiment > docs/experiment.schema.json
+if __name__ == "__main__":  # python -m harness.config.experiment: the same as `harness schema`
     print(json.dumps(json_schema(), indent=1))
