@@ -59,7 +59,7 @@ def pytest_configure(config: pytest.Config) -> None:
             config.option.durations = None  # deepeval's default, not asked for: not the last screen
     deepeval_plugin = sys.modules.get("deepeval.plugins.plugin")
     if deepeval_plugin is not None and not shows_deepeval_output(config):
-        deepeval_plugin.print = _say_nothing
+        deepeval_plugin.print = _say_nothing  # type: ignore[attr-defined]  # a global it reads, not declared
 
 
 def _say_nothing(*args, **kwargs) -> None:

@@ -11,6 +11,7 @@ module imports neither.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -232,10 +233,10 @@ def selected_variants(exp: ExperimentConfig, mark: str | None) -> list:
     def selects(variant) -> bool:
         # The markers of the variant's cases: its name and, for a sweep's variant, the sweep's,
         # its run's and its checkpoint's, and the task's.
-        return any(
-            expression.evaluate(lambda name, t=task, **_: name in (*variant.markers, t))
-            for task in exp.tasks_of(variant)
-        )
+        def has_marker(task: str) -> Callable[..., bool]:
+            return lambda name, /, **_: name in (*variant.markers, task)
+
+        return any(expression.evaluate(has_marker(task)) for task in exp.tasks_of(variant))
 
     return [v for v in exp.variants if selects(v)]
 
