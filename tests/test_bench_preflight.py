@@ -280,3 +280,15 @@ def test_the_help_imports_no_model_library():
         check=True,
     )
     assert done.stdout.strip() == "[]"
+
+
+def test_a_setting_the_file_then_refuses_names_the_option_too(tmp_path, tiny_experiment, no_training, capsys):
+    """A check across keys (a per-subject selection needs a count) sees the file and the option
+    together; the error says the option took part."""
+    text = tiny_experiment.read_text().replace("per_subject = 1\n", "")
+    tiny_experiment.write_text(text.replace('selection = "per_subject"', 'selection = "paper"'))
+    rc = _bench(tmp_path, tiny_experiment, "--set", "mmlu.selection=per_subject")
+    err = capsys.readouterr().err
+    assert rc == 4
+    assert "mmlu.per_subject: must be positive when selection = 'per_subject'" in err
+    assert "(with --set mmlu.selection=per_subject from the command line)" in err

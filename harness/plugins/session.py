@@ -29,7 +29,7 @@ from harness.configfile import suggestion
 from harness.engine.sharding import Shard, pin_worker, visible_gpus, worker_gpu
 from harness.models.loading import AUTO, LOAD_MODES
 from harness.plugins.preflight import check_session
-from harness.plugins.task_options import add_task_options, task_settings_of
+from harness.plugins.task_options import add_task_options, settings_note, task_settings_of
 from harness.records.run_folder import new_run_id, run_id_problem
 from harness.tasks import TASKS
 
@@ -196,7 +196,10 @@ def overrides_of(config: pytest.Config) -> Overrides:
 def checked_experiment(path: str, overrides: Overrides) -> ExperimentConfig:
     """The experiment at ``path`` with its overrides, its data and its adapters checked (before
     any model work), or ConfigError: the one check behind a pytest session and harness bench."""
-    exp = load_experiment(path, overrides)
+    try:
+        exp = load_experiment(path, overrides)
+    except ConfigError as e:
+        raise ConfigError(str(e) + settings_note(str(e), overrides.settings)) from None
     check_data(exp)
     check_adapters(exp)
     return exp

@@ -13,6 +13,7 @@ is not one (``full``, a path) is a string.
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from collections.abc import Callable
@@ -158,3 +159,15 @@ def task_settings_of(options: Any) -> dict[tuple[str, str], Any]:
 def data_dirs_of(settings: dict[tuple[str, str], Any]) -> dict[str, str]:
     """The tasks' data folders among ``settings``: ``{task: folder}``."""
     return {task: value for (task, key), value in settings.items() if key == DATA_DIR_KEY}
+
+
+def settings_note(message: str, settings: dict[tuple[str, str], Any]) -> str:
+    """For an experiment the file and the command line made invalid together (a check across
+    keys, as a selection that needs a count): which of the keys named in ``message`` came from
+    the command line ("" if none)."""
+    given = [
+        f"{task}.{key}={value if isinstance(value, str) else json.dumps(value)}"
+        for (task, key), value in settings.items()
+        if f"{task}." in message
+    ]
+    return f"\n  (with --set {', --set '.join(given)} from the command line)" if given else ""
