@@ -194,7 +194,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     rc = _train_missing(exp, plan.variants, training, _training_env(options))
     if rc:
         return rc
-    # The report tells the whole command's time and the training it ran (harness/plugins/results.py).
+    # The report tells the whole command's time and the training it ran (harness/plugins/collector.py).
     write_json(run_dir / COMMAND_RECORD, {"started": started, "argv": sys.argv, "training": training})
     try:
         return _run_deepeval(_deepeval_command(args, extra))
