@@ -61,10 +61,11 @@ def _refusal(task: str, key: str, value: Any) -> str:
     try:
         model.model_validate({key: _as_config(value)})
     except ValidationError as e:
-        if not any(err["loc"][:1] == (key,) for err in e.errors()):
+        own = [err["msg"] for err in e.errors() if err["loc"][:1] == (key,)]
+        if not own:
             return ""
         lines = [line for line in describe_errors(e, model) if re.match(rf"{re.escape(key)}\b[.:\[]", line)]
-        return "; ".join(f"{task}.{line}" for line in lines)
+        return "; ".join(f"{task}.{line}" for line in lines) or f"{task}.{key}: {own[0]}"
     return ""
 
 
