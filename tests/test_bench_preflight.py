@@ -292,3 +292,12 @@ def test_a_setting_the_file_then_refuses_names_the_option_too(tmp_path, tiny_exp
     assert rc == 4
     assert "mmlu.per_subject: must be positive when selection = 'per_subject'" in err
     assert "(with --set mmlu.selection=per_subject from the command line)" in err
+
+
+@pytest.mark.parametrize("command", [["schema"], ["data", "check"], ["score-spider", "p.sql"]])
+def test_a_command_that_passes_nothing_on_refuses_an_unknown_argument(command, capsys):
+    """Only bench and train hand arguments on (to pytest, to training); the others name a stray one."""
+    with pytest.raises(SystemExit) as stopped:
+        cli.main([*command, "--bogus"])
+    assert stopped.value.code == 2
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
