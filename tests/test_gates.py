@@ -13,6 +13,7 @@ from harness.report.analysis import analyze
 from harness.report.frontier import AdapterFacts
 from harness.report.gates import check_gates
 from harness.report.gates_file import GatesError, load_gates, parse_gates, read_stored_cases
+from harness.tasks import TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ["base", "base-3shot", "ft", "ft-3shot"]
@@ -147,7 +148,7 @@ def test_the_frontier_gate_reads_intervals_not_point_estimates():
         ),
         (
             '[[floor]]\nvariant="ft"\ntask="spyder"\nmin_accuracy=0.1\n',
-            ["floor[0].task: 'spyder' is not one of spider, mmlu, text2sql; did you mean 'spider'?"],
+            [f"floor[0].task: 'spyder' is not one of {', '.join(TASKS)}; did you mean 'spider'?"],
         ),
         (
             '[[floor]]\nvariant="ft"\ntask="spider"\nmin_accuracy=5\n',

@@ -51,16 +51,15 @@ LAYERS: dict[str, int] = {
 # arrow (the arrow is in the graph all the same): a command's --help must not wait seconds for
 # deepeval, torch or transformers, which these modules import.
 DEFERRED_OK = {
-    "harness.cli": {
-        "harness.config.experiment",
+    "harness.cli.bench": {
         "harness.models.loading",
-        "harness.tasks.score_spider",
-        "harness.tasks.spider",
         "harness.plugins.bench_preflight",
-        "harness.data.check",
-        "harness.data.fetch",
+        "harness.plugins.task_options",
         "harness.data.sources",
     },
+    "harness.cli.data": {"harness.data.check", "harness.data.fetch", "harness.data.sources"},
+    "harness.cli.schema": {"harness.config.experiment"},
+    "harness.cli.score_spider": {"harness.tasks.score_spider"},
     "training._setup": {"training._data", "training._guard", "training._progress"},
 }
 
@@ -203,3 +202,46 @@ def test_no_hidden_function_local_imports(graph):
         if nested and t not in DEFERRED_OK.get(m, set())
     ]
     assert not hidden, "\n".join(hidden)
+
+
+def test_a_registered_task_needs_no_entry_of_its_own():
+    """A new task module takes the tasks package's layer: only the package has an entry."""
+    from harness.tasks import TASKS
+
+    assert not [m for m in LAYERS if m.startswith("harness.tasks.")]
+    for name, task in TASKS.items():
+        module = type(task).__module__
+        assert module.startswith("harness.tasks."), (name, module)
+        assert _layer(module) == LAYERS["harness.tasks"]
+    assert _layer("harness.tasks.a_new_task") == LAYERS["harness.tasks"]
+
+
+LAYOUT_HEADER = "| package | layer | what it holds |"
+
+
+def _layout_table(path: Path) -> dict[str, int]:
+    """The layout table of a markdown file, as LAYERS writes it: ``{module: layer}``."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert LAYOUT_HEADER in lines, f"{path.name}: no layout table (a line {LAYOUT_HEADER!r})"
+    rows: dict[str, int] = {}
+    for line in lines[lines.index(LAYOUT_HEADER) + 2 :]:
+        if not line.startswith("|"):
+            break
+        package, layer = (cell.strip().strip("`") for cell in line.strip("|").split("|")[:2])
+        module = package.removesuffix("/").removesuffix(".py").replace("/", ".")
+        assert module not in rows, f"{path.name}: {package} listed twice"
+        rows[module] = int(layer)
+    return rows
+
+
+def test_the_readmes_layout_table_is_the_layer_table():
+    """The README's layout table lists exactly the entries of LAYERS, each with its layer."""
+    assert _layout_table(ROOT / "README.md") == LAYERS
+
+
+def test_the_proposed_layout_table_is_the_layer_table():
+    """docs/layout_table.md, the table the README takes at merge (then the file goes)."""
+    proposed = ROOT / "docs" / "layout_table.md"
+    if not proposed.exists():
+        pytest.skip("docs/layout_table.md is in the README by now")
+    assert _layout_table(proposed) == LAYERS

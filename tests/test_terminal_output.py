@@ -7,7 +7,7 @@ import sys
 from types import SimpleNamespace
 
 from harness import deepeval_env, progress
-from harness.plugins.results import skip_lines
+from harness.plugins.last_screen import skip_lines
 from harness.records.results import case_result
 
 

@@ -9,6 +9,7 @@ an option neither knows fails here, in seconds, with a did-you-mean, instead of 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -63,7 +64,7 @@ class PreflightError(ValueError):
 @dataclass(frozen=True)
 class Preflight:
     experiment: ExperimentConfig
-    options: object  # pytest's option namespace (spider_dir, mmlu_dir, model, load, limit, ...)
+    options: Any  # pytest's option namespace (model, load, limit, run_id, report_dir, ...)
     variants: tuple  # the variants the marker expression selects
 
 

@@ -1,6 +1,6 @@
 """deepeval's own terminal output in the harness's sessions: off unless asked for.
 
-The last screen of a run is the harness's (harness/plugins/results.py): accuracy and differences per
+The last screen of a run is the harness's (harness/plugins/last_screen.py): accuracy and differences per
 variant and task, skips by reason, gates, the report's path and the verdict. deepeval adds, under
 ``deepeval test run``, a results table with an 11-line row per case, a "Pass Rate" that pools
 every task and variant (a number that means nothing here), an advert and a "Run 'deepeval view'"
@@ -59,7 +59,7 @@ def pytest_configure(config: pytest.Config) -> None:
             config.option.durations = None  # deepeval's default, not asked for: not the last screen
     deepeval_plugin = sys.modules.get("deepeval.plugins.plugin")
     if deepeval_plugin is not None and not shows_deepeval_output(config):
-        deepeval_plugin.print = _say_nothing
+        deepeval_plugin.print = _say_nothing  # type: ignore[attr-defined]  # a global it reads, not declared
 
 
 def _say_nothing(*args, **kwargs) -> None:

@@ -11,6 +11,7 @@ module imports neither.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,9 +29,9 @@ from harness.configfile import suggestion
 from harness.engine.sharding import Shard, pin_worker, visible_gpus, worker_gpu
 from harness.models.loading import AUTO, LOAD_MODES
 from harness.plugins.preflight import check_session
+from harness.plugins.task_options import add_task_options, settings_note, task_settings_of
 from harness.records.run_folder import new_run_id, run_id_problem
 from harness.tasks import TASKS
-from harness.tasks.mmlu import SELECTIONS as MMLU_SELECTIONS
 
 EXPERIMENT_KEY = pytest.StashKey[ExperimentConfig]()
 RUN_ID_KEY = pytest.StashKey[str]()
@@ -139,7 +140,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type=_per_task("--limit"),
         metavar="[TASK=]N",
         help="run N items of every task (a seeded sample, spread over subjects where the task has "
-        "them), or of one task with TASK=N (repeatable: --limit 20 --limit mmlu=100); 0: all",
+        "them), or of one task with TASK=N (repeatable: --limit 20 --limit TASK=100); 0: all",
     )
     group.addoption(
         "--shots",
@@ -150,14 +151,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="few-shot examples in every prompt of every variant, or of one task with TASK=N "
         "(like lm-eval's --num_fewshot)",
     )
-    group.addoption("--spider-dir", default=None, help="Spider folder (official layout)")
-    group.addoption("--mmlu-dir", default=None, help="MMLU folder (original CSV layout)")
-    group.addoption(
-        "--mmlu-selection",
-        default=None,
-        choices=MMLU_SELECTIONS,
-        help="which MMLU questions: paper (150), full (14,042) or per_subject",
-    )
+    add_task_options(group)
     group.addoption("--cache-dir", default=None, help="prediction cache folder (default: from the config)")
     group.addoption(
         "--report-dir", default=None, help="where reports/<run-id>/ go (default: from the config)"
@@ -187,8 +181,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def overrides_of(config: pytest.Config) -> Overrides:
     get = config.getoption
-    dirs = {t: d for t, d in (("spider", get("spider_dir")), ("mmlu", get("mmlu_dir"))) if d}
-    settings = {("mmlu", "selection"): get("mmlu_selection")} if get("mmlu_selection") else {}
+    settings = task_settings_of(config.option)
     return Overrides(
         variants=tuple(get("variant") or ()),
         model=get("model"),
@@ -196,15 +189,17 @@ def overrides_of(config: pytest.Config) -> Overrides:
         limits=dict(get("limit") or ()),
         shots=dict(get("shots") or ()),
         batch_sizes=dict(get("batch_size") or ()),
-        data_dirs=dirs,
-        settings=settings,
+        settings=settings,  # data_dir included: --data-dir TASK=PATH is --set TASK.data_dir=PATH
     )
 
 
 def checked_experiment(path: str, overrides: Overrides) -> ExperimentConfig:
     """The experiment at ``path`` with its overrides, its data and its adapters checked (before
     any model work), or ConfigError: the one check behind a pytest session and harness bench."""
-    exp = load_experiment(path, overrides)
+    try:
+        exp = load_experiment(path, overrides)
+    except ConfigError as e:
+        raise ConfigError(str(e) + settings_note(str(e), overrides.settings)) from None
     check_data(exp)
     check_adapters(exp)
     return exp
@@ -241,10 +236,10 @@ def selected_variants(exp: ExperimentConfig, mark: str | None) -> list:
     def selects(variant) -> bool:
         # The markers of the variant's cases: its name and, for a sweep's variant, the sweep's,
         # its run's and its checkpoint's, and the task's.
-        return any(
-            expression.evaluate(lambda name, t=task, **_: name in (*variant.markers, t))
-            for task in exp.tasks_of(variant)
-        )
+        def has_marker(task: str) -> Callable[..., bool]:
+            return lambda name, /, **_: name in (*variant.markers, task)
+
+        return any(expression.evaluate(has_marker(task)) for task in exp.tasks_of(variant))
 
     return [v for v in exp.variants if selects(v)]
 

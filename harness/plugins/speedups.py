@@ -123,7 +123,7 @@ def pytest_runtestloop(session: pytest.Session):
         and hasattr(settings, "_calc_env_fingerprint")
         and hasattr(settings, "_settings_env_fingerprint")
     )
-    if has_experiment(session.config) and internals:
+    if has_experiment(session.config) and internals and settings is not None:
         settings.get_settings()  # built (or rebuilt) from the environment as it is now
         frozen = settings._settings_env_fingerprint
         patch = pytest.MonkeyPatch()

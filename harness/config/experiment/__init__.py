@@ -24,7 +24,7 @@
 Loaded into frozen pydantic models by the one config loader (harness/configfile.py): every
 problem is reported at once, naming the file and the dotted key, with a did-you-mean. The models
 are built from the task registry, so a new task brings its table and variant options with it.
-``docs/experiment.schema.json`` is this schema as JSON Schema (``python -m harness.config.experiment``).
+``harness schema`` prints this schema as JSON Schema (generated, not kept in the repository).
 
 The package, one job a module: ``schema`` (the models and the JSON Schema), ``load`` (the file,
 its overrides and sweeps) and ``checks`` (data and adapters on this machine). Import from here.

@@ -1,5 +1,5 @@
-"""The experiment file's JSON Schema:
-``python -m harness.config.experiment > docs/experiment.schema.json``."""
+"""The experiment file's JSON Schema: ``python -m harness.config.experiment``, the same as
+``harness schema``."""
 
 import json
 

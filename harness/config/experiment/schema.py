@@ -1,6 +1,6 @@
 """The experiment file's schema: frozen pydantic models of its variants, sweeps and task tables,
 built from the task registry (a new task brings its table and variant options with it), and
-the file's JSON Schema (``docs/experiment.schema.json``).
+the file's JSON Schema (printed by ``harness schema``, generated, not kept in the repository).
 """
 
 from __future__ import annotations
