@@ -50,6 +50,7 @@ from harness.sql import execute_readonly, is_plain_name
 from harness.sql.opening import connect_readonly
 from harness.tasks.base import (
     BatchSize,
+    PhaseInfo,
     Positive,
     Predictions,
     Report,
@@ -60,16 +61,11 @@ from harness.tasks.base import (
     VariantOptions,
     seeded_sample,
 )
-from harness.tasks.spider import (
-    Column,
-    ExecutionAccuracy,
-    Schema,
-    SpiderPrediction,
-    Table,
-    TemplateName,
-    get_spider_template,
+from harness.tasks.sql_metric import ExecutionAccuracy
+from harness.tasks.sql_prompts import Column, Schema, Table, TemplateName, get_spider_template, spider_prompt
+from harness.tasks.sql_task import (
+    SQLPrediction,
     predict_sql,
-    spider_prompt,
     sql_case,
     sql_failure_kind,
     write_sql_predictions,
@@ -413,7 +409,7 @@ class Text2SQLTask:
             namespace=self.name,
             max_new_tokens=settings.max_new_tokens,
             batch_size=settings.batch_size,
-            info={"template": template.name, "template_version": template.version, "shots": 0},
+            info=PhaseInfo(template=template.name, template_version=template.version, shots=0),
         )
 
     def metric(self, settings: Text2SQLSettings) -> ExecutionAccuracy:
@@ -422,7 +418,7 @@ class Text2SQLTask:
     def case(
         self,
         item: SQLItem,
-        prediction: SpiderPrediction | None,
+        prediction: SQLPrediction | None,
         variant,
         settings: Text2SQLSettings,
         data: TaskData,
