@@ -87,20 +87,20 @@ def summarize(rows: Iterable, subgroups: Mapping[str, str] | None = None) -> lis
     for (variant, benchmark), pair_rows in by_pair.items():
         scored = [r for r in pair_rows if r.outcome != "skipped"]
         groups: dict[str, list] = defaultdict(list)
-        subgroups: dict[str, list] = defaultdict(list)
+        by_subgroup: dict[str, list] = defaultdict(list)
         subgroup = (subgroups or {}).get(benchmark, "")
         for r in scored:
             groups[r.group or "unknown"].append(r)
             value = (r.extra or {}).get(subgroup) if subgroup else None
             if value:
-                subgroups[value].append(r)
+                by_subgroup[value].append(r)
         out.append(
             PairSummary(
                 variant=variant,
                 benchmark=benchmark,
                 overall=_accuracy_of(scored),
                 by_group={g: _accuracy_of(rs) for g, rs in sorted(groups.items())},
-                by_subject={s: _accuracy_of(rs) for s, rs in sorted(subgroups.items())},
+                by_subject={s: _accuracy_of(rs) for s, rs in sorted(by_subgroup.items())},
                 skipped=len(pair_rows) - len(scored),
                 skip_reasons=dict(
                     Counter(r.reason or "(no reason given)" for r in pair_rows if r.outcome == "skipped")

@@ -258,7 +258,7 @@ class MMLUTask:
                 "predicted_letters": dict(Counter(p.letter or "<empty>" for p in by_item.values())),
             },
         )
-        return Predictions(by_item, phase, info=info)
+        return Predictions(by_item, info.into(phase))
 
     def metric(self, settings: MMLUSettings) -> MultipleChoice:
         return MultipleChoice()
