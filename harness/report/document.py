@@ -22,8 +22,8 @@ from pathlib import Path
 from harness.files import atomic_write, file_sha256, write_json
 from harness.formatting import interval, p_value, pct, points
 from harness.numbers.stats import CONFIDENCE, Accuracy, PairedMean
-from harness.numbers.summary import MEASURES, Continuous, PairSummary
-from harness.report.analysis import Analysis, conclusion
+from harness.numbers.summary import Continuous, PairSummary
+from harness.report.analysis import MEASURES, Analysis, conclusion
 from harness.report.figure import plot_frontier, plot_tradeoff
 from harness.tasks import TASKS
 from harness.tasks.mmlu import LETTERS as MMLU_LETTERS
@@ -164,8 +164,8 @@ def _frontier_json(analysis: Analysis) -> dict | None:
                 "variant": p.variant,
                 "gain": {**asdict(p.gain.paired), "p_holm": p.gain.p_holm, "q_bh": p.gain.q_bh},
                 "cost": {**asdict(p.cost.paired), "p_holm": p.cost.p_holm, "q_bh": p.cost.q_bh},
-                "gold_prob": asdict(p.continuous) if p.continuous else None,
-                "kl_to_base": _size_json(p.task_kl) if p.task_kl else None,
+                **_declared(f.generalization, asdict(p.continuous) if p.continuous else None),
+                **_declared(f.specialization, _size_json(p.task_kl) if p.task_kl else None),
                 "on_front": p.on_front,
                 "on_front_continuous": p.on_front_continuous,
                 "non_inferior": p.non_inferior,
@@ -182,13 +182,19 @@ def _frontier_json(analysis: Analysis) -> dict | None:
                 "interval": "two-way bootstrap over seeds and items (percentile)",
                 "gain": {**asdict(g.gain), "p_holm": g.gain_p_holm},
                 "cost": {**asdict(g.cost), "p_holm": g.cost_p_holm},
-                "gold_prob": asdict(g.prob) if g.prob else None,
+                **_declared(f.generalization, asdict(g.prob) if g.prob else None),
                 "non_inferior": g.non_inferior,
                 "qualifies": g.qualifies,
             }
             for g in f.groups
         ],
     }
+
+
+def _declared(task: str, value: dict | None) -> dict:
+    """``value`` under the name of the measure ``task`` declares for the frontier (none: nothing)."""
+    name = TASKS[task].report.frontier_measure if task in TASKS else ""
+    return {name: value} if name else {}
 
 
 def _size_json(m: PairedMean) -> dict:
@@ -531,7 +537,7 @@ def _group_table(analysis: Analysis, labels: Mapping, task: str, title: str, att
     if keys:
         out += _table(
             [
-                "subject" if attr == "by_subject" else "group",
+                TASKS[task].report.subgroup_label if attr == "by_subject" else "group",
                 *(_label(labels, s.variant, task) for s in block),
             ],
             [[k, *(_cell(getattr(s, attr).get(k)) for s in block)] for k in keys],
