@@ -1,8 +1,9 @@
 """The registry of tasks: one entry per benchmark, each a module of this package.
 
 Config, fixtures, report and gates read this table; nothing else names the tasks. Adding a
-task: a module here ending in ``TASK = ...`` (see harness/tasks/base.py for the shape), one
-line below, and a thin ``benchmarks/test_<name>.py``.
+task is three files: a module here ending in ``TASK = ...`` (see harness/tasks/base.py for the
+contract), its name on one line of ``TASK_MODULES`` below, and a thin
+``benchmarks/test_<name>.py`` (tests/test_new_task.py does exactly that, and nothing more).
 """
 
 from __future__ import annotations
@@ -11,16 +12,31 @@ from harness.deepeval_env import import_deepeval
 
 import_deepeval()  # before the tasks import deepeval: its environment, and no line printed on import
 
+from importlib import import_module  # noqa: E402
+
 from harness.configfile import unknown  # noqa: E402
 from harness.numbers.summary import Measure  # noqa: E402
-from harness.tasks import mmlu, spider, text2sql  # noqa: E402
 from harness.tasks.base import AnyTask  # noqa: E402
 
-TASKS: dict[str, AnyTask] = {
-    spider.TASK.name: spider.TASK,
-    mmlu.TASK.name: mmlu.TASK,
-    text2sql.TASK.name: text2sql.TASK,
-}
+# The task modules of this package, one per line, in the order of the report's tables.
+TASK_MODULES = (
+    "spider",
+    "mmlu",
+    "text2sql",
+)
+
+
+def _registered(modules: tuple[str, ...]) -> dict[str, AnyTask]:
+    tasks: dict[str, AnyTask] = {}
+    for module in modules:
+        task: AnyTask = import_module(f"{__name__}.{module}").TASK
+        if task.name in tasks:
+            raise ValueError(f"harness/tasks/{module}: task name {task.name!r} is taken by another module")
+        tasks[task.name] = task
+    return tasks
+
+
+TASKS: dict[str, AnyTask] = _registered(TASK_MODULES)
 
 DEFAULT_TASKS = ("spider", "mmlu")  # what an experiment runs when it names none
 
