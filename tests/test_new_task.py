@@ -20,7 +20,7 @@ from tests.tiny_data import harness_options
 ROOT = Path(__file__).resolve().parents[1]
 COPIED = ("harness", "fixtures", "benchmarks", "conftest.py", "pytest.ini", ".env")
 
-TASK_MODULE = '''"""Exact-match arithmetic from a JSONL file (``{"question": "2+3", "answer": "5"}`` a line)."""
+TASK_MODULE = '''"""Exact-match arithmetic from a JSONL file: ``{"question": "2+3", "answer": "5"}``."""
 
 from __future__ import annotations
 
@@ -168,7 +168,9 @@ def test_a_fourth_task_in_three_files_runs_end_to_end(tmp_path, tiny_model_dir):
     assert diff == ["harness/tasks/__init__.py"]
 
     questions = tmp_path / "arith.jsonl"
-    rows = [{"question": f"{a}+{b}", "answer": str(a + b)} for a, b in [(1, 2), (3, 4), (10, 5), (7, 7), (2, 2)]]
+    rows = [
+        {"question": f"{a}+{b}", "answer": str(a + b)} for a, b in [(1, 2), (3, 4), (10, 5), (7, 7), (2, 2)]
+    ]
     rows.append({"question": "9-4", "answer": "5"})
     questions.write_text("".join(json.dumps(r) + "\n" for r in rows))
     exp = tmp_path / "exp.toml"
@@ -189,7 +191,13 @@ model = "{tiny_model_dir}"
 """
     )
     env = {**os.environ, "PYTHONPATH": str(repo), "HARNESS_CACHE_DIR": str(tmp_path / "hcache")}
-    args = [sys.executable, "-m", "pytest", "benchmarks/test_arith.py", *harness_options(tmp_path, exp, "toy")]
+    args = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "benchmarks/test_arith.py",
+        *harness_options(tmp_path, exp, "toy"),
+    ]
     done = subprocess.run(args, cwd=repo, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "arith" in done.stdout  # the terminal summary names the task
@@ -203,8 +211,12 @@ model = "{tiny_model_dir}"
     assert all(c["score"] == (1.0 if c["outcome"] == "passed" else 0.0) for c in cases), cases
     (summary,) = [s for s in results["summary"] if s["task"] == "arith"]
     correct = sum(c["outcome"] == "passed" for c in cases)
-    assert (summary["overall"]["n"], summary["overall"]["correct"]) == (len(rows), correct)
-    assert summary["overall"]["accuracy"] == correct / len(rows)
+    assert (summary["n"], summary["correct"], summary["accuracy"]) == (
+        len(rows),
+        correct,
+        correct / len(rows),
+    )
+    assert summary["why_wrong"] == ({"wrong number": len(rows) - correct} if correct < len(rows) else {})
     report = (run_dir / "report.md").read_text()
     assert "Arithmetic exact match" in report
     phase = json.loads((run_dir / "phases" / "arith-base.json").read_text())
