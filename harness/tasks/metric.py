@@ -41,7 +41,7 @@ def require_expected(metric: Any, test_case: LLMTestCase) -> str:
     return str(test_case.expected_output).strip()
 
 
-class PassFailMetric(BaseMetric):  # type: ignore[no-untyped-call]  # deepeval's __init_subclass__ is untyped
+class PassFailMetric(BaseMetric):  # type: ignore[no-untyped-call,unused-ignore]  # untyped deepeval (strict only)
     """A right-or-wrong metric. A subclass sets ``metric_name`` and writes :meth:`judge`; its
     ``__init__`` (if it has one) calls ``super().__init__(threshold)``."""
 

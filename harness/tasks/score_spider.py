@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -227,7 +228,7 @@ def _database_files(spider_dir: Path, items: list) -> list[Path]:
     return paths
 
 
-def _check_output(out: Path, inputs: list[Path] = (), data: Path | None = None) -> None:
+def _check_output(out: Path, inputs: Sequence[Path] = (), data: Path | None = None) -> None:
     """Fail now, not after scoring every item, when ``out`` cannot be written as a file: it is
     a folder, one of the ``inputs``, inside the ``data`` folder, its folder cannot be made, or
     writing there is not allowed."""

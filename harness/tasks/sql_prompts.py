@@ -6,6 +6,7 @@ text changes), the shots, and the answer a fine-tuned model learns to write.
 from __future__ import annotations
 
 import random
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
@@ -77,7 +78,8 @@ SPIDER_TEMPLATES: dict[str, SpiderTemplate] = {
         ),
     ),
 }
-TemplateName = Literal[tuple(SPIDER_TEMPLATES)]  # type: ignore[valid-type]
+TemplateName = Literal["paper", "schema"]  # the keys of SPIDER_TEMPLATES, spelled out for the type checker
+assert set(typing.get_args(TemplateName)) == set(SPIDER_TEMPLATES), "TemplateName must list SPIDER_TEMPLATES"
 
 
 def get_spider_template(name: str) -> SpiderTemplate:
@@ -158,6 +160,7 @@ def spider_prompt(
             messages.append({"role": "user", "content": _shot_message(shot, template)})
             messages.append({"role": "assistant", "content": spider_answer(shot)})
         messages.append({"role": "user", "content": _user_message(item, schema, template)})
+        assert tokenizer is not None  # use_chat says so
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     turns = [f"[INST] {_shot_message(s, template)} [/INST] {spider_answer(s)}" for s, _ in shots]
     # The prompt ends with the space that separates "[/INST]" from the answer in every shot,

@@ -243,7 +243,7 @@ def items_from_hub_rows(rows: Iterable[Mapping], split: str, source: str) -> lis
                 split=split,
                 index=index,
                 question=row["question"],
-                choices=choices,  # type: ignore[arg-type]
+                choices=choices,
                 answer=LETTERS[answer],
             )
         )

@@ -192,4 +192,4 @@ def fit_prompts(
                 kept[i] -= 1
                 too_long.append(i)
         pending = too_long
-    return fitted
+    return [f for f in fitted if f is not None]  # every request is fitted by now (or raised)

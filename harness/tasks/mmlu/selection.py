@@ -58,7 +58,7 @@ class MMLUSelection:
             if not isinstance(n, int) or isinstance(n, bool) or n < 0:
                 raise ValueError(f"selection.per_category.{c}: must be a non-negative integer, got {n!r}")
         object.__setattr__(self, "per_category", tuple(sorted(pairs.items())))
-        if self.mode == "stratified" and not any(n for _, n in self.per_category):
+        if self.mode == "stratified" and not any(n for _, n in self.category_counts):
             raise ValueError(
                 "selection.per_category: mode 'stratified' needs a count for at least one category"
             )
@@ -69,13 +69,19 @@ class MMLUSelection:
         if not isinstance(self.seed, int):
             raise ValueError(f"selection.seed: must be an integer, got {self.seed!r}")
 
+    @property
+    def category_counts(self) -> tuple[tuple[str, int], ...]:
+        """``per_category`` as sorted (category, count) pairs, as ``__post_init__`` stores it."""
+        pc = self.per_category
+        return tuple(sorted(pc.items())) if isinstance(pc, Mapping) else tuple(pc)
+
     def describe(self) -> str:
         """A stable one-line description, for cache fingerprints and reports."""
         parts = [f"mode={self.mode}", f"seed={self.seed}"]
         if self.subjects:
             parts.append("subjects=" + ",".join(self.subjects))
         if self.mode == "stratified":
-            parts.append("per_category=" + ",".join(f"{c}:{n}" for c, n in self.per_category))
+            parts.append("per_category=" + ",".join(f"{c}:{n}" for c, n in self.category_counts))
         if self.mode == "per_subject":
             parts.append(f"per_subject={self.per_subject}")
         return " ".join(parts)
@@ -129,7 +135,7 @@ def select_mmlu(items: Iterable[MMLUItem], selection: MMLUSelection) -> list[MML
         chosen = pool
     elif selection.mode == "stratified":
         chosen = []
-        for category, n in selection.per_category:
+        for category, n in selection.category_counts:
             if n:
                 chosen += _sample([it for it in pool if it.category == category], n, selection.seed, category)
     else:

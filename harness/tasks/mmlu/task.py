@@ -274,8 +274,8 @@ class MMLUTask:
     ) -> CaseSpec:
         extra = {"shots_used": prediction.shots_used, "scoring": prediction.scoring}
         logprobs = list(prediction.logprobs) if prediction.logprobs is not None else None
-        scores = list(choice_scores(prediction, item)) if logprobs is not None else None
-        if logprobs is not None:
+        scores = list(choice_scores(prediction, item)) if prediction.logprobs is not None else None
+        if logprobs is not None and scores is not None:
             gold = LETTERS.index(item.answer)
             extra["letter_scores"] = dict(zip(LETTERS, logprobs))  # as the model scored them
             extra["choice_scores"] = dict(zip(LETTERS, scores))  # as the prediction ranks them
