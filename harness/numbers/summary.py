@@ -172,7 +172,7 @@ class Measure:
     """A continuous measure: its name in the report, the row field it reads, how it is compared
     with the baseline ("paired": mean paired change, t interval and test; "kl": the mean KL of
     the variant's answer distribution from the baseline's; "mean": the mean of a value the engine
-    measured against the base model), and its definition, printed once in the report."""
+    computed against the base model), and its definition, printed once in the report."""
 
     title: str
     field: str
@@ -189,7 +189,7 @@ class Measure:
 class Continuous:
     """A continuous measure of a variant on one task, against the reference variant: the mean
     paired difference (``paired``), or the mean of a per-item divergence from it (``kl``, or
-    ``mean`` of a value measured against the base model itself), with its 95% interval."""
+    ``mean`` of a value computed against the base model itself), with its 95% interval."""
 
     variant: str
     reference: str
@@ -236,7 +236,7 @@ def continuous_measures(
             mine = field_values(rows, variant, task, field_name)
             if not mine:
                 continue
-            if how == "mean":  # measured against the base model by the engine: its mean and interval
+            if how == "mean":  # computed by the engine against the base model: its mean and interval
                 result = bootstrap_mean(mine)
             else:
                 theirs = field_values(rows, baseline, task, field_name)

@@ -208,6 +208,6 @@ def sample_items(items: list[SpiderItem], limit: int | None, seed: int) -> list[
     """A seeded sample of ``limit`` items (all of them when ``limit`` is None or 0), in split order.
 
     A simple random sample, not stratified by hardness: the default experiment's 50 items and
-    every number measured on them stay what they were.
+    every number computed on them stay what they were.
     """
     return seeded_sample(items, limit or 0, seed)

@@ -1,4 +1,4 @@
-"""Your own text-to-SQL set, measured like Spider: a JSONL file of questions and your SQLite files.
+"""Your own text-to-SQL set, scored like Spider: a JSONL file of questions and your SQLite files.
 
 Each line of the file is one item::
 
