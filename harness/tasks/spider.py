@@ -52,6 +52,7 @@ from harness.tasks.spider_data import (
     load_spider_hub,
     load_spider_split,
     sample_items,
+    select_shots,
     split_validation,
     validation_databases,
 )
@@ -67,7 +68,6 @@ from harness.tasks.sql_prompts import (
     TemplateName,
     get_spider_template,
     render_schema,
-    select_shots,
     spider_answer,
     spider_completion,
     spider_prompt,

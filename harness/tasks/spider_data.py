@@ -211,3 +211,21 @@ def sample_items(items: list[SpiderItem], limit: int | None, seed: int) -> list[
     every number computed on them stay what they were.
     """
     return seeded_sample(items, limit or 0, seed)
+
+
+def select_shots(
+    pool: Sequence[SpiderItem], k: int, seed: int, exclude_question: str | None = None
+) -> list[SpiderItem]:
+    """``k`` examples drawn from ``pool`` (the **train** split), deterministic in ``seed``.
+
+    The same seed gives the same shots for every item and every variant, so variants differ
+    only in the model.
+    """
+    if k <= 0:
+        return []
+    candidates = [s for s in pool if s.question != exclude_question]
+    if len(candidates) < k:
+        raise ValueError(f"asked for {k} shots but the shot pool has only {len(candidates)} items")
+    if any(s.split != "train" for s in candidates[:1]):
+        raise ValueError("Spider shots must come from the train split, never from dev")
+    return random.Random(seed).sample(candidates, k)

@@ -5,14 +5,10 @@ text changes), the shots, and the answer a fine-tuned model learns to write.
 
 from __future__ import annotations
 
-import random
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
-
-if TYPE_CHECKING:
-    from harness.tasks.spider_data import SpiderItem
+from typing import Literal, Protocol
 
 
 @dataclass(frozen=True)
@@ -38,6 +34,19 @@ class Schema:
 
 
 # -- prompts ---------------------------------------------------------------------------------------
+
+
+class SQLQuestion(Protocol):
+    """What a prompt reads of an item: Spider's SpiderItem, or a user's SQLItem (text2sql)."""
+
+    @property
+    def question(self) -> str: ...
+
+    @property
+    def gold_sql(self) -> str: ...
+
+    @property
+    def db_id(self) -> str: ...
 
 
 class ChatTokenizer(Protocol):
@@ -99,7 +108,7 @@ def render_schema(schema: Schema) -> str:
     return "\n".join(lines)
 
 
-def _user_message(item: SpiderItem, schema: Schema | None, template: SpiderTemplate) -> str:
+def _user_message(item: SQLQuestion, schema: Schema | None, template: SpiderTemplate) -> str:
     parts = []
     if template.instruction:
         parts.append(template.instruction)
@@ -113,7 +122,7 @@ def _user_message(item: SpiderItem, schema: Schema | None, template: SpiderTempl
     return "\n\n".join(parts)
 
 
-def _shot_message(shot: SpiderItem, template: SpiderTemplate) -> str:
+def _shot_message(shot: SQLQuestion, template: SpiderTemplate) -> str:
     """A shot shows a question and its SQL, without its database's schema (as DAIL-SQL's
     best example layout does): the schema of a shot's database says nothing about the asked
     one, and leaving it out keeps a 3-shot prompt near a 0-shot one in length (on a CPU,
@@ -121,30 +130,12 @@ def _shot_message(shot: SpiderItem, template: SpiderTemplate) -> str:
     return f"Question: {shot.question}" if template.with_schema else shot.question
 
 
-def select_shots(
-    pool: Sequence[SpiderItem], k: int, seed: int, exclude_question: str | None = None
-) -> list[SpiderItem]:
-    """``k`` examples drawn from ``pool`` (the **train** split), deterministic in ``seed``.
-
-    The same seed gives the same shots for every item and every variant, so variants differ
-    only in the model.
-    """
-    if k <= 0:
-        return []
-    candidates = [s for s in pool if s.question != exclude_question]
-    if len(candidates) < k:
-        raise ValueError(f"asked for {k} shots but the shot pool has only {len(candidates)} items")
-    if any(s.split != "train" for s in candidates[:1]):
-        raise ValueError("Spider shots must come from the train split, never from dev")
-    return random.Random(seed).sample(candidates, k)
-
-
 def spider_prompt(
-    item: SpiderItem,
+    item: SQLQuestion,
     template: SpiderTemplate,
     *,
     schema: Schema | None = None,
-    shots: Sequence[tuple[SpiderItem, Schema | None]] = (),
+    shots: Sequence[tuple[SQLQuestion, Schema | None]] = (),
     tokenizer: ChatTokenizer | None = None,
 ) -> str:
     """The full prompt text for ``item``: k shots (question then gold SQL), then the question.
@@ -169,13 +160,13 @@ def spider_prompt(
     return "\n".join(turns)
 
 
-def spider_answer(item: SpiderItem) -> str:
+def spider_answer(item: SQLQuestion) -> str:
     """The answer a model should give: the gold SQL on one line, ending with a semicolon."""
     sql = " ".join(item.gold_sql.split())
     return sql if sql.endswith(";") else sql + ";"
 
 
-def spider_completion(item: SpiderItem, eos_token: str) -> str:
+def spider_completion(item: SQLQuestion, eos_token: str) -> str:
     """The training target: the answer then the end-of-sequence token, so the model learns to
     stop (the paper's model, trained without it, repeated its query until the token cap)."""
     if not eos_token:
