@@ -34,6 +34,7 @@ from harness.tasks.base import (
     Predictions,
     Report,
     RunContext,
+    Task,
     TaskData,
     TaskSettings,
     VariantOptions,
@@ -313,4 +314,5 @@ class SpiderTask:
         )
 
 
-TASK = SpiderTask()
+# Annotated so the type checker holds the task to the contract (harness/tasks/base.py).
+TASK: Task[SpiderItem, SpiderContext, SQLPrediction, SpiderSettings, SpiderOptions] = SpiderTask()
