@@ -15,6 +15,7 @@ from harness.numbers.summary import compare_to_baseline, continuous_measures, su
 from harness.records.results import CaseResult
 from harness.report.analysis import analyze
 from harness.report.frontier import AdapterFacts, build_frontier
+from harness.tasks import declared_measures
 
 
 def row(variant, task, item, outcome, prediction="A", **extra):
@@ -49,7 +50,7 @@ def test_continuous_measures_equal_scipy():
     kl_rows += [row("base", "spider", i, "wrong", "SELECT 2") for i in range(10)]
     found = {
         (c.variant, c.benchmark, c.measure): c.result
-        for c in continuous_measures(base + ft + kl_rows, "base")
+        for c in continuous_measures(base + ft + kl_rows, "base", measures=declared_measures())
     }
 
     g = found[("ft", "mmlu", "gold_prob")]

@@ -21,6 +21,7 @@ from harness.report.markdown import render_markdown
 from harness.report.results_json import SCHEMA, results_payload
 from harness.report.sections import MIN_SUBJECT_N
 from harness.report.terminal import format_table
+from harness.tasks import declared_measures, subgroup_fields
 
 
 def row(variant, benchmark, item_id, outcome, group="easy", reason="", **extra):
@@ -164,7 +165,7 @@ def _rows():
 
 
 def test_summarize_counts_accuracy_groups_skips_and_errors():
-    summary = {(s.variant, s.benchmark): s for s in summary_mod.summarize(_rows())}
+    summary = {(s.variant, s.benchmark): s for s in summary_mod.summarize(_rows(), subgroup_fields())}
     s = summary["base", "spider"]
     assert (s.overall.n, s.overall.correct) == (6, 3)  # the error counts as wrong, skips not in n
     assert s.skipped == 2 and s.skip_reasons == {"database 'wta_1' absent": 2}
@@ -409,7 +410,7 @@ def test_the_report_opens_with_its_conclusion_and_names_every_measure_once(tmp_p
     ]
     assert md.split("## Conclusion\n\n")[1].startswith("Fine-tuning (lr=1@1ep, against base)")
     assert "- fp32 where the paper used 8-bit" in md
-    for m in summary_mod.MEASURES.values():
+    for m in declared_measures().values():
         assert md.count(f"*{m.title}*:") == 1
     assert "log-probability of the right answer" not in md
     # the frontier is drawn for a sweep, best named, Holm beside raw p

@@ -152,11 +152,11 @@ def test_a_fifo_or_a_device_is_refused_at_once(tmp_path):
 
 
 def test_a_questions_file_over_the_cap_is_refused(tmp_path, monkeypatch):
-    import harness.tasks.text2sql as text2sql
+    import harness.tasks.text2sql_data as text2sql_data
 
     make_db(tmp_path / "music.sqlite")
     path = write_items(tmp_path / "q.jsonl", [{"question": "q" * 200, "query": "SELECT 1", "db_id": "music"}])
-    monkeypatch.setattr(text2sql, "MAX_QUESTIONS_BYTES", 100)
+    monkeypatch.setattr(text2sql_data, "MAX_QUESTIONS_BYTES", 100)
     with pytest.raises(Text2SQLDataError, match="more than the 0 MiB allowed|is over"):
         load_items(path)
 

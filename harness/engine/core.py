@@ -52,6 +52,14 @@ class StopRule:
     name: str
     is_complete: Callable[[str], bool]
 
+    def fingerprint(self) -> dict:
+        """The rule's entry in the generation fingerprint. Spider's ``sql_end`` keeps the value
+        the engine wrote before rules had names, ``stop_at_sql_end: true``, so the caches made
+        then stay valid; every other rule is recorded by its own name."""
+        if self.name == "sql_end":
+            return {"stop_at_sql_end": True}
+        return {"stop": self.name}
+
 
 @dataclass(frozen=True)
 class GenerationSettings:
@@ -64,13 +72,8 @@ class GenerationSettings:
     def as_fingerprint(self) -> dict:
         # batch_size is left out on purpose: greedy outputs do not depend on it (up to
         # floating-point noise), and a different batch size must not discard a cache.
-        fp: dict[str, object] = {
-            "max_new_tokens": self.max_new_tokens,
-            "stop_at_sql_end": self.stop is not None,
-            "greedy": True,
-        }
-        if self.stop is not None and self.stop.name != "sql_end":
-            fp["stop"] = self.stop.name
+        stop = self.stop.fingerprint() if self.stop is not None else {"stop_at_sql_end": False}
+        fp: dict[str, object] = {"max_new_tokens": self.max_new_tokens, **stop, "greedy": True}
         if self.add_special_tokens:
             fp["add_special_tokens"] = True
         return fp

@@ -3,7 +3,8 @@
 Pure functions of :class:`harness.records.results.CaseResult` rows (anything with their fields):
 
 - per (variant, task): n, correct, accuracy with its 95% Wilson interval, by group (Spider
-  hardness, MMLU category) and subgroup (MMLU subject), and the skips and errors with reasons.
+  hardness, MMLU category) and the subgroup the task declares (MMLU's subject), and the skips
+  and errors with reasons.
   A skipped item is not in n but is counted with its reason; an item that errored counts as
   wrong and is counted as an error too;
 - per non-baseline variant and task: the paired comparison with the baseline on the items
@@ -75,9 +76,10 @@ def _accuracy_of(rows: Sequence) -> Accuracy:
     return wilson(sum(r.outcome == "passed" for r in rows), len(rows))
 
 
-def summarize(rows: Iterable, subgroup: str = "subject") -> list[PairSummary]:
-    """One summary per (variant, task), sorted by task then variant. ``subgroup`` names the
-    extra field (if any) that gives the finer grouping."""
+def summarize(rows: Iterable, subgroups: Mapping[str, str] | None = None) -> list[PairSummary]:
+    """One summary per (variant, task), sorted by task then variant. ``subgroups``: task -> the
+    extra field that gives its finer grouping, as the task declares it (``Report.subgroup_field``);
+    a task not in it has none."""
     by_pair: dict[tuple[str, str], list] = defaultdict(list)
     for r in rows:
         by_pair[(r.variant, r.benchmark)].append(r)
@@ -85,19 +87,20 @@ def summarize(rows: Iterable, subgroup: str = "subject") -> list[PairSummary]:
     for (variant, benchmark), pair_rows in by_pair.items():
         scored = [r for r in pair_rows if r.outcome != "skipped"]
         groups: dict[str, list] = defaultdict(list)
-        subgroups: dict[str, list] = defaultdict(list)
+        by_subgroup: dict[str, list] = defaultdict(list)
+        subgroup = (subgroups or {}).get(benchmark, "")
         for r in scored:
             groups[r.group or "unknown"].append(r)
-            value = (r.extra or {}).get(subgroup)
+            value = (r.extra or {}).get(subgroup) if subgroup else None
             if value:
-                subgroups[value].append(r)
+                by_subgroup[value].append(r)
         out.append(
             PairSummary(
                 variant=variant,
                 benchmark=benchmark,
                 overall=_accuracy_of(scored),
                 by_group={g: _accuracy_of(rs) for g, rs in sorted(groups.items())},
-                by_subject={s: _accuracy_of(rs) for s, rs in sorted(subgroups.items())},
+                by_subject={s: _accuracy_of(rs) for s, rs in sorted(by_subgroup.items())},
                 skipped=len(pair_rows) - len(scored),
                 skip_reasons=dict(
                     Counter(r.reason or "(no reason given)" for r in pair_rows if r.outcome == "skipped")
@@ -169,7 +172,7 @@ class Measure:
     """A continuous measure: its name in the report, the row field it reads, how it is compared
     with the baseline ("paired": mean paired change, t interval and test; "kl": the mean KL of
     the variant's answer distribution from the baseline's; "mean": the mean of a value the engine
-    measured against the base model), and its definition, printed once in the report."""
+    computed against the base model), and its definition, printed once in the report."""
 
     title: str
     field: str
@@ -182,44 +185,11 @@ class Measure:
         return self.how in ("kl", "mean")
 
 
-MEASURES = {
-    "gold_prob": Measure(
-        "probability of the right answer among the choices",
-        "gold_prob",
-        "paired",
-        "p(gold) = exp(s_gold) / sum_c exp(s_c), s_c the choice scores the prediction ranks "
-        "(the letter's log-likelihood; in the cloze form, the choice text's log-likelihood per "
-        "character, lm-eval's acc_norm); mean over items, change = variant minus baseline, paired",
-    ),
-    "gold_token_loglik": Measure(
-        "per-token log-likelihood of the right answer's text",
-        "gold_token_loglik",
-        "paired",
-        "log p(gold text | prompt) / (tokens in the gold text), in nats (cloze form only); not a "
-        "probability among the choices: it ignores the other choices",
-    ),
-    "answer_kl": Measure(
-        "KL(baseline || variant) of the answer distribution",
-        "choice_scores",
-        "kl",
-        "sum_c p_base(c) log(p_base(c) / p_variant(c)) over the choices, p = the softmax of the "
-        "choice scores above, in nats; 0 = the same beliefs",
-    ),
-    "kl_to_base": Measure(
-        "KL(base || adapted) on the task's gold answers",
-        "kl_to_base",
-        "mean",
-        "mean over the gold answer's tokens of KL(p_base(. | prefix) || p_adapted(. | prefix)) "
-        "over the vocabulary, in nats (Shenfeld et al. 2025: it predicts forgetting)",
-    ),
-}
-
-
 @dataclass(frozen=True)
 class Continuous:
     """A continuous measure of a variant on one task, against the reference variant: the mean
     paired difference (``paired``), or the mean of a per-item divergence from it (``kl``, or
-    ``mean`` of a value measured against the base model itself), with its 95% interval."""
+    ``mean`` of a value computed against the base model itself), with its 95% interval."""
 
     variant: str
     reference: str
@@ -246,9 +216,13 @@ def field_values(rows: Iterable, variant: str, task: str, field_name: str) -> di
 
 
 def continuous_measures(
-    rows: Sequence, baseline: str, same: Mapping[tuple[str, str], str] | None = None
+    rows: Sequence,
+    baseline: str,
+    same: Mapping[tuple[str, str], str] | None = None,
+    measures: Mapping[str, Measure] | None = None,
 ) -> list[Continuous]:
-    """Every continuous measure that the rows carry, per non-baseline variant and task, against
+    """Every continuous measure in ``measures`` (name -> how to read it, as the tasks declare
+    them: harness.tasks.declared_measures) that the rows carry, per non-baseline variant and task, against
     the baseline on the items both scored: a paired change with its t interval and test, or a
     divergence (a KL) as a size with its bootstrap interval and no test (harness/numbers/stats.py)."""
     pairs = sorted({(r.benchmark, r.variant) for r in rows})
@@ -257,12 +231,12 @@ def continuous_measures(
     for task, variant in pairs:
         if variant == baseline or (variant, task) in skip:
             continue
-        for measure, m in MEASURES.items():
+        for measure, m in (measures or {}).items():
             field_name, how = m.field, m.how
             mine = field_values(rows, variant, task, field_name)
             if not mine:
                 continue
-            if how == "mean":  # measured against the base model by the engine: its mean and interval
+            if how == "mean":  # computed by the engine against the base model: its mean and interval
                 result = bootstrap_mean(mine)
             else:
                 theirs = field_values(rows, baseline, task, field_name)

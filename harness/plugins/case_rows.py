@@ -84,7 +84,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Gener
     spec = next((v for v in getattr(item, "funcargs", {}).values() if isinstance(v, CaseSpec)), None)
     verdict: dict = {}
     if spec is not None:
-        verdict.update(prediction=spec.prediction, extra=dict(spec.extra))
+        verdict.update(prediction=spec.prediction, score=spec.score, extra=dict(spec.extra))
     if call.excinfo is None:
         verdict.update(wrong_answer=False, reason="")
     elif call.excinfo.errisinstance(AssertionError):

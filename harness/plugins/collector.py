@@ -26,13 +26,13 @@ from harness.plugins.case_rows import row_of
 from harness.plugins.exit_status import RunOutcome, exit_status, incomplete_reason
 from harness.plugins.run_gates import load_gates_of, narrowed_by
 from harness.plugins.session import experiment_of, gates_path_of, run_dir_of, run_id_of
-from harness.records.results import CaseResult, case_ref, marked_as_case
 from harness.records.manifest import collect_manifest
+from harness.records.results import CaseResult, case_ref, marked_as_case
 from harness.records.run_folder import COMMAND_RECORD, mark_complete, mark_incomplete
 from harness.report.analysis import Analysis, analyze
-from harness.report.frontier import adapter_facts
 from harness.report.cells import variant_labels
 from harness.report.document import write_report
+from harness.report.frontier import adapter_facts
 from harness.report.gates import check_gates, gates_json
 from harness.report.gates_file import GatesError
 from harness.report.results_json import results_payload

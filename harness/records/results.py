@@ -18,6 +18,10 @@ from typing import Any
 OUTCOMES = ("passed", "wrong", "skipped", "error")
 CASE_PROPERTY = "harness_case"  # user property: the case's identity (CaseRef.identity())
 VERDICT_PROPERTY = "harness_verdict"  # user property: wrong answer or not, its reason, the case's details
+# The key of its score in a test case's additional_metadata, where the case's metric leaves it
+# (harness.tasks.metric.PassFailMetric): DeepEval scores a copy of the metric, so the metric
+# object of the CaseSpec never holds the score.
+SCORE_KEY = "harness_score"
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,13 @@ class CaseSpec:
     sample: Mapping[str, Any] = field(
         default_factory=dict
     )  # what the model saw and said (prompt, raw output)
+
+    @property
+    def score(self) -> float | None:
+        """The score the metric gave this case once scored (the result row's ``score``); None before."""
+        metadata = getattr(self.test_case, "additional_metadata", None) or {}
+        score = metadata.get(SCORE_KEY)
+        return float(score) if isinstance(score, (int, float)) and not isinstance(score, bool) else None
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field, replace
 from harness.formatting import interval, p_value, points
 from harness.numbers.stats import adjust_pvalues, minimum_detectable_difference
 from harness.numbers.summary import (
-    MEASURES,
     Comparison,
     Continuous,
     PairSummary,
@@ -36,7 +35,9 @@ from harness.report.frontier import (
     split_of,
     task_name,
 )
-from harness.tasks import TASKS
+from harness.tasks import TASKS, declared_measures, subgroup_fields
+
+MEASURES = declared_measures()  # the tasks' continuous measures (Report.measures), by name
 
 
 @dataclass(frozen=True)
@@ -129,14 +130,14 @@ def analyze(
     same = dict(same or {})
     nulls = tuple(v for v in null_variants if v != baseline)
     comparisons, continuous = corrected(
-        compare_to_baseline(rows, baseline, same), continuous_measures(rows, baseline, same), nulls
+        compare_to_baseline(rows, baseline, same), continuous_measures(rows, baseline, same, MEASURES), nulls
     )
     ran = {r.variant for r in rows}
     shown = {v: f for v, f in facts.items() if v in ran or not f.benchmarkable}
     noise = noise_floor(continuous, nulls)
     return Analysis(
         baseline=baseline,
-        summary=summarize(rows),
+        summary=summarize(rows, subgroup_fields()),
         comparisons=comparisons,
         continuous=continuous,
         same=same,

@@ -132,6 +132,12 @@ def task_name(task: str) -> str:
     return TASKS[task].report.title.split()[0] if task in TASKS else task
 
 
+def frontier_measure(task: str) -> str:
+    """The continuous measure ``task`` declares for the frontier (``Report.frontier_measure``):
+    the generalization task's paired change, the specialization task's divergence from the base."""
+    return TASKS[task].report.frontier_measure if task in TASKS else ""
+
+
 def roles(tasks: Sequence[str]) -> tuple[str | None, str | None]:
     """The experiment's (specialization, generalization) tasks: the first of each role."""
     spec = next((t for t in tasks if TASKS[t].report.role == "specialization"), None)
@@ -248,7 +254,8 @@ def seed_groups(
         cost = _accuracy_changes(rows, variants, baseline, gen)
         if gain is None or cost is None:
             continue
-        prob = _value_changes(rows, variants, baseline, gen, "gold_prob")
+        measure = TASKS[gen].report.measures.get(frontier_measure(gen))
+        prob = _value_changes(rows, variants, baseline, gen, measure.field) if measure else None
         out.append(SeedGroup(setting, tuple(variants), facts[variants[0]].epochs_at, gain, cost, prob))
     return out
 
@@ -350,7 +357,7 @@ def _points(
     names = [v for v in facts if (v, spec) in by and (v, gen) in by]
     gains = [by[(v, spec)] for v in names]
     costs = [by[(v, gen)] for v in names]
-    probs = [cont.get((v, gen, "gold_prob")) for v in names]
+    probs = [cont.get((v, gen, frontier_measure(gen))) for v in names]
     front = pareto_front(
         [(_credible(g, g.paired.delta), _credible(c, c.paired.delta)) for g, c in zip(gains, costs)]
     )
@@ -367,7 +374,9 @@ def _points(
             gains[i],
             costs[i],
             p.result if (p := probs[i]) is not None else None,
-            cont[(v, spec, "kl_to_base")].result if (v, spec, "kl_to_base") in cont else None,
+            cont[(v, spec, frontier_measure(spec))].result
+            if (v, spec, frontier_measure(spec)) in cont
+            else None,
             facts.get(v),
             front[i],
             front_c[i],

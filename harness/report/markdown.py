@@ -7,8 +7,7 @@ from collections.abc import Mapping
 
 from harness.formatting import interval, p_value, pct, points
 from harness.numbers.stats import CONFIDENCE
-from harness.numbers.summary import MEASURES
-from harness.report.analysis import Analysis, conclusion
+from harness.report.analysis import MEASURES, Analysis, conclusion
 from harness.report.cells import (
     FIGURE_NAME,
     accuracy_cell,

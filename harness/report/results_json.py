@@ -8,8 +8,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 
 from harness.numbers.stats import CONFIDENCE, PairedMean
-from harness.numbers.summary import MEASURES, Continuous
-from harness.report.analysis import Analysis, conclusion
+from harness.numbers.summary import Continuous
+from harness.report.analysis import MEASURES, Analysis, conclusion
+from harness.tasks import TASKS
 
 SCHEMA = 3  # docs/results_schema.md: every key, and what changed from the schemas before
 
@@ -44,8 +45,8 @@ def _frontier_json(analysis: Analysis) -> dict | None:
                 "variant": p.variant,
                 "gain": {**asdict(p.gain.paired), "p_holm": p.gain.p_holm, "q_bh": p.gain.q_bh},
                 "cost": {**asdict(p.cost.paired), "p_holm": p.cost.p_holm, "q_bh": p.cost.q_bh},
-                "gold_prob": asdict(p.continuous) if p.continuous else None,
-                "kl_to_base": _size_json(p.task_kl) if p.task_kl else None,
+                **_declared(f.generalization, asdict(p.continuous) if p.continuous else None),
+                **_declared(f.specialization, _size_json(p.task_kl) if p.task_kl else None),
                 "on_front": p.on_front,
                 "on_front_continuous": p.on_front_continuous,
                 "non_inferior": p.non_inferior,
@@ -62,13 +63,19 @@ def _frontier_json(analysis: Analysis) -> dict | None:
                 "interval": "two-way bootstrap over seeds and items (percentile)",
                 "gain": {**asdict(g.gain), "p_holm": g.gain_p_holm},
                 "cost": {**asdict(g.cost), "p_holm": g.cost_p_holm},
-                "gold_prob": asdict(g.prob) if g.prob else None,
+                **_declared(f.generalization, asdict(g.prob) if g.prob else None),
                 "non_inferior": g.non_inferior,
                 "qualifies": g.qualifies,
             }
             for g in f.groups
         ],
     }
+
+
+def _declared(task: str, value: dict | None) -> dict:
+    """``value`` under the name of the measure ``task`` declares for the frontier (none: nothing)."""
+    name = TASKS[task].report.frontier_measure if task in TASKS else ""
+    return {name: value} if name else {}
 
 
 def _size_json(m: PairedMean) -> dict:

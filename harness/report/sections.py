@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from harness.formatting import interval, p_value
-from harness.numbers.summary import MEASURES, PairSummary
-from harness.report.analysis import Analysis
+from harness.numbers.summary import PairSummary
+from harness.report.analysis import MEASURES, Analysis
 from harness.report.cells import (
     NO_ITEMS,
     accuracy_counts,
@@ -68,7 +68,7 @@ def group_table(analysis: Analysis, labels: Mapping, task: str, title: str, attr
     if keys:
         out += table(
             [
-                "subject" if attr == "by_subject" else "group",
+                TASKS[task].report.subgroup_label if attr == "by_subject" else "group",
                 *(label(labels, s.variant, task) for s in block),
             ],
             [[k, *(accuracy_counts(getattr(s, attr).get(k)) for s in block)] for k in keys],

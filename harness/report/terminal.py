@@ -6,8 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from harness.formatting import interval, p_value, pct, points
-from harness.numbers.summary import MEASURES
-from harness.report.analysis import Analysis
+from harness.report.analysis import MEASURES, Analysis
 from harness.report.cells import accuracy_cell, label, mean_interval, signed, size
 
 

@@ -21,12 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.files import atomic_write
-from harness.sql import database_file, execution_match
-from harness.tasks.spider import find_spider_dir, load_spider_split, subset_files
+from harness.sql import Verdict, database_file, execution_match
+from harness.tasks.spider import SpiderItem, find_spider_dir, load_spider_split, subset_files
 
 __all__ = [
     "ScoreSummary",
@@ -154,9 +155,33 @@ def score_spider_file(
     inputs = [predictions] + ([ids_file] if ids_file.exists() else [])
     out = Path(out) if out is not None else default_out(predictions)
     _check_output(out, inputs, spider_dir)
+    items, preds = _items_and_predictions(predictions, spider_dir, ids_file, explicit_ids=ids is not None)
+    dbs = _database_files(spider_dir, items)
+
+    def match(db: Path, gold: str, pred: str) -> Verdict:
+        return execution_match(
+            db,
+            gold,
+            pred,
+            timeout_s=timeout_s,
+            keep_distinct=keep_distinct,
+            show_rows=show_rows,
+            official=official,
+        )
+
+    rows, summary = _score(items, preds, dbs, match)
+    _write_tsv(out, rows)
+    return summary
+
+
+def _items_and_predictions(
+    predictions: Path, spider_dir: Path, ids_file: Path, *, explicit_ids: bool
+) -> tuple[list[SpiderItem], list[str]]:
+    """The items the predictions answer (dev, or the subset the ids file names) and one
+    prediction per item; a mismatch is a ``ValueError`` naming the file."""
     split = "dev"
     chosen = None
-    if ids is not None or ids_file.is_file():
+    if explicit_ids or ids_file.is_file():
         split, chosen = read_ids(ids_file)
     items = load_spider_split(spider_dir, split)
     if chosen is not None:
@@ -167,45 +192,42 @@ def score_spider_file(
     preds = read_prediction_lines(
         predictions, len(items), f"the {split} split" if chosen is None else f"the subset in {ids_file}"
     )
-    dbs = _database_files(spider_dir, items)
+    return items, preds
 
-    rows = []
+
+def _score(
+    items: Sequence[SpiderItem],
+    preds: Sequence[str],
+    dbs: Sequence[Path],
+    match: Callable[[Path, str, str], Verdict],
+) -> tuple[list[tuple], ScoreSummary]:
+    """One TSV row per item (NA where its database is absent) and the counts."""
+    rows: list[tuple] = []
     scored = correct = 0
     missing: dict[str, int] = {}
     by_hardness: dict[str, list[int]] = {}
     for item, pred, db in zip(items, preds, dbs):
+        hardness = item.hardness or "unknown"
         if not db.is_file():
             missing[item.db_id] = missing.get(item.db_id, 0) + 1
             rows.append(
                 (
                     item.index,
                     item.db_id,
-                    item.hardness or "unknown",
+                    hardness,
                     "NA",
                     f"database {item.db_id} is absent ({db}); not scored",
                 )
             )
             continue
-        verdict = execution_match(
-            db,
-            item.gold_sql,
-            pred,
-            timeout_s=timeout_s,
-            keep_distinct=keep_distinct,
-            show_rows=show_rows,
-            official=official,
-        )
+        verdict = match(db, item.gold_sql, pred)
         scored += 1
         correct += verdict.ok
-        level = by_hardness.setdefault(item.hardness or "unknown", [0, 0])
+        level = by_hardness.setdefault(hardness, [0, 0])
         level[0] += 1
         level[1] += verdict.ok
-        rows.append(
-            (item.index, item.db_id, item.hardness or "unknown", "1" if verdict.ok else "0", verdict.reason)
-        )
-
-    _write_tsv(out, rows)
-    return ScoreSummary(
+        rows.append((item.index, item.db_id, hardness, "1" if verdict.ok else "0", verdict.reason))
+    summary = ScoreSummary(
         n=len(items),
         scored=scored,
         correct=correct,
@@ -214,6 +236,7 @@ def score_spider_file(
         missing_db_ids=tuple(sorted(missing)),
         by_hardness={k: (v[0], v[1]) for k, v in by_hardness.items()},
     )
+    return rows, summary
 
 
 def _database_files(spider_dir: Path, items: list) -> list[Path]:
@@ -227,7 +250,7 @@ def _database_files(spider_dir: Path, items: list) -> list[Path]:
     return paths
 
 
-def _check_output(out: Path, inputs: list[Path] = (), data: Path | None = None) -> None:
+def _check_output(out: Path, inputs: Sequence[Path] = (), data: Path | None = None) -> None:
     """Fail now, not after scoring every item, when ``out`` cannot be written as a file: it is
     a folder, one of the ``inputs``, inside the ``data`` folder, its folder cannot be made, or
     writing there is not allowed."""
