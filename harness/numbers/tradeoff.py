@@ -30,7 +30,7 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
     accuracy change against the baseline, a loss being negative. A point is on the front when no
     other point is >= on both and > on at least one. Identical points do not dominate each
     other, so ties are all on the front. A point with a NaN coordinate is never on the front and
-    never dominates another (an unmeasured variant is neither a winner nor a benchmark).
+    never dominates another (a variant without a score is neither a winner nor a benchmark).
     """
     pts = _as_points(points)
     valid = [not (math.isnan(x) or math.isnan(y)) for x, y in pts]

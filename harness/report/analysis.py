@@ -226,11 +226,11 @@ def _unseen(c: Comparison, task: str) -> str:
 
 
 def _featured(f: Frontier) -> FrontierPoint | None:
-    """The point the conclusion speaks of: the best trade-off, else the largest measured gain."""
-    measured = [p for p in f.points if not math.isnan(p.gain.paired.delta)]
+    """The point the conclusion speaks of: the best trade-off, else the largest defined gain."""
+    defined = [p for p in f.points if not math.isnan(p.gain.paired.delta)]
     if f.best is not None:
         return next(p for p in f.points if p.variant == f.best)
-    return max(measured, key=lambda p: p.gain.paired.delta, default=None)
+    return max(defined, key=lambda p: p.gain.paired.delta, default=None)
 
 
 def conclusion(analysis: Analysis) -> str:
