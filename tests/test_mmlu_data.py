@@ -170,7 +170,7 @@ def test_find_mmlu_dir_explicit_then_env(tmp_path, monkeypatch):
     monkeypatch.setenv(MMLU_DIR_ENV, str(tmp_path / "b"))
     assert find_mmlu_dir() == (tmp_path / "b").resolve()
     monkeypatch.setenv(MMLU_DIR_ENV, str(tmp_path / "missing"))
-    with pytest.raises(MMLUDataError, match=rf"{MMLU_DIR_ENV}.*--mmlu-dir"):
+    with pytest.raises(MMLUDataError, match=rf"--data-dir mmlu=PATH.*{MMLU_DIR_ENV}"):
         find_mmlu_dir()
 
 

@@ -28,7 +28,8 @@ def add_parser(sub) -> None:
     score.add_argument(
         "--spider-dir",
         default=None,
-        help="Spider folder (default: $HARNESS_SPIDER_DIR or ../shared/data/spider)",
+        help="Spider folder (default: $HARNESS_SPIDER_DIR, $HARNESS_DATA_DIR/spider, ./data/spider, "
+        "../shared/data/spider: the first that holds Spider)",
     )
     score.add_argument(
         "--ids",

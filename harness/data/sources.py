@@ -1,7 +1,7 @@
 """Where the evaluation data comes from and where the harness looks for it: the one place that
 names the official archives, their checksums and the folders searched.
 
-A dataset's folder is found, in this order: the explicit option (``--spider-dir``, a config's
+A dataset's folder is found, in this order: the explicit option (``--data-dir spider=PATH``, a config's
 ``data_dir``), the dataset's own environment variable (``$HARNESS_SPIDER_DIR``,
 ``$HARNESS_MMLU_DIR``), ``$HARNESS_DATA_DIR/<name>``, ``./data/<name>`` (the folder ``harness data
 fetch`` fills by default), then ``../shared/data/<name>`` beside the repository (the machine this

@@ -79,7 +79,7 @@ def predicted_answers(rows: Sequence) -> dict[tuple[str, str], Counter]:
     for r in rows:
         if (
             r.benchmark in TASKS
-            and TASKS[r.benchmark].report.closed_answers
+            and TASKS[r.benchmark].report.answer_choices
             and r.outcome in ("passed", "wrong")
         ):
             out[(r.variant, r.benchmark)][r.prediction or "<empty>"] += 1

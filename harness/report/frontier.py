@@ -205,12 +205,13 @@ class Frontier:
             return (
                 f"The point was chosen on the {task_name(self.specialization)} validation split (train "
                 "databases held out from training) and its numbers are measured there: confirm the chosen "
-                'setting on dev (spider.split = "dev") before quoting its gain.'
+                f'setting on dev ({self.specialization}.split = "dev") before quoting its gain.'
             )
         return (
             f"The point was chosen and measured on the same split ({self.split}): its gain is "
-            'optimistic by the choice. Choose on validation (spider.split = "validation", trained '
-            'with data.hold_out = "validation") and confirm on dev.'
+            "optimistic by the choice. Choose on validation "
+            f'({self.specialization}.split = "validation", trained with data.hold_out = "validation") '
+            "and confirm on dev."
         )
 
 

@@ -20,12 +20,8 @@ from harness.report.cells import (
     variant_cell,
 )
 from harness.tasks import TASKS
-from harness.tasks.mmlu import LETTERS as MMLU_LETTERS
 
 MIN_SUBJECT_N = 20  # per-subject rows shown only where every variant scored this many items
-# Every choice of a multiple-choice task has its column in "answers given", chosen or not: a
-# choice no variant gives is the bias that table exists to show.
-ANSWER_CHOICES = {"mmlu": tuple(MMLU_LETTERS)}
 
 
 def group_sections(summary: Sequence[PairSummary]) -> list[tuple[str, str, str]]:
@@ -202,7 +198,8 @@ def why_wrong_section(analysis: Analysis, labels: Mapping | None = None) -> list
             out.append("")
         answers = {v: c for (v, t), c in analysis.predicted.items() if t == task}
         if answers:
-            choices = ANSWER_CHOICES.get(task, ())
+            # every choice has its column, chosen or not: one no variant gives is the bias the table shows
+            choices = tuple(TASKS[task].report.answer_choices) if task in TASKS else ()
             keys = [*choices, *sorted({k for c in answers.values() for k in c} - set(choices))]
             out += [
                 f"{TASKS[task].report.title}: answers given (a model that never gives one is biased, "

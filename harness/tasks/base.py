@@ -162,7 +162,9 @@ class Report:
     # "specialization": what fine-tuning is for (the frontier's x axis); "generalization": what
     # it may cost (its y axis); "": neither
     role: Role = ""
-    closed_answers: bool = False  # the answers come from a fixed set (MMLU's letters): count them
+    # The fixed set the answers come from (MMLU's letters), each counted in the report, a choice
+    # no variant gives included; () for open answers, which are not counted.
+    answer_choices: Sequence[str] = ()
     # The continuous measures the task's rows carry (name -> how to read and compare it), and
     # the one the frontier draws beside the accuracy ("" for none).
     measures: Mapping[str, Measure] = field(default_factory=dict)

@@ -329,7 +329,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else default_out(Path(args.predictions))
     summary = score_spider_file(
         Path(args.predictions),
-        find_spider_dir(args.spider_dir),
+        find_spider_dir(args.spider_dir, option="--spider-dir"),
         out,
         timeout_s=args.timeout,
         keep_distinct=keep,

@@ -52,12 +52,15 @@ class SpiderItem:
         return f"{self.split}-{self.index:04d}"
 
 
-def find_spider_dir(explicit: str | os.PathLike | None = None) -> Path:
+def find_spider_dir(
+    explicit: str | os.PathLike | None = None, *, option: str = "--data-dir spider=PATH"
+) -> Path:
     """The Spider folder (one with tables.json): ``explicit`` if given, else ``$HARNESS_SPIDER_DIR``,
     else ``$HARNESS_DATA_DIR/spider``, ./data/spider, ../shared/data/spider
-    (harness.data.sources); the error names every folder looked at and ``harness data fetch``."""
+    (harness.data.sources); the error names every folder looked at, ``harness data fetch`` and
+    ``option``, the command's way to name a folder."""
     try:
-        return locate("spider", explicit, option="--spider-dir")
+        return locate("spider", explicit, option=option)
     except DataNotFound as e:
         raise SpiderDataError(str(e)) from None
 

@@ -135,7 +135,7 @@ def find_mmlu_dir(explicit: str | os.PathLike | None = None) -> Path:
     else ``$HARNESS_MMLU_DIR``, else ``$HARNESS_DATA_DIR/mmlu``, ./data/mmlu, ../shared/data/mmlu
     (harness.data.sources); the error names every folder looked at and ``harness data fetch``."""
     try:
-        return locate("mmlu", explicit, option="--mmlu-dir")
+        return locate("mmlu", explicit, option="--data-dir mmlu=PATH")
     except DataNotFound as e:
         raise MMLUDataError(f"{e} (or use mmlu.source = 'hub' when online)") from None
 

@@ -197,7 +197,7 @@ class MMLUTask:
         subgroup_field="subject",
         chance=0.25,
         role="generalization",
-        closed_answers=True,
+        answer_choices=tuple(LETTERS),
         measures=MEASURES,
         frontier_measure="gold_prob",
     )
