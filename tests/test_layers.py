@@ -237,11 +237,3 @@ def _layout_table(path: Path) -> dict[str, int]:
 def test_the_readmes_layout_table_is_the_layer_table():
     """The README's layout table lists exactly the entries of LAYERS, each with its layer."""
     assert _layout_table(ROOT / "README.md") == LAYERS
-
-
-def test_the_proposed_layout_table_is_the_layer_table():
-    """docs/layout_table.md, the table the README takes at merge (then the file goes)."""
-    proposed = ROOT / "docs" / "layout_table.md"
-    if not proposed.exists():
-        pytest.skip("docs/layout_table.md is in the README by now")
-    assert _layout_table(proposed) == LAYERS

@@ -3,8 +3,10 @@
 The test copies the harness (its packages, fixtures, benchmarks and pytest setup) into a
 temporary folder, adds a toy task there (exact-match arithmetic from a JSONL file, greedy
 generation on the tiny model) in three files: the task module, its line in the registry and
-its benchmark file; checks that these three are the only files that changed; and runs the
-benchmark under pytest with the harness's plugins, to a results.json and a report.
+its benchmark file; checks that these three are the only files that changed; runs the tests
+that read the registry there (the layers, the gates, the generated schema, which then holds the
+new task's table); and runs the benchmark under pytest with the harness's plugins, its file
+named by the generic ``--set arith.path=...``, to a results.json and a report.
 """
 
 import hashlib
@@ -18,7 +20,22 @@ from pathlib import Path
 from tests.tiny_data import harness_options
 
 ROOT = Path(__file__).resolve().parents[1]
-COPIED = ("harness", "fixtures", "benchmarks", "conftest.py", "pytest.ini", ".env")
+COPIED = (
+    "harness",
+    "fixtures",
+    "benchmarks",
+    "training",
+    "tests",
+    "experiments",
+    "examples",
+    "conftest.py",
+    "pytest.ini",
+    "gates.toml",
+    "README.md",
+    ".env",
+)
+# The tests that read the task registry: a new task needs no edit of them, nor of what they check.
+REGISTRY_READERS = ("tests/test_layers.py", "tests/test_gates.py", "tests/test_schema.py")
 
 TASK_MODULE = '''"""Exact-match arithmetic from a JSONL file: ``{"question": "2+3", "answer": "5"}``."""
 
@@ -173,6 +190,17 @@ def test_a_fourth_task_in_three_files_runs_end_to_end(tmp_path, tiny_model_dir):
     ]
     rows.append({"question": "9-4", "answer": "5"})
     questions.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    env = {**os.environ, "PYTHONPATH": str(repo), "HARNESS_CACHE_DIR": str(tmp_path / "hcache")}
+
+    checks = [sys.executable, "-m", "pytest", *REGISTRY_READERS, "-q", "-p", "no:cacheprovider"]
+    done = subprocess.run(checks, cwd=repo, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    schema = subprocess.run(
+        [sys.executable, "-m", "harness.config.experiment"], cwd=repo, capture_output=True, text=True, env=env
+    )
+    assert schema.returncode == 0, schema.stderr[-3000:]
+    assert "arith" in json.loads(schema.stdout)["properties"]
+
     exp = tmp_path / "exp.toml"
     exp.write_text(
         f"""
@@ -182,21 +210,19 @@ baseline = "base"
 gates = ""
 tasks = ["arith"]
 
-[arith]
-path = "{questions}"
-
 [[variants]]
 name = "base"
 model = "{tiny_model_dir}"
 """
     )
-    env = {**os.environ, "PYTHONPATH": str(repo), "HARNESS_CACHE_DIR": str(tmp_path / "hcache")}
     args = [
         sys.executable,
         "-m",
         "pytest",
         "benchmarks/test_arith.py",
         *harness_options(tmp_path, exp, "toy"),
+        "--set",
+        f"arith.path={questions}",
     ]
     done = subprocess.run(args, cwd=repo, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -3,7 +3,7 @@ status, the gates, and the same numbers under xdist and ``deepeval test run``.
 
 Each test builds a tiny project with pytester: a conftest with the root conftest's options and
 the harness plugins, a two-variant experiment, and a benchmark file whose cases record
-``("harness_case", {...})`` like fixtures/spider.py and fail with an AssertionError like a
+``("harness_case", {...})`` like fixtures/cases.py and fail with an AssertionError like a
 metric's ``assert_test``.
 """
 

@@ -140,7 +140,7 @@ def locate(name: str, explicit: str | os.PathLike | None = None, *, option: str 
             return path.resolve()
     where = "; ".join(f"{path.resolve()} ({how})" for path, how in looked)
     marker = source.marker if "." in source.marker else f"{source.marker}/"
-    hint = f"pass {option}, " if option else ""
+    hint = f"pass {option} or " if option else ""
     raise DataNotFound(
         f"no {name} data ({marker} not found) at {where}; "
         f"get it with `{FETCH_COMMAND}` (into ./{DEFAULT_DATA_DIR} or ${DATA_DIR_ENV}), "

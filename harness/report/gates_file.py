@@ -32,7 +32,7 @@ A gates file is TOML with three kinds of gate (every key is listed; none other i
     variants = ["ft"]         # default: every variant in both runs
     tasks = ["mmlu"]          # default: every task in both runs
 
-The file is validated as it loads, like the experiment config (harness/config/experiment.py): every
+The file is validated as it loads, like the experiment config (harness/config/experiment/): every
 problem is gathered, each names the file and the dotted key, an unknown key gets a
 did-you-mean, and an unknown variant or task is named with the choices. The keys ``benchmark``
 and ``benchmarks`` of older files are refused, each with the key it was renamed to (``task``,

@@ -28,7 +28,7 @@ def check_data(exp) -> None:
     problems = []
     for name, explicit in required_data(exp).items():
         try:
-            locate(name, explicit, option=f"--{name}-dir")
+            locate(name, explicit, option=f"--data-dir {name}=PATH")
         except DataNotFound as e:
             problems.append(str(e))
     if problems:
