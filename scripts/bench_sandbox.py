@@ -1,4 +1,4 @@
-"""Measure what hostile statements cost the caller of harness.execute_readonly.
+"""Measure what hostile statements cost the caller of harness.sql.execute_readonly.
 
 For each statement kind: the verdict (kind) and how long it took, the CPU spent by the caller
 and its workers in the seconds after the verdict (must be ~0: nothing runs on), the growth of

@@ -32,7 +32,7 @@ def test_sharded_phases_merge_and_cached_phases_are_left_out(tmp_path):
     )
     adapter = tmp_path / "adapter"
     adapter.mkdir()
-    # The fields training/_recipe.py writes: the loop's tokens and seconds, apart from the whole
+    # The fields training/_summary.py writes: the loop's tokens and seconds, apart from the whole
     # run's wall time (download, conversion, loading and saving included).
     (adapter / "training_summary.json").write_text(
         json.dumps(

@@ -93,7 +93,7 @@ def test_world_comes_from_the_launcher_variables():
 
 
 def test_multicast_stays_off_unless_set():
-    from training._distributed import keep_multicast_off
+    from harness.engine.sharding import keep_multicast_off
 
     env = {"NCCL_NVLS_ENABLE": "0"}
     keep_multicast_off(env)

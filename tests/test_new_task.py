@@ -55,6 +55,7 @@ from harness.tasks.base import (
     Predictions,
     Report,
     RunContext,
+    Task,
     TaskData,
     TaskSettings,
     VariantOptions,
@@ -86,7 +87,12 @@ class ArithTask:
     description = "an arithmetic exact-match case (benchmarks/test_arith.py)"
     settings_model = ArithSettings
     variant_model = VariantOptions
-    report = Report(title="Arithmetic exact match", group_label="operation")
+    report = Report(
+        title="Arithmetic exact match",
+        group_label="operation",
+        subgroup_label="answer length",
+        subgroup_field="digits",
+    )
 
     def load(self, settings: ArithSettings, *, seed: int) -> TaskData[Sum, None]:
         lines = Path(settings.path).read_text().splitlines()
@@ -119,7 +125,7 @@ class ArithTask:
             actual_output=said,
             expected_output=item.answer,
         )
-        return CaseSpec(test_case, metric, prediction=said)
+        return CaseSpec(test_case, metric, prediction=said, extra={"digits": str(len(item.answer))})
 
     def write_outputs(self, run_dir: Path, variant: Any, data: Any, predictions: Any) -> None:
         return None
@@ -128,7 +134,7 @@ class ArithTask:
         return "wrong number"
 
 
-TASK = ArithTask()
+TASK: Task[Sum, None, str, ArithSettings, VariantOptions] = ArithTask()
 '''
 
 BENCHMARK = '''"""Arithmetic exact match (harness/tasks/arith.py): one case per (variant, item)."""
@@ -243,7 +249,11 @@ model = "{tiny_model_dir}"
         correct / len(rows),
     )
     assert summary["why_wrong"] == ({"wrong number": len(rows) - correct} if correct < len(rows) else {})
+    # the report reads the task's declarations: its title, its groups and its declared subgroup
+    assert summary["by_group"].keys() == {"sum", "other"}
+    assert summary["by_subject"].keys() == {"1", "2"}
     report = (run_dir / "report.md").read_text()
-    assert "Arithmetic exact match" in report
+    assert "## Arithmetic exact match by operation" in report
+    assert "## Arithmetic exact match by answer length" in report
     phase = json.loads((run_dir / "phases" / "arith-base.json").read_text())
     assert (phase["template"], phase["n_prompts"], phase["computed"]) == ("arith", len(rows), len(rows))

@@ -9,7 +9,7 @@ from harness.engine.core import GenerationSettings, StopRule
 from harness.numbers.summary import Measure, summarize
 from harness.records.results import CaseResult, CaseSpec
 from harness.tasks import TASKS, declared_measures, subgroup_fields
-from harness.tasks.base import PhaseInfo, Report
+from harness.tasks.base import PhaseInfo, Report, TaskSettings, missing_members
 from harness.tasks.metric import PassFailMetric
 from harness.tasks.spider import SQL_END
 
@@ -105,3 +105,28 @@ def test_phase_info_records_what_is_set():
         "n_prompts": 1,
         "x": 1,
     }
+
+
+def test_a_tasks_prompt_label_names_its_template_or_the_variants_scoring():
+    spider, mmlu = TASKS["spider"], TASKS["mmlu"]
+    assert spider.settings_model(template="schema").prompt_label() == "schema"
+    settings = mmlu.settings_model(scoring="loglik")
+    assert settings.prompt_label() == "loglik"
+    assert settings.prompt_label(mmlu.variant_model(scoring="generate")) == "generate"
+    assert TaskSettings().prompt_label() == ""
+
+
+def test_a_measure_of_an_unknown_kind_and_a_task_that_lacks_a_member_are_refused():
+    with pytest.raises(ValueError, match="how = 'pairwise', not one of paired, kl, mean"):
+        Measure("x", "x", "pairwise", "x")  # type: ignore[arg-type]
+    assert missing_members(TASKS["spider"]) == []
+
+    class Partial:
+        name = "partial"
+
+        def load(self, settings, *, seed):
+            return None
+
+    missing = missing_members(Partial())
+    assert "load" not in missing and "name" not in missing
+    assert {"case", "metric", "report", "failure_kind"} <= set(missing)

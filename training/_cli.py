@@ -34,9 +34,10 @@ from harness.config.training import (
     parse_override,
     run_status,
 )
+from harness.engine.sharding import keep_multicast_off
 from harness.files import write_json
 from harness.tasks.spider import SpiderDataError, find_spider_dir
-from training._distributed import barrier_and_close, keep_multicast_off, split_accumulation, world_from_env
+from training._distributed import barrier_and_close, split_accumulation, world_from_env
 from training._output import SUMMARY_NAME, OutputError
 from training._recipe import TrainingResult, format_loss, run
 
@@ -265,7 +266,7 @@ def check_data(points: Sequence[SweepPoint]) -> None:
             world.size,
         )
     for spider_dir in dict.fromkeys(p.config.data.spider_dir for p in points):
-        find_spider_dir(spider_dir or None)
+        find_spider_dir(spider_dir or None, option="data.spider_dir=PATH")
 
 
 def _raise_interrupt(signum, frame):

@@ -16,11 +16,10 @@ ranks stop at the same step, for the same reason.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from harness.configfile import ConfigError
-from harness.engine.sharding import MULTICAST_OFF
 
 
 class BatchSplitError(ConfigError):
@@ -56,13 +55,6 @@ def world_from_env(env: Mapping[str, str] = os.environ) -> World:
     if size < 1 or not 0 <= rank < size:
         raise RuntimeError(f"launcher variables make no sense: RANK={rank}, WORLD_SIZE={size}")
     return World(rank=rank, local_rank=local, size=size)
-
-
-def keep_multicast_off(env: MutableMapping[str, str] = os.environ) -> None:
-    """Turn NVLink multicast off for NCCL, torch and NVSHMEM unless the caller set these already:
-    before any process group exists (NCCL reads them when a communicator is made)."""
-    for key, value in MULTICAST_OFF.items():
-        env.setdefault(key, value)
 
 
 def split_accumulation(per_device_batch_size: int, accumulation: int, world_size: int) -> int:

@@ -76,7 +76,6 @@ class TrainingRecord:
     @classmethod
     def of(cls, progress: ProgressRecorder, cfg: TrainingConfig) -> TrainingRecord:
         steps = progress.steps
-        finite = [r["loss"] for r in progress.curve if isinstance(r["loss"], float)]
         fraction = steps / progress.max_steps if progress.max_steps else 0.0
         return cls(
             load_average_at_end=load_average(),
@@ -88,9 +87,7 @@ class TrainingRecord:
             train_time_s=round(progress.train_seconds, 2),
             train_cpu_s=round(progress.cpu_seconds, 2),
             tokens_per_s=round(progress.tokens_per_s, 2),
-            first_loss=progress.curve[0]["loss"] if progress.curve else None,
-            final_loss=progress.curve[-1]["loss"] if progress.curve else None,
-            min_loss=min(finite) if finite else None,
+            **loss_facts(progress.curve),
             loss_curve=progress.curve,
         )
 
@@ -268,6 +265,16 @@ def checkpoint_list(
     return rows
 
 
+def loss_facts(curve: list[dict]) -> dict[str, Any]:
+    """The first, final and least finite loss of a loss curve (None where it has none)."""
+    finite = [r["loss"] for r in curve if isinstance(r["loss"], float)]
+    return {
+        "first_loss": curve[0]["loss"] if curve else None,
+        "final_loss": curve[-1]["loss"] if curve else None,
+        "min_loss": min(finite) if finite else None,
+    }
+
+
 def checkpoint_summary(
     run: dict, reached: dict, progress: ProgressRecorder, cfg: TrainingConfig, output: Path
 ) -> dict:
@@ -275,7 +282,6 @@ def checkpoint_summary(
     summary as written), and its training up to the checkpoint's step."""
     step, fraction = reached["step"], reached["fraction"]
     curve = [r for r in progress.curve if r["step"] <= step]
-    finite = [r["loss"] for r in curve if isinstance(r["loss"], float)]
     n = run["data"]["examples"]
     examples = examples_seen(step, n, cfg.train.per_device_batch_size, cfg.train.gradient_accumulation_steps)
     return {
@@ -299,9 +305,7 @@ def checkpoint_summary(
         "data_passes": round(examples / n, 6),
         "tokens_seen": reached["tokens_seen"],
         "train_time_s": reached["elapsed_s"],
-        "first_loss": curve[0]["loss"] if curve else None,
-        "final_loss": curve[-1]["loss"] if curve else None,
-        "min_loss": min(finite) if finite else None,
+        **loss_facts(curve),
         "loss_curve": curve,
         "adapter_sha256": file_sha256(reached["folder"] / "adapter_model.safetensors"),
     }

@@ -28,8 +28,7 @@ from harness.engine.phases import Phase as Phase  # part of the Engine's API (ta
 from harness.engine.phases import compute_missing, token_total
 from harness.engine.sharding import Shard
 from harness.models.backends import Backend, Dispatch
-from harness.models.pool import AUTO_BATCH as AUTO_BATCH  # a task's batch_size the engine decides
-from harness.models.pool import ModelPool
+from harness.models.pool import AUTO_BATCH, ModelPool
 from harness.records.cache import BatchCompute, CacheStats, PredictionCache, SortKey, Ticker
 
 _CHOICES_MARK = "\x00choices\x00"  # separates a prompt from its choices in a record's key
@@ -46,19 +45,16 @@ class ModelSpec(Protocol):
 
 @dataclass(frozen=True)
 class StopRule:
-    """When a row's generation may stop, judged on the text generated so far; ``name`` goes
-    into the cache fingerprint (change it when the rule changes)."""
+    """When a row's generation may stop, judged on the text generated so far. Its entry in the
+    cache fingerprint is ``fingerprint_entry`` if the rule gives one, else ``{"stop": name}``
+    (change the name when the rule changes)."""
 
     name: str
     is_complete: Callable[[str], bool]
+    fingerprint_entry: tuple[tuple[str, object], ...] = ()  # (key, value) pairs, hashable
 
-    def fingerprint(self) -> dict:
-        """The rule's entry in the generation fingerprint. Spider's ``sql_end`` keeps the value
-        the engine wrote before rules had names, ``stop_at_sql_end: true``, so the caches made
-        then stay valid; every other rule is recorded by its own name."""
-        if self.name == "sql_end":
-            return {"stop_at_sql_end": True}
-        return {"stop": self.name}
+    def fingerprint(self) -> dict[str, object]:
+        return dict(self.fingerprint_entry) if self.fingerprint_entry else {"stop": self.name}
 
 
 @dataclass(frozen=True)

@@ -89,10 +89,16 @@ def worker_gpu(shard: Shard, gpus: Sequence[str]) -> str | None:
     return gpus[shard.index % len(gpus)] if gpus else None
 
 
-def pin_worker(gpu: str | None, env: MutableMapping[str, str] = os.environ) -> None:
-    """In a worker, before torch initialises CUDA: see only ``gpu``; NVLink multicast off."""
+def keep_multicast_off(env: MutableMapping[str, str] = os.environ) -> None:
+    """Turn NVLink multicast off for NCCL, torch and NVSHMEM unless the caller set these already:
+    before any process group exists (NCCL reads them when a communicator is made)."""
     for key, value in MULTICAST_OFF.items():
         env.setdefault(key, value)
+
+
+def pin_worker(gpu: str | None, env: MutableMapping[str, str] = os.environ) -> None:
+    """In a worker, before torch initialises CUDA: see only ``gpu``; NVLink multicast off."""
+    keep_multicast_off(env)
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = gpu
 

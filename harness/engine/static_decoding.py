@@ -8,7 +8,7 @@ forward, argmax, next inputs) is captured once into a CUDA graph and replayed. S
 one ahead of the host: while the GPU runs step k+1, the host checks step k's tokens against the
 stop rules.
 
-The per-row stop rules are today's (harness.engine.core.generate_batch): a row ends at its end of
+The per-row stop rules are today's (harness.engine.decoding.generate_batch): a row ends at its end of
 sequence token or when the task's stop rule says its text is complete. Finished rows stop costing
 when enough of them have finished: the batch is compacted to its live rows (rounded up to a power
 of two, so few graphs are captured) and the step captured again.
@@ -293,7 +293,7 @@ def generate_static(
 ) -> list[str]:
     """Greedy continuations of ``prompts`` (one left-padded batch), cut where each row stops.
 
-    The same contract as harness.engine.core.generate_batch: ``on_step(step, flags)`` after every
+    The same contract as harness.engine.decoding.generate_batch: ``on_step(step, flags)`` after every
     step with each row's finished flag. ``graphs`` (default: on CUDA) captures the step.
     """
     import torch

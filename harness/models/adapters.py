@@ -12,6 +12,8 @@ from harness.models.default_model import DEFAULT_HUB_ID, DEFAULT_MODEL
 from harness.models.errors import ModelLoadError
 from harness.models.resolving import folder_fingerprint, hub_commit, is_hub_id
 
+SUMMARY_NAME = "training_summary.json"  # in an adapter's folder: the training run that made it
+
 
 def adapter_fingerprint(adapter: str | os.PathLike) -> str:
     """The fingerprint of an adapter folder, which must hold an ``adapter_config.json``."""
@@ -23,7 +25,7 @@ def adapter_fingerprint(adapter: str | os.PathLike) -> str:
 
 def check_adapter_usable(adapter: str | os.PathLike) -> None:
     """Refuse an adapter whose training run failed (its ``training_summary.json`` says so)."""
-    summary = Path(adapter) / "training_summary.json"
+    summary = Path(adapter) / SUMMARY_NAME
     if summary.is_file():
         try:
             status = json.loads(summary.read_text(encoding="utf-8")).get("status")
@@ -75,7 +77,7 @@ def adapter_base(adapter_folder: str | os.PathLike) -> str | None:
     else its adapter_config.json's ``base_model_name_or_path``."""
     folder = Path(adapter_folder)
     try:
-        summary = json.loads((folder / "training_summary.json").read_text(encoding="utf-8"))
+        summary = json.loads((folder / SUMMARY_NAME).read_text(encoding="utf-8"))
         name = (summary.get("base_model") or {}).get("name")
         if name:
             return str(name)

@@ -52,7 +52,8 @@ class ModelPool:
         self._models: dict[tuple, object] = {}
         self._merged: dict[tuple, object] = {}
         # "auto" batch sizes that fitted, by (model, revision, load, device, task, request kind):
-        # found once, then every later phase of that model starts there (harness.engine.core.split_on_oom)
+        # found once, then every later phase of that model starts there
+        # (harness.engine.batch_fitting.split_on_oom)
         self.fitted_batches: dict[tuple, int] = {}
 
     def _device(self) -> str:

@@ -33,7 +33,7 @@ from __future__ import annotations
 from harness.numbers.bootstrap import SeedsChange, seeds_and_items_bootstrap
 from harness.numbers.checks import ALPHA, CONFIDENCE
 from harness.numbers.distributions import categorical_kl, choice_probability, renormalised_logprob
-from harness.numbers.means import PAIRED_MEAN_METHODS, PairedMean, bootstrap_mean, paired_mean_difference
+from harness.numbers.means import PairedMean, bootstrap_mean, paired_mean_difference
 from harness.numbers.multiple_comparisons import adjust_pvalues
 from harness.numbers.proportions import (
     Accuracy,
@@ -48,7 +48,6 @@ from harness.numbers.tradeoff import best_tradeoff, non_inferior, pareto_front, 
 __all__ = [
     "ALPHA",
     "CONFIDENCE",
-    "PAIRED_MEAN_METHODS",
     "Accuracy",
     "Paired",
     "PairedMean",

@@ -8,9 +8,10 @@ Pure functions of :class:`harness.records.results.CaseResult` rows (anything wit
   A skipped item is not in n but is counted with its reason; an item that errored counts as
   wrong and is counted as an error too;
 - per non-baseline variant and task: the paired comparison with the baseline on the items
-  both scored (harness/numbers/stats.py: Newcombe's interval, exact McNemar).
+  both scored (harness/numbers/proportions.py: Newcombe's interval, exact McNemar).
 
-The report (harness/report/document.py) renders these; the gates (harness/report/gates.py) decide with them.
+The report renders these (harness/report/markdown.py, terminal.py, results_json.py); the gates
+(harness/report/gates.py) decide with them.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from harness.numbers.stats import (
     ALPHA,
@@ -167,6 +169,9 @@ def compare_to_baseline(
 # -- continuous measures: what accuracy cannot see -----------------------------------------------
 
 
+MEASURE_KINDS = ("paired", "kl", "mean")  # the changes first, then the sizes: the report's order
+
+
 @dataclass(frozen=True)
 class Measure:
     """A continuous measure: its name in the report, the row field it reads, how it is compared
@@ -176,8 +181,14 @@ class Measure:
 
     title: str
     field: str
-    how: str
+    how: Literal["paired", "kl", "mean"]
     definition: str
+
+    def __post_init__(self) -> None:
+        if self.how not in MEASURE_KINDS:
+            raise ValueError(
+                f"measure {self.title!r}: how = {self.how!r}, not one of {', '.join(MEASURE_KINDS)}"
+            )
 
     @property
     def is_size(self) -> bool:

@@ -6,6 +6,7 @@ import pytest
 
 from harness.plugins.deepeval_output import deepeval_run_manager
 from harness.plugins.session import experiment_of, has_experiment
+from harness.tasks.base import shots_of
 
 
 @pytest.hookimpl(trylast=True)
@@ -23,9 +24,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         )
         for task in exp.tasks_of(v):
             settings, options = exp.settings(task), v.options(task)
-            shots = settings.shots if options is None or options.shots is None else options.shots
-            template = getattr(settings, "template", getattr(settings, "scoring", ""))
-            params[f"{v.name}: {task}"] = f"{template}, {shots} shots" if template else f"{shots} shots"
+            shots, label = shots_of(settings, options), settings.prompt_label(options)
+            params[f"{v.name}: {task}"] = f"{label}, {shots} shots" if label else f"{shots} shots"
     try:
         from deepeval.test_run.hyperparameters import process_hyperparameters
 

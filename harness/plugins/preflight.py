@@ -31,9 +31,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.models.adapters import SUMMARY_NAME
 from harness.records.run_folder import RunFolderError, RunLock
 
-SUMMARY_NAME = "training_summary.json"
 _SAFETENSORS_HEADER_MAX = 100 << 20  # the format's own cap on the JSON header
 _HELD: list[RunLock] = []  # the locks this process holds, until it ends
 

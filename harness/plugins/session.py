@@ -70,7 +70,8 @@ def _per_task(option: str):
 
 
 def _batch_size_per_task(option: str):
-    """``N``, ``auto``, ``TASK=N`` or ``TASK=auto``, as a (task, size) pair (harness.engine.core)."""
+    """``N``, ``auto``, ``TASK=N`` or ``TASK=auto``, as a (task, size) pair; "auto" is decided by
+    harness.models.pool.ModelPool.batch_size."""
 
     def batch_size(text: str) -> tuple[str, int | str]:
         task, sep, value = text.rpartition("=")

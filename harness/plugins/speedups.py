@@ -12,7 +12,8 @@ What it does, each only where it applies:
 * deepeval's per-case results table, when ``--deepeval-table`` asks for it, is one line over
   ``--deepeval-table-max`` cases;
 * deepeval's settings are read from the environment once while benchmark cases run (it hashes
-  the environment about nine times a case); only where deepeval has those internals;
+  the environment several times a case, docs/measurements.md); only where deepeval has those
+  internals;
 * a wrong answer's report is built from the metric's message, without formatting a traceback
   (``--tb=long|short|native`` keep pytest's own);
 * sessions of benchmark cases only run without pytest's per-test log capture (live logging and
@@ -111,7 +112,7 @@ def pytest_runtestloop(session: pytest.Session):
     """While benchmark cases run, deepeval's settings are read from the environment once.
 
     ``deepeval.config.settings.get_settings()`` hashes the whole process environment on every
-    call, to notice changes, and ``assert_test`` calls it about nine times a case. Nothing
+    call, to notice changes, and ``assert_test`` calls it several times a case. Nothing
     changes deepeval's settings while the benchmarks run, so for the test loop the fingerprint
     is the one taken at its start. Unit-test sessions, which may change deepeval's environment
     on purpose, are left alone; another deepeval version, without these internals, runs unpatched.

@@ -17,12 +17,12 @@ import json
 import re
 import tomllib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 import pytest
 from pydantic import ValidationError
 
-from harness.configfile import describe_errors, unknown
+from harness.configfile import describe_errors, unknown, unwrap_annotation
 from harness.plugins.legacy_options import ALIASES
 from harness.tasks import TASKS
 
@@ -147,8 +147,17 @@ def add_task_options(group: Any) -> None:
                 default=[],
                 type=_alias(option, task, key),
                 metavar="PATH" if key == DATA_DIR_KEY else "VALUE",
-                help=f"the same as {shown}",
+                help=f"the same as {shown}" + _choices(task, key),
             )
+
+
+def _choices(task: str, key: str) -> str:
+    """ " (one of a, b, c)" for a key whose values are a fixed set, else "": what --help shows."""
+    field = TASKS[task].settings_model.model_fields.get(key)
+    annotation = unwrap_annotation(field.annotation) if field is not None else None
+    if get_origin(annotation) is not Literal:
+        return ""
+    return " (one of " + ", ".join(str(a) for a in get_args(annotation)) + ")"
 
 
 def task_settings_of(options: Any) -> dict[tuple[str, str], Any]:
@@ -164,8 +173,9 @@ def data_dirs_of(settings: dict[tuple[str, str], Any]) -> dict[str, str]:
 
 def settings_note(message: str, settings: dict[tuple[str, str], Any]) -> str:
     """For an experiment the file and the command line made invalid together (a check across
-    keys, as a selection that needs a count): which of the keys named in ``message`` came from
-    the command line ("" if none)."""
+    keys, as a selection that needs a count): the ``--set`` options given for the tasks that
+    ``message`` names, any key of them, since a check across keys may name another than the one
+    set ("" if none)."""
     given = [
         f"{task}.{key}={value if isinstance(value, str) else json.dumps(value)}"
         for (task, key), value in settings.items()

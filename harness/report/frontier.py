@@ -28,6 +28,7 @@ from pathlib import Path
 
 from harness.config.training import run_status
 from harness.formatting import points as fmt_points
+from harness.models.adapters import SUMMARY_NAME
 from harness.numbers.bootstrap import SeedsChange, seeds_and_items_bootstrap
 from harness.numbers.checks import ALPHA
 from harness.numbers.means import PairedMean
@@ -35,8 +36,6 @@ from harness.numbers.multiple_comparisons import adjust_pvalues
 from harness.numbers.summary import Comparison, Continuous, field_values, verdicts
 from harness.numbers.tradeoff import best_tradeoff, non_inferior, pareto_front, qualifies
 from harness.tasks import TASKS
-
-SUMMARY_NAME = "training_summary.json"
 
 
 @dataclass(frozen=True)

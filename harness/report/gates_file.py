@@ -1,7 +1,7 @@
 """A gates file (CI gates on a run's accuracies: floors, regression ceilings, and a stored
 baseline), as it loads: its format, its validation, and the stored results.json it names.
 
-A gates file is TOML with three kinds of gate (every key is listed; none other is accepted):
+A gates file is TOML with five kinds of gate (every key is listed; none other is accepted):
 
     [[floor]]                 # an accuracy must reach a floor
     variant = "ft"

@@ -10,7 +10,7 @@ from dataclasses import asdict
 from harness.numbers.stats import CONFIDENCE, PairedMean
 from harness.numbers.summary import Continuous
 from harness.report.analysis import MEASURES, Analysis, conclusion
-from harness.tasks import TASKS
+from harness.report.frontier import frontier_measure
 
 SCHEMA = 3  # docs/results_schema.md: every key, and what changed from the schemas before
 
@@ -74,7 +74,7 @@ def _frontier_json(analysis: Analysis) -> dict | None:
 
 def _declared(task: str, value: dict | None) -> dict:
     """``value`` under the name of the measure ``task`` declares for the frontier (none: nothing)."""
-    name = TASKS[task].report.frontier_measure if task in TASKS else ""
+    name = frontier_measure(task)
     return {name: value} if name else {}
 
 

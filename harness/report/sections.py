@@ -21,7 +21,7 @@ from harness.report.cells import (
 )
 from harness.tasks import TASKS
 
-MIN_SUBJECT_N = 20  # per-subject rows shown only where every variant scored this many items
+MIN_SUBJECT_N = 20  # a subgroup's row shown only where every variant scored this many items
 
 
 def group_sections(summary: Sequence[PairSummary]) -> list[tuple[str, str, str]]:
@@ -43,8 +43,9 @@ def _group_order(task: str):
 
 
 def group_table(analysis: Analysis, labels: Mapping, task: str, title: str, attr: str) -> list[str]:
-    """One task's accuracy per group (every group) or per subject (only the subjects where every
-    variant scored at least ``MIN_SUBJECT_N`` items: fewer cannot say much; all are in results.json)."""
+    """One task's accuracy per group (every group) or per value of its declared subgroup (only
+    those where every variant scored at least ``MIN_SUBJECT_N`` items: fewer cannot say much;
+    all are in results.json)."""
     block = [s for s in analysis.summary if s.benchmark == task and getattr(s, attr) and not s.errored]
     if not block:
         return []
@@ -54,10 +55,11 @@ def group_table(analysis: Analysis, labels: Mapping, task: str, title: str, attr
         shown = [
             k for k in keys if all((getattr(s, attr).get(k) or NO_ITEMS).n >= MIN_SUBJECT_N for s in block)
         ]
+        sub = TASKS[task].report.subgroup_label
         note += (
-            f" Only the subjects where every variant scored at least {MIN_SUBJECT_N} items "
+            f" Only the {sub}s where every variant scored at least {MIN_SUBJECT_N} items "
             f"({len(shown)} of {len(keys)}): with fewer, a 95% interval spans some 40 points or more. "
-            "Every subject is in `results.json` (`summary[].by_subject`)."
+            f"Every {sub} is in `results.json` (`summary[].by_subject`)."
         )
         keys = shown
     out = ["", f"## {title}", "", note, ""]

@@ -15,7 +15,7 @@ from harness.sql.compare import Verdict, compare_results
 from harness.sql.sandbox import _execute
 from harness.sql.sandbox_query import _EMPTY
 
-# How a failure's reason begins, per kind of failure (harness.tasks.spider.sql_failure_kind
+# How a failure's reason begins, per kind of failure (harness.tasks.sql_task.sql_failure_kind
 # reads them back).
 EMPTY_PREDICTION = "empty prediction: no SQL to execute"
 GOLD_FAILED = "gold query failed"

@@ -14,9 +14,8 @@ import_deepeval()  # before the tasks import deepeval: its environment, and no l
 
 from importlib import import_module  # noqa: E402
 
-from harness.configfile import unknown  # noqa: E402
-from harness.numbers.summary import Measure  # noqa: E402
-from harness.tasks.base import AnyTask  # noqa: E402
+from harness.numbers.summary import MEASURE_KINDS, Measure  # noqa: E402
+from harness.tasks.base import AnyTask, missing_members  # noqa: E402
 
 # The task modules of this package, one per line, in the order of the report's tables.
 TASK_MODULES = (
@@ -30,6 +29,10 @@ def _registered(modules: tuple[str, ...]) -> dict[str, AnyTask]:
     tasks: dict[str, AnyTask] = {}
     for module in modules:
         task: AnyTask = import_module(f"{__name__}.{module}").TASK
+        if missing := missing_members(task):
+            raise TypeError(
+                f"harness/tasks/{module}: its TASK lacks {', '.join(missing)} (harness/tasks/base.py)"
+            )
         if task.name in tasks:
             raise ValueError(f"harness/tasks/{module}: task name {task.name!r} is taken by another module")
         tasks[task.name] = task
@@ -41,16 +44,6 @@ TASKS: dict[str, AnyTask] = _registered(TASK_MODULES)
 DEFAULT_TASKS = ("spider", "mmlu")  # what an experiment runs when it names none
 
 
-def get_task(name: str) -> AnyTask:
-    try:
-        return TASKS[name]
-    except KeyError:
-        raise ValueError(unknown("task", name, TASKS)) from None
-
-
-_MEASURE_ORDER = ("paired", "kl", "mean")  # changes first, then sizes
-
-
 def declared_measures() -> dict[str, Measure]:
     """Every task's continuous measures (``Report.measures``), by name: the changes first, then
     the sizes. Two tasks may share a measure only if they declare it alike."""
@@ -59,7 +52,7 @@ def declared_measures() -> dict[str, Measure]:
         for name, measure in task.report.measures.items():
             if out.setdefault(name, measure) != measure:
                 raise ValueError(f"task {task.name!r} declares measure {name!r} unlike another task")
-    return dict(sorted(out.items(), key=lambda kv: _MEASURE_ORDER.index(kv[1].how)))
+    return dict(sorted(out.items(), key=lambda kv: MEASURE_KINDS.index(kv[1].how)))
 
 
 def subgroup_fields() -> dict[str, str]:

@@ -1,8 +1,9 @@
 """The contract of a task: the shape every task has, and the settings every task shares.
 
-:class:`Task` is a ``Protocol``, generic in the task's item, prediction, settings and variant
-options: it documents the shape and shares no code (a task module copies and changes what it
-needs rather than inheriting it). A task module defines its items and loader, its prompt
+:class:`Task` is a ``Protocol``, generic in the task's item, context (what loading found beside
+the items), prediction, settings and variant options: a task conforms to it without inheriting
+from it, and shares code only through the helpers it imports (the metric base, the text-to-SQL
+pieces in harness/tasks/sql_*.py). A task module defines its items and loader, its prompt
 builder, which request it sends the engine, its DeepEval metric (on
 :class:`harness.tasks.metric.PassFailMetric`) and its :class:`Report` declaration, and ends
 with ``TASK = <an object of that shape>``; ``harness/tasks/__init__.py`` lists the tasks.
@@ -28,6 +29,7 @@ from harness.engine.core import Engine, Phase
 from harness.models.pool import AUTO_BATCH
 from harness.numbers.summary import Measure
 from harness.records.results import CaseSpec
+from harness.tasks.metric import PassFailMetric
 
 NonNegative = Annotated[int, Field(ge=0)]
 Positive = Annotated[int, Field(gt=0)]
@@ -40,7 +42,8 @@ def _batch_size(value: object) -> object:
 
 
 # Prompts per batch: a number, or "auto": on a CPU the task's default (8); on a CUDA device the
-# largest batch that fits, found once per (model, device, task) from a cap (harness.engine.core).
+# largest batch that fits, found once per (model, device, task) from a cap
+# (harness.models.pool.ModelPool.batch_size, harness.engine.batch_fitting).
 BatchSize = Annotated[Positive | Literal["auto"], BeforeValidator(_batch_size)]
 
 
@@ -54,6 +57,11 @@ class TaskSettings(Strict):
 
     limit: NonNegative = 0  # items to run, a seeded sample (stratified where the task has strata); 0: all
     shots: NonNegative = 0  # solved examples in each prompt; a variant may override it
+
+    def prompt_label(self, options: VariantOptions | None = None) -> str:
+        """How a variant's prompts are made, in a word beside its shots (a template, a scoring
+        mode), for records that name the settings of a run; "" when the task has no such word."""
+        return ""
 
 
 class VariantOptions(Strict):
@@ -136,7 +144,7 @@ class RunContext:
 
 
 class Variant(Protocol):
-    """What a task reads of a variant (harness.config.experiment.Variant has more)."""
+    """What a task reads of a variant (harness.config.experiment.VariantConfig has more)."""
 
     @property
     def name(self) -> str: ...
@@ -196,20 +204,20 @@ class Task(Protocol[ItemT, ContextT, PredictionT, SettingsT, OptionsT]):
         self,
         run: RunContext,
         data: TaskData[ItemT, ContextT],
-        variant: Any,
+        variant: Variant,
         settings: SettingsT,
         options: OptionsT | None,
     ) -> Predictions[PredictionT]:
         """Every scorable item's prediction for ``variant``, from the engine (cached)."""
 
-    def metric(self, settings: SettingsT) -> Any:
-        """The task's DeepEval metric (a harness.tasks.metric.PassFailMetric), made once per session."""
+    def metric(self, settings: SettingsT) -> PassFailMetric:
+        """The task's DeepEval metric, made once per session."""
 
     def case(
         self,
         item: ItemT,
         prediction: PredictionT | None,
-        variant: Any,
+        variant: Variant,
         settings: SettingsT,
         data: TaskData[ItemT, ContextT],
         metric: Any,
@@ -220,7 +228,7 @@ class Task(Protocol[ItemT, ContextT, PredictionT, SettingsT, OptionsT]):
     def write_outputs(
         self,
         run_dir: Path,
-        variant: Any,
+        variant: Variant,
         data: TaskData[ItemT, ContextT],
         predictions: Predictions[PredictionT],
     ) -> None:
@@ -231,6 +239,16 @@ class Task(Protocol[ItemT, ContextT, PredictionT, SettingsT, OptionsT]):
 
 
 AnyTask = Task[Any, Any, Any, Any, Any]  # the registry's entries: tasks of any item type
+
+
+def missing_members(task: object) -> list[str]:
+    """The members of :class:`Task` that ``task`` lacks: the registry refuses such a task when
+    it is imported, rather than a run failing later at the first call it lacks."""
+    wanted = [
+        *Task.__annotations__,
+        *(n for n, v in vars(Task).items() if callable(v) and not n.startswith("_")),
+    ]
+    return [name for name in wanted if not hasattr(task, name)]
 
 
 def shots_of(settings: TaskSettings, options: VariantOptions | None) -> int:

@@ -142,7 +142,7 @@ __all__ = [
 class SpiderSettings(TaskSettings):
     """The ``[spider]`` table of an experiment. ``batch_size = "auto"``: 8 on a CPU; on a CUDA
     device the largest batch that fits, from a cap of 64 prompts, found once per (model, device,
-    task) and reused (:func:`harness.engine.core.split_on_oom`)."""
+    task) and reused (:func:`harness.engine.batch_fitting.split_on_oom`)."""
 
     data_dir: str = ""  # empty: looked up as harness.data.sources says ($HARNESS_SPIDER_DIR, ./data, ...)
     source: Literal["disk", "hub"] = "disk"  # "hub": rows from xlangai/spider, databases still from data_dir
@@ -160,6 +160,10 @@ class SpiderSettings(TaskSettings):
     # mean KL(base || adapted) over the gold answer's tokens after each prompt (forward KL on the
     # new task, which predicts forgetting: Shenfeld et al. 2025). Two forward passes per item.
     kl_to_base: bool = True
+
+    def prompt_label(self, options: VariantOptions | None = None) -> str:
+        return self.template
+
     kl_limit: NonNegative = 0  # the first this many scored items (0: all)
     kl_max_batch_tokens: Positive = 4096
 

@@ -79,7 +79,8 @@ def _has_statement_end(text: str) -> bool:
     return False
 
 
-SQL_END = StopRule("sql_end", sql_is_complete)
+# The fingerprint entry the engine wrote before stop rules had names: the caches made then stay valid.
+SQL_END = StopRule("sql_end", sql_is_complete, fingerprint_entry=(("stop_at_sql_end", True),))
 
 
 @dataclass(frozen=True)

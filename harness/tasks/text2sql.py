@@ -97,7 +97,7 @@ __all__ = [
 class Text2SQLSettings(TaskSettings):
     """The ``[text2sql]`` table of an experiment. ``batch_size = "auto"``: 8 on a CPU; on a CUDA
     device the largest batch that fits, from a cap of 64 prompts, found once per (model, device,
-    task) and reused (:func:`harness.engine.core.split_on_oom`)."""
+    task) and reused (:func:`harness.engine.batch_fitting.split_on_oom`)."""
 
     path: str = ""  # the JSONL file of items (required when the task runs)
     databases: str = ""  # the folder of <db_id>.sqlite files; empty: the JSONL file's folder
@@ -107,6 +107,9 @@ class Text2SQLSettings(TaskSettings):
     batch_size: BatchSize = 8
     # A gold query that fails is the data's error and stops the run; true skips such items.
     allow_gold_errors: bool = False
+
+    def prompt_label(self, options: VariantOptions | None = None) -> str:
+        return self.template
 
     @model_validator(mode="after")
     def _check(self):

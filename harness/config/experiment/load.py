@@ -20,7 +20,8 @@ class Overrides:
     """Command-line options that win over the file (``None`` or empty: the file's value).
 
     ``limits`` and ``shots`` map a task name to a number; the key ``"*"`` means every task.
-    ``data_dirs`` maps a task to its ``data_dir``. ``variants`` keeps only those variants.
+    ``settings`` maps (task, key) to a value of the task's table (``--set``, ``--data-dir``).
+    ``variants`` keeps only those variants.
     ``model`` applies to the variants without an adapter only: an adapter belongs to the base it
     was trained on (the loader records the variants it left alone).
     """
@@ -31,7 +32,6 @@ class Overrides:
     limits: dict = dataclasses.field(default_factory=dict)
     shots: dict = dataclasses.field(default_factory=dict)
     batch_sizes: dict = dataclasses.field(default_factory=dict)  # task (or "*") -> a number or "auto"
-    data_dirs: dict = dataclasses.field(default_factory=dict)
     settings: dict = dataclasses.field(default_factory=dict)  # {(task, key): value}
 
 
@@ -50,8 +50,6 @@ def _apply(raw: dict, ov: Overrides) -> dict:
     for key, value in ov.batch_sizes.items():
         for task in tasks if key == "*" else [key]:
             table(task)["batch_size"] = value
-    for task, value in ov.data_dirs.items():
-        table(task)["data_dir"] = value
     for (task, key), value in ov.settings.items():
         table(task)[key] = value
     variants = [dict(v) if isinstance(v, dict) else v for v in raw.get("variants", [])]

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import Field, model_validator
 
 from harness.configfile import Problems, Strict
+from harness.models.adapters import SUMMARY_NAME as SUMMARY_NAME  # config.training's name for it
 from harness.models.loading import DEFAULT_MODEL
 
 if TYPE_CHECKING:  # a Literal of the registered template names, built at import time: mypy sees a str
@@ -19,7 +20,6 @@ else:
     from harness.tasks.spider import TemplateName
 
 KIND = "training config"
-SUMMARY_NAME = "training_summary.json"
 CHECKPOINTS_DIR = "checkpoints"
 
 NonNegative = Annotated[int, Field(ge=0)]
@@ -48,7 +48,7 @@ class DataSettings(Strict):
         "drop"  # an example longer than max_length: drop it, or truncate it (losing its EOS)
     )
     # "validation": leave out the databases of the validation split carved from train
-    # (harness.tasks.spider.split_validation), so a sweep can choose its point on them unseen
+    # (harness.tasks.spider_data.split_validation), so a sweep can choose its point on them unseen
     hold_out: Literal["none", "validation"] = "none"
 
 

@@ -68,7 +68,7 @@ class MMLUSettings(TaskSettings):
     """The ``[mmlu]`` table of an experiment. ``batch_size = "auto"``: 8 on a CPU; on a CUDA
     device the largest batch that fits, from a cap of 64 prompts (a forward pass still holds at
     most ``max_batch_tokens``), found once per (model, device, task) and reused
-    (:func:`harness.engine.core.split_on_oom`)."""
+    (:func:`harness.engine.batch_fitting.split_on_oom`)."""
 
     data_dir: str = ""  # empty: looked up as harness.data.sources says ($HARNESS_MMLU_DIR, ./data, ...)
     source: Literal["disk", "hub"] = "disk"
@@ -102,6 +102,9 @@ class MMLUSettings(TaskSettings):
         if problems:
             raise Problems(problems)
         return self
+
+    def prompt_label(self, options: VariantOptions | None = None) -> str:
+        return scoring_of(self, options if isinstance(options, MMLUOptions) else None)
 
 
 class MMLUOptions(VariantOptions):
