@@ -183,6 +183,7 @@ class Measure:
     field: str
     how: Literal["paired", "kl", "mean"]
     definition: str
+    short: str = ""  # a table column's name for it ("" : the title)
 
     def __post_init__(self) -> None:
         if self.how not in MEASURE_KINDS:

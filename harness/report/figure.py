@@ -254,12 +254,19 @@ def plot_frontier(frontier: Frontier, path: Path, *, baseline: str, title: str =
         _frontier_axes(ax, frontier, ylabel, f"{spec} Δ vs {baseline} (points)")
     axes[0].set_title("Accuracy (95% paired intervals)", fontsize=10)
     if with_logp:
-        axes[1].set_title("Probability of the right answer (95% paired t intervals)", fontsize=10)
+        measure = _frontier_measure_title(frontier.generalization)
+        axes[1].set_title(f"{measure[:1].upper()}{measure[1:]} (95% paired t intervals)", fontsize=10)
     if title:
         fig.suptitle(f"Learning-forgetting frontier, run {title}", fontsize=12)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")
     return path
+
+
+def _frontier_measure_title(task: str) -> str:
+    """The title of the continuous measure ``task`` declares for the frontier."""
+    measure = TASKS[task].report.measures.get(TASKS[task].report.frontier_measure)
+    return measure.title if measure else "continuous measure"
 
 
 def _frontier_panels(axes, frontier: Frontier, with_logp: bool) -> list[tuple]:
@@ -283,7 +290,7 @@ def _frontier_panels(axes, frontier: Frontier, with_logp: bool) -> list[tuple]:
                     if p.continuous
                     else (math.nan,) * 3
                 ),
-                f"{gen}: probability of the right answer among the choices Δ (points)",
+                f"{gen}: {_frontier_measure_title(frontier.generalization)} Δ (points)",
                 "on_front_continuous",
                 100.0,
             )

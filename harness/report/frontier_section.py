@@ -4,7 +4,8 @@ settings over seeds, the runs that were not benchmarked."""
 from __future__ import annotations
 
 from harness.formatting import interval, p_value, points
-from harness.report.analysis import Analysis
+from harness.numbers.summary import Measure
+from harness.report.analysis import MEASURES, Analysis
 from harness.report.cells import (
     FRONTIER_NAME,
     change_cell,
@@ -14,7 +15,7 @@ from harness.report.cells import (
     table,
     training_values,
 )
-from harness.report.frontier import FrontierPoint
+from harness.report.frontier import FrontierPoint, frontier_measure
 
 
 def frontier_section(analysis: Analysis) -> list[str]:
@@ -22,6 +23,8 @@ def frontier_section(analysis: Analysis) -> list[str]:
     if f is None or not f.drawn:  # one adapter with different shots is no frontier
         return []
     margin = points(f.margin)[1:]
+    gen_measure = _declared(f.generalization)
+    change = gen_measure.title if gen_measure else "continuous measure"
     out = [
         "",
         "## The learning-forgetting frontier",
@@ -30,7 +33,7 @@ def frontier_section(analysis: Analysis) -> list[str]:
         f"{f.generalization}, against the baseline ({analysis.baseline}), paired on the same items. "
         f"**front**: no other point is at least as good on both axes and better on one, a change counting "
         f"only where its Holm-corrected test is significant (by accuracy; **front (p)**: by the "
-        f"probability of the right answer instead). **non-inf.**: the {f.generalization} interval's lower "
+        f"{change} instead). **non-inf.**: the {f.generalization} interval's lower "
         f"end is above -{margin} points (the margin). The best trade-off is {f.best_rule}"
         + (f": **{f.best}**." if f.best else f"; none is named: {f.why_none}.")
         + (f" {f.selection_note}" if f.selection_note else ""),
@@ -52,8 +55,8 @@ def frontier_section(analysis: Analysis) -> list[str]:
                 f"{f.generalization} Δ [CI]",
                 "Holm p",
                 "non-inf.",
-                "p(right) Δ [CI]",
-                "KL to base [CI]",
+                f"{_column(f.generalization)} Δ [CI]",
+                f"{_column(f.specialization)} [CI]",
                 "front",
                 "front (p)",
             ],
@@ -62,8 +65,7 @@ def frontier_section(analysis: Analysis) -> list[str]:
         )
         out += [
             "",
-            "Δ in points; p(right): the probability of the right answer among the choices, in points; "
-            "\\* significant (Holm).",
+            f"Δ in points; {_column(f.generalization)}: the {change}, in points; \\* significant (Holm).",
         ]
     else:
         out.append("No adapter variant ran both tasks.")
@@ -117,12 +119,24 @@ def _seeds_table(f) -> list[str]:
             f"{f.generalization} Δ, seed mean [CI]",
             "seeds' SD (each)",
             "non-inf.",
-            "p(right) Δ [CI]",
+            f"{_column(f.generalization)} Δ [CI]",
         ],
         rows,
         align="lrrrrrrlr",
     )
     return out
+
+
+def _declared(task: str) -> Measure | None:
+    """The continuous measure ``task`` declares for the frontier (Report.frontier_measure)."""
+    name = frontier_measure(task)
+    return MEASURES.get(name) if name else None
+
+
+def _column(task: str) -> str:
+    """A table column's name for the frontier measure of ``task``."""
+    m = _declared(task)
+    return (m.short or m.title) if m else "continuous"
 
 
 def _point_row(p: FrontierPoint, best: str | None) -> list:

@@ -99,7 +99,8 @@ KL_TO_BASE = Measure(
     "KL(base || adapted) on the task's gold answers",
     "kl_to_base",
     "mean",
-    "mean over the gold answer's tokens of KL(p_base(. | prefix) || p_adapted(. | prefix)) "
+    short="KL to base",
+    definition="mean over the gold answer's tokens of KL(p_base(. | prefix) || p_adapted(. | prefix)) "
     "over the vocabulary, in nats (Shenfeld et al. 2025: it predicts forgetting)",
 )
 

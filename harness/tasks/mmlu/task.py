@@ -166,7 +166,8 @@ MEASURES = {
         "probability of the right answer among the choices",
         "gold_prob",
         "paired",
-        "p(gold) = exp(s_gold) / sum_c exp(s_c), s_c the choice scores the prediction ranks "
+        short="p(right)",
+        definition="p(gold) = exp(s_gold) / sum_c exp(s_c), s_c the choice scores the prediction ranks "
         "(the letter's log-likelihood; in the cloze form, the choice text's log-likelihood per "
         "character, lm-eval's acc_norm); mean over items, change = variant minus baseline, paired",
     ),
