@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and not getattr(args, "passes_arguments_on", False):
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        (getattr(args, "command_parser", None) or parser).error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args, extra)
     except (ValueError, RuntimeError, OSError) as e:  # config, data and model errors carry their own message

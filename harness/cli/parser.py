@@ -38,4 +38,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar=f"{{{names}}}")
     for command in COMMANDS:
         command.add_parser(sub)
+    _mark_commands(parser)
     return parser
+
+
+def _mark_commands(parser: argparse.ArgumentParser) -> None:
+    """Each (sub)command's parser in its own defaults, so that an error about its arguments
+    shows its usage line (``harness schema [-h] ...``), not the top-level one."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command_parser in action.choices.values():
+                command_parser.set_defaults(command_parser=command_parser)
+                _mark_commands(command_parser)
