@@ -35,12 +35,20 @@ _CHOICES_MARK = "\x00choices\x00"  # separates a prompt from its choices in a re
 
 
 class ModelSpec(Protocol):
-    """What the engine needs of a variant: which model, loaded how, with which adapter."""
+    """What the engine needs of a variant: which model, loaded how, with which adapter (read
+    only: a variant is a frozen config)."""
 
-    name: str
-    model: str
-    load: str
-    adapter: str
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def load(self) -> str: ...
+
+    @property
+    def adapter(self) -> str: ...
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,16 @@ AUTO_BATCH_CAP = 64  # "auto" on a CUDA device: the first size tried, halved whi
 
 class PooledVariant(Protocol):
     """What the pool reads of every variant (harness.engine.core.ModelSpec has these, and a name);
-    the optional keys are read with getattr."""
+    the optional keys are read with getattr. Read only: a variant is a frozen config."""
 
-    model: str
-    load: str
-    adapter: str
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def load(self) -> str: ...
+
+    @property
+    def adapter(self) -> str: ...
 
 
 def _model_ref(spec) -> tuple[str, str, bool]:

@@ -25,7 +25,7 @@ from typing import Annotated, Any, Generic, Literal, Protocol, TypeVar
 from pydantic import BeforeValidator, Field
 
 from harness.configfile import Strict
-from harness.engine.core import Engine, Phase
+from harness.engine.core import Engine, ModelSpec, Phase
 from harness.models.pool import AUTO_BATCH
 from harness.numbers.summary import Measure
 from harness.records.results import CaseSpec
@@ -143,14 +143,9 @@ class RunContext:
     seed: int
 
 
-class Variant(Protocol):
-    """What a task reads of a variant (harness.config.experiment.VariantConfig has more)."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def adapter(self) -> str: ...
+class Variant(ModelSpec, Protocol):
+    """What a task reads of a variant: what the engine needs of it (its name, model, load mode
+    and adapter); harness.config.experiment.VariantConfig has more."""
 
 
 Role = Literal["specialization", "generalization", ""]

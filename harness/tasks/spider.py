@@ -37,6 +37,7 @@ from harness.tasks.base import (
     Task,
     TaskData,
     TaskSettings,
+    Variant,
     VariantOptions,
     shots_of,
 )
@@ -237,20 +238,20 @@ class SpiderTask:
         frontier_measure="kl_to_base",
     )
 
-    def load(self, settings: SpiderSettings, *, seed: int) -> TaskData:
+    def load(self, settings: SpiderSettings, *, seed: int) -> TaskData[SpiderItem, SpiderContext]:
         return load_spider_data(settings, seed)
 
-    def record_fields(self, item: SpiderItem) -> dict:
+    def record_fields(self, item: SpiderItem) -> dict[str, str]:
         return {"group": item.hardness or "unknown"}
 
     def predict(
         self,
         run: RunContext,
-        data: TaskData,
-        variant,
+        data: TaskData[SpiderItem, SpiderContext],
+        variant: Variant,
         settings: SpiderSettings,
         options: SpiderOptions | None,
-    ) -> Predictions:
+    ) -> Predictions[SQLPrediction]:
         template = get_spider_template(settings.template)
         prompts = generation_prompts(
             data.items,
@@ -281,10 +282,10 @@ class SpiderTask:
     def case(
         self,
         item: SpiderItem,
-        prediction,
-        variant,
+        prediction: SQLPrediction | None,
+        variant: Variant,
         settings: SpiderSettings,
-        data: TaskData,
+        data: TaskData[SpiderItem, SpiderContext],
         metric: ExecutionAccuracy,
     ) -> CaseSpec:
         return sql_case(
@@ -301,7 +302,13 @@ class SpiderTask:
     def failure_kind(self, reason: str) -> str:
         return sql_failure_kind(reason)
 
-    def write_outputs(self, run_dir: Path, variant, data: TaskData, predictions: Predictions) -> None:
+    def write_outputs(
+        self,
+        run_dir: Path,
+        variant: Variant,
+        data: TaskData[SpiderItem, SpiderContext],
+        predictions: Predictions[SQLPrediction],
+    ) -> None:
         """``predictions/<variant>.spider.jsonl`` in the paper's format and ``.sql`` for the
         official evaluator (``harness score-spider`` or taoyds/test-suite-sql-eval)."""
         write_sql_predictions(

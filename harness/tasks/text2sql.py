@@ -52,6 +52,7 @@ from harness.tasks.base import (
     Task,
     TaskData,
     TaskSettings,
+    Variant,
     VariantOptions,
     seeded_sample,
 )
@@ -134,7 +135,7 @@ class Text2SQLTask:
         title="Text-to-SQL execution accuracy (your set)", group_label="group", role="specialization"
     )
 
-    def load(self, settings: Text2SQLSettings, *, seed: int) -> TaskData:
+    def load(self, settings: Text2SQLSettings, *, seed: int) -> TaskData[SQLItem, Text2SQLContext]:
         if not settings.path:
             raise Text2SQLDataError("text2sql.path: required (the JSONL file of your questions)")
         items = load_items(Path(settings.path), Path(settings.databases) if settings.databases else None)
@@ -151,17 +152,17 @@ class Text2SQLTask:
             )
         return TaskData(tuple(selected), Text2SQLContext(schemas, gold_errors))
 
-    def record_fields(self, item: SQLItem) -> dict:
+    def record_fields(self, item: SQLItem) -> dict[str, str]:
         return {"group": item.group}
 
     def predict(
         self,
         run: RunContext,
-        data: TaskData,
-        variant,
+        data: TaskData[SQLItem, Text2SQLContext],
+        variant: Variant,
         settings: Text2SQLSettings,
         options: Text2SQLOptions | None,
-    ) -> Predictions:
+    ) -> Predictions[SQLPrediction]:
         template = get_spider_template(settings.template)
         tokenizer = run.engine.tokenizer(variant)
         prompts = {
@@ -191,9 +192,9 @@ class Text2SQLTask:
         self,
         item: SQLItem,
         prediction: SQLPrediction | None,
-        variant,
+        variant: Variant,
         settings: Text2SQLSettings,
-        data: TaskData,
+        data: TaskData[SQLItem, Text2SQLContext],
         metric: ExecutionAccuracy,
     ) -> CaseSpec:
         if item.item_id in data.context.gold_errors:
@@ -212,7 +213,13 @@ class Text2SQLTask:
     def failure_kind(self, reason: str) -> str:
         return sql_failure_kind(reason)
 
-    def write_outputs(self, run_dir: Path, variant, data: TaskData, predictions: Predictions) -> None:
+    def write_outputs(
+        self,
+        run_dir: Path,
+        variant: Variant,
+        data: TaskData[SQLItem, Text2SQLContext],
+        predictions: Predictions[SQLPrediction],
+    ) -> None:
         write_sql_predictions(
             run_dir / "predictions" / f"{variant.name}.{self.name}",
             variant,

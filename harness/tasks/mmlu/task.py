@@ -27,6 +27,7 @@ from harness.tasks.base import (
     Task,
     TaskData,
     TaskSettings,
+    Variant,
     VariantOptions,
     shots_of,
     stratified_sample,
@@ -141,7 +142,7 @@ def load_mmlu_data(settings: MMLUSettings, seed: int) -> TaskData:
     return TaskData(tuple(selected), MMLUContext(tuple(dev)))
 
 
-def scoring_of(settings: MMLUSettings, options: MMLUOptions | None) -> str:
+def scoring_of(settings: MMLUSettings, options: MMLUOptions | None) -> Scoring:
     return settings.scoring if options is None or options.scoring is None else options.scoring
 
 
@@ -206,15 +207,20 @@ class MMLUTask:
         frontier_measure="gold_prob",
     )
 
-    def load(self, settings: MMLUSettings, *, seed: int) -> TaskData:
+    def load(self, settings: MMLUSettings, *, seed: int) -> TaskData[MMLUItem, MMLUContext]:
         return load_mmlu_data(settings, seed)
 
-    def record_fields(self, item: MMLUItem) -> dict:
+    def record_fields(self, item: MMLUItem) -> dict[str, str]:
         return {"group": item.category, "subject": item.subject}
 
     def predict(
-        self, run: RunContext, data: TaskData, variant, settings: MMLUSettings, options: MMLUOptions | None
-    ) -> Predictions:
+        self,
+        run: RunContext,
+        data: TaskData[MMLUItem, MMLUContext],
+        variant: Variant,
+        settings: MMLUSettings,
+        options: MMLUOptions | None,
+    ) -> Predictions[MMLUPrediction]:
         """The answer of every selected question, by log-likelihood of the letters (default), of
         the choices' texts (cloze), or by the first character of a greedy generation (the paper's way)."""
         k = shots_of(settings, options)
@@ -272,9 +278,9 @@ class MMLUTask:
         self,
         item: MMLUItem,
         prediction: MMLUPrediction | None,
-        variant,
+        variant: Variant,
         settings: MMLUSettings,
-        data: TaskData,
+        data: TaskData[MMLUItem, MMLUContext],
         metric: MultipleChoice,
     ) -> CaseSpec:
         if prediction is None:  # predict answers every selected question; a hole is not guessed at
@@ -316,7 +322,13 @@ class MMLUTask:
     def failure_kind(self, reason: str) -> str:
         return "not a choice" if "not a valid choice" in reason else "wrong letter"
 
-    def write_outputs(self, run_dir: Path, variant, data: TaskData, predictions: Predictions) -> None:
+    def write_outputs(
+        self,
+        run_dir: Path,
+        variant: Variant,
+        data: TaskData[MMLUItem, MMLUContext],
+        predictions: Predictions[MMLUPrediction],
+    ) -> None:
         return None
 
 
