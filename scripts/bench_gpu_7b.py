@@ -312,7 +312,8 @@ def step_bench(args) -> dict:
 
 def _spider_batch(tokenizer, n: int, batch: int) -> list[str]:
     """A batch of Spider prompts from the middle of the length-sorted selection (the engine's order)."""
-    from harness.tasks.spider import SpiderSettings, generation_prompts, get_spider_template, load_spider_data
+    from harness.tasks.spider import SpiderSettings, generation_prompts, load_spider_data
+    from harness.tasks.sql_prompts import get_spider_template
 
     data = load_spider_data(SpiderSettings(limit=n, template="schema"), seed=0)
     prompts = list(
@@ -383,7 +384,7 @@ def step_decode(args) -> dict:
     from harness.engine.decoding import generate_batch
     from harness.engine.static_decoding import generate_static
     from harness.models.loading import ResolvedModel, load_base_model, load_tokenizer
-    from harness.tasks.spider import SQL_END
+    from harness.tasks.sql_task import SQL_END
 
     resolved = ResolvedModel(args.model_dir, args.model_dir, None, "shaped")
     tok = load_tokenizer(resolved)

@@ -35,17 +35,9 @@ from harness.models.loading import (
     load_tokenizer,
     resolve_model,
 )
-from harness.tasks.mmlu import (
-    LETTER_CHOICES,
-    LETTERS,
-    MMLUSelection,
-    find_mmlu_dir,
-    fit_prompts,
-    load_mmlu_split,
-    mmlu_description,
-    mmlu_shots,
-    select_mmlu,
-)
+from harness.tasks.mmlu.items import LETTERS, find_mmlu_dir, load_mmlu_split
+from harness.tasks.mmlu.prompts import LETTER_CHOICES, fit_prompts, mmlu_description, mmlu_shots
+from harness.tasks.mmlu.selection import MMLUSelection, select_mmlu
 
 
 def score_letters_loglik(model, tokenizer, requests, **kwargs):

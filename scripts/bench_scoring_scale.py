@@ -24,7 +24,9 @@ from harness.engine.loglik import ChoiceScores
 from harness.models.pool import ModelPool
 from harness.tasks import TASKS
 from harness.tasks.base import RunContext, shots_of
-from harness.tasks.spider import find_spider_dir, generation_prompts, get_spider_template
+from harness.tasks.spider import generation_prompts
+from harness.tasks.spider_data import find_spider_dir
+from harness.tasks.sql_prompts import get_spider_template
 
 EXPERIMENT = """
 [experiment]

@@ -16,15 +16,9 @@ import time
 from harness.engine.core import GenerationSettings
 from harness.engine.decoding import generate_batch
 from harness.models.loading import DEFAULT_MODEL, load_base_model, load_tokenizer, resolve_model
-from harness.tasks.spider import (
-    SQL_END,
-    find_spider_dir,
-    get_spider_template,
-    load_schemas,
-    load_spider_split,
-    sample_items,
-    spider_prompt,
-)
+from harness.tasks.spider_data import find_spider_dir, load_schemas, load_spider_split, sample_items
+from harness.tasks.sql_prompts import get_spider_template, spider_prompt
+from harness.tasks.sql_task import SQL_END
 
 
 def main() -> None:

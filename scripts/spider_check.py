@@ -27,17 +27,16 @@ from harness.models.loading import (
     resolve_model,
 )
 from harness.sql import execution_match, extract_sql
-from harness.tasks.spider import (
-    SQL_END,
+from harness.tasks.spider_data import (
     database_path,
     find_spider_dir,
-    get_spider_template,
     load_schemas,
     load_spider_split,
     sample_items,
     select_shots,
-    spider_prompt,
 )
+from harness.tasks.sql_prompts import get_spider_template, spider_prompt
+from harness.tasks.sql_task import SQL_END
 
 
 def main() -> None:

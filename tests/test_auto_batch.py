@@ -14,7 +14,7 @@ from harness.engine.core import Engine, GenerationSettings, LoglikSettings
 from harness.models.pool import AUTO_BATCH_CAP, AUTO_CPU_BATCH, ModelPool
 from harness.plugins.session import _batch_size_per_task
 from harness.tasks import TASKS
-from harness.tasks.mmlu import MMLUOptions
+from harness.tasks.mmlu.task import MMLUOptions
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from harness.engine.batch_fitting import split_on_oom
 from harness.engine.core import GenerationSettings, StopRule
 from harness.engine.decoding import generate_batch
 from harness.records.cache import PredictionCache, cached_compute, prompt_key
-from harness.tasks.spider import SQL_END, sql_is_complete
+from harness.tasks.sql_task import SQL_END, sql_is_complete
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,9 @@ from deepeval.errors import MissingTestCaseParamsError
 from deepeval.metrics.utils import copy_metrics
 from deepeval.test_case import LLMTestCase
 
-from harness.tasks.mmlu import MultipleChoice
-from harness.tasks.spider import ExecutionAccuracy, sql_failure_kind
+from harness.tasks.mmlu.metric import MultipleChoice
+from harness.tasks.sql_metric import ExecutionAccuracy
+from harness.tasks.sql_task import sql_failure_kind
 
 
 @pytest.fixture(scope="module")

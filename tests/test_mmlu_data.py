@@ -11,20 +11,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.tasks.mmlu import (
+from harness.tasks.mmlu.items import (
     CATEGORIES,
     MMLU_DIR_ENV,
-    PAPER_SELECTION,
     SUBJECT_CATEGORIES,
     MMLUDataError,
     MMLUItem,
-    MMLUSelection,
     find_mmlu_dir,
     items_from_hub_rows,
     load_mmlu_split,
-    named_selection,
-    select_mmlu,
 )
+from harness.tasks.mmlu.selection import PAPER_SELECTION, MMLUSelection, named_selection, select_mmlu
 
 REAL_MMLU = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mmlu"
 

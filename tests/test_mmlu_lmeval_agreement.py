@@ -13,14 +13,8 @@ from pathlib import Path
 import pytest
 
 from harness.engine.loglik import score_choices
-from harness.tasks.mmlu import (
-    LETTER_CHOICES,
-    LETTERS,
-    find_mmlu_dir,
-    load_mmlu_split,
-    mmlu_prompt_parts,
-    mmlu_shots,
-)
+from harness.tasks.mmlu.items import LETTERS, find_mmlu_dir, load_mmlu_split
+from harness.tasks.mmlu.prompts import LETTER_CHOICES, mmlu_prompt_parts, mmlu_shots
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "bench_mmlu_vs_lmeval.py"

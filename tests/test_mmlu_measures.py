@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from harness.tasks.mmlu import LETTERS, SUBJECT_CATEGORIES
+from harness.tasks.mmlu.items import LETTERS, SUBJECT_CATEGORIES
 
 SUBJECTS = ("anatomy", "virology")
 ROWS = [
@@ -51,7 +51,7 @@ def test_gold_prob_equals_an_independent_computation_on_10_questions(tmp_path, t
     from harness.models.pool import ModelPool
     from harness.tasks import TASKS
     from harness.tasks.base import RunContext
-    from harness.tasks.mmlu import MMLUSettings
+    from harness.tasks.mmlu.task import MMLUSettings
 
     class Variant:
         name, model, load, adapter = "base", str(tiny_model_dir), "fp32", ""
@@ -113,7 +113,7 @@ def test_a_small_limit_spreads_over_subjects_seeded():
 
 def test_mmlu_limit_reaches_the_stratified_sample(tmp_path):
     from harness.tasks import TASKS
-    from harness.tasks.mmlu import MMLUSettings
+    from harness.tasks.mmlu.task import MMLUSettings
 
     settings = MMLUSettings(
         data_dir=str(_mmlu_dir(tmp_path / "mmlu")), selection="full", subjects=SUBJECTS, limit=2

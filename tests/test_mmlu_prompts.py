@@ -6,10 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.tasks.mmlu import (
+from harness.tasks.mmlu.items import SUBJECT_CATEGORIES, MMLUItem
+from harness.tasks.mmlu.prompts import (
     MMLU_TEMPLATE_VERSION,
-    SUBJECT_CATEGORIES,
-    MMLUItem,
     mmlu_description,
     mmlu_prompt,
     mmlu_prompt_parts,
@@ -107,7 +106,7 @@ def test_every_prompt_ends_with_the_cue_and_shares_its_subject_prefix(subject, q
 
 
 def test_the_cloze_prompt_is_lm_evals_mmlu_continuation_layout_exactly():
-    from harness.tasks.mmlu import cloze_choices, cloze_prompt_parts
+    from harness.tasks.mmlu.prompts import cloze_choices, cloze_prompt_parts
 
     prefix, question = cloze_prompt_parts(QUESTION, DEV[:2])
     assert prefix == (
@@ -122,7 +121,7 @@ def test_the_cloze_prompt_is_lm_evals_mmlu_continuation_layout_exactly():
 
 
 def test_cloze_picks_by_log_likelihood_per_character_and_scores_the_gold_per_token():
-    from harness.tasks.mmlu import MMLUPrediction, acc_norm_choice, choice_scores, gold_token_loglik
+    from harness.tasks.mmlu.scoring import MMLUPrediction, acc_norm_choice, choice_scores, gold_token_loglik
 
     # -6 over 12 characters beats -3 over 4: acc_norm divides by the text's length
     assert acc_norm_choice([-3.0, -6.0, -9.0, -9.0], ["abcd", "abcdefghijkl", "x", "y"]) == 1
@@ -143,7 +142,9 @@ def test_the_cloze_task_asks_for_each_choices_text_and_answers_by_acc_norm(tmp_p
     from harness.models.pool import ModelPool
     from harness.tasks import TASKS
     from harness.tasks.base import RunContext
-    from harness.tasks.mmlu import MMLUSettings, acc_norm_choice, cloze_choices
+    from harness.tasks.mmlu.prompts import cloze_choices
+    from harness.tasks.mmlu.scoring import acc_norm_choice
+    from harness.tasks.mmlu.task import MMLUSettings
     from tests.tiny_data import MMLU_ROWS, build_mmlu_dir
 
     asked = []

@@ -9,18 +9,16 @@ from harness.engine.core import GenerationSettings
 from harness.engine.decoding import generate_batch
 from harness.engine.loglik import ChoiceScores, score_choices, single_token_ids
 from harness.models.loading import context_length
-from harness.tasks.mmlu import (
+from harness.tasks.mmlu.items import LETTERS, SUBJECT_CATEGORIES, MMLUItem
+from harness.tasks.mmlu.prompts import (
     LETTER_CHOICES,
-    LETTERS,
-    SUBJECT_CATEGORIES,
-    MMLUItem,
     PromptTooLongError,
-    first_letter,
     fit_prompts,
     fit_shots,
     mmlu_prompt,
     mmlu_prompt_parts,
 )
+from harness.tasks.mmlu.scoring import first_letter
 
 CHOICES = LETTER_CHOICES
 

@@ -20,7 +20,8 @@ from harness.models.pool import ModelPool
 from harness.tasks import TASKS
 from harness.tasks.base import RunContext
 from harness.tasks.score_spider import default_out, read_ids, score_spider_file
-from harness.tasks.spider import SpiderSettings, subset_files
+from harness.tasks.spider import SpiderSettings
+from harness.tasks.sql_task import subset_files
 from tests.tiny_data import build_spider_dir, harness_options, write_tiny_experiment
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -42,7 +42,7 @@ import pytest
 
 from harness.sql import database_file, execution_match
 from harness.tasks.score_spider import read_prediction_lines, score_spider_file
-from harness.tasks.spider import SpiderDataError, find_spider_dir, load_spider_split
+from harness.tasks.spider_data import SpiderDataError, find_spider_dir, load_spider_split
 
 SYSTEMS = {
     # name: items judged correct by the official evaluator (the README of reference_predictions/)

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from harness.tasks.spider import SpiderDataError, find_spider_dir
+from harness.tasks.spider_data import SpiderDataError, find_spider_dir
 from harness.tasks.spider_hardness import HARDNESS_LEVELS, hardness_of
 
 

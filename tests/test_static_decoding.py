@@ -6,7 +6,7 @@ from harness.engine import static_decoding
 from harness.engine.core import GenerationSettings, StopRule
 from harness.engine.decoding import generate_batch
 from harness.engine.static_decoding import generate_static, static_decoding_refusal, wants_static
-from harness.tasks.spider import SQL_END
+from harness.tasks.sql_task import SQL_END
 
 PROMPTS = [
     "SELECT name",

@@ -11,7 +11,7 @@ from harness.records.results import CaseResult, CaseSpec
 from harness.tasks import TASKS, declared_measures, subgroup_fields
 from harness.tasks.base import PhaseInfo, Report, TaskSettings, missing_members
 from harness.tasks.metric import PassFailMetric
-from harness.tasks.spider import SQL_END
+from harness.tasks.sql_task import SQL_END
 
 
 def test_the_spider_stop_rule_keeps_its_old_fingerprint_and_another_rule_gets_its_own():

@@ -16,7 +16,8 @@ from harness.engine.core import Engine
 from harness.models.pool import ModelPool
 from harness.tasks import TASKS
 from harness.tasks.base import RunContext
-from harness.tasks.text2sql import Text2SQLDataError, Text2SQLSettings, load_items, read_schema
+from harness.tasks.text2sql import Text2SQLSettings
+from harness.tasks.text2sql_data import Text2SQLDataError, load_items, read_schema
 from tests.tiny_data import harness_options
 
 ROOT = Path(__file__).resolve().parents[1]

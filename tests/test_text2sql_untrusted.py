@@ -17,7 +17,8 @@ from harness.models.pool import ModelPool
 from harness.sql import execute_readonly
 from harness.tasks import TASKS
 from harness.tasks.base import RunContext
-from harness.tasks.text2sql import Text2SQLDataError, Text2SQLSettings, load_items, read_schema
+from harness.tasks.text2sql import Text2SQLSettings
+from harness.tasks.text2sql_data import Text2SQLDataError, load_items, read_schema
 from tests.test_task_text2sql import Canned, Variant, make_db
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from harness.engine.token_counts import batch_token_counter, tokenizer_fingerprint
 from harness.models.loading import load_tokenizer, resolve_model
-from harness.tasks.mmlu import SUBJECT_CATEGORIES, MMLUItem, mmlu_prompt
+from harness.tasks.mmlu.items import SUBJECT_CATEGORIES, MMLUItem
+from harness.tasks.mmlu.prompts import mmlu_prompt
 
 QUESTION = MMLUItem(
     "anatomy",

@@ -12,7 +12,7 @@ import pytest
 from harness.records.results import CaseResult
 from harness.report.analysis import analyze
 from harness.report.frontier import AdapterFacts
-from harness.tasks.spider import SpiderItem, split_validation, validation_databases
+from harness.tasks.spider_data import SpiderItem, split_validation, validation_databases
 
 SPIDER = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "spider"
 
@@ -34,7 +34,8 @@ def test_the_validation_split_is_a_seeded_tenth_of_the_databases():
 @pytest.mark.skipif(not (SPIDER / "train_spider.json").is_file(), reason="Spider data absent")
 def test_on_spider_the_validation_databases_are_disjoint_from_dev():
     from harness.tasks import TASKS
-    from harness.tasks.spider import SpiderSettings, load_spider_split
+    from harness.tasks.spider import SpiderSettings
+    from harness.tasks.spider_data import load_spider_split
 
     train, dev = load_spider_split(SPIDER, "train"), load_spider_split(SPIDER, "dev")
     held = validation_databases(train)

@@ -36,7 +36,7 @@ from harness.config.training import (
 )
 from harness.engine.sharding import keep_multicast_off
 from harness.files import write_json
-from harness.tasks.spider import SpiderDataError, find_spider_dir
+from harness.tasks.spider_data import SpiderDataError, find_spider_dir
 from training._distributed import barrier_and_close, split_accumulation, world_from_env
 from training._output import SUMMARY_NAME, OutputError
 from training._recipe import TrainingResult, format_loss, run

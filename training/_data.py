@@ -13,16 +13,14 @@ import math
 import random
 from dataclasses import dataclass, field
 
-from harness.tasks.spider import (
+from harness.tasks.spider_data import (
     find_spider_dir,
-    get_spider_template,
     load_schemas,
     load_spider_split,
     select_shots,
-    spider_completion,
-    spider_prompt,
     split_validation,
 )
+from harness.tasks.sql_prompts import get_spider_template, spider_completion, spider_prompt
 
 
 @dataclass(frozen=True)

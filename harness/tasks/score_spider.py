@@ -27,7 +27,8 @@ from pathlib import Path
 
 from harness.files import atomic_write
 from harness.sql import Verdict, database_file, execution_match
-from harness.tasks.spider import SpiderItem, find_spider_dir, load_spider_split, subset_files
+from harness.tasks.spider_data import SpiderItem, find_spider_dir, load_spider_split
+from harness.tasks.sql_task import subset_files
 
 __all__ = [
     "ScoreSummary",

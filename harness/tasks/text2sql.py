@@ -66,8 +66,6 @@ from harness.tasks.sql_task import (
     write_sql_predictions,
 )
 from harness.tasks.text2sql_data import (
-    MAX_QUESTION_CHARS,
-    MAX_QUESTIONS_BYTES,
     SQLItem,
     Text2SQLContext,
     Text2SQLDataError,
@@ -76,23 +74,6 @@ from harness.tasks.text2sql_data import (
     load_items,
     read_schema,
 )
-
-# The names of harness/tasks/text2sql_data.py, importable from here as before the split.
-__all__ = [
-    "MAX_QUESTIONS_BYTES",
-    "MAX_QUESTION_CHARS",
-    "TASK",
-    "SQLItem",
-    "Text2SQLContext",
-    "Text2SQLDataError",
-    "Text2SQLOptions",
-    "Text2SQLSettings",
-    "Text2SQLTask",
-    "check_gold_queries",
-    "check_prompt_lengths",
-    "load_items",
-    "read_schema",
-]
 
 
 class Text2SQLSettings(TaskSettings):

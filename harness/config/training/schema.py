@@ -17,7 +17,7 @@ from harness.models.loading import DEFAULT_MODEL
 if TYPE_CHECKING:  # a Literal of the registered template names, built at import time: mypy sees a str
     TemplateName = str
 else:
-    from harness.tasks.spider import TemplateName
+    from harness.tasks.sql_prompts import TemplateName
 
 KIND = "training config"
 CHECKPOINTS_DIR = "checkpoints"
