@@ -28,27 +28,18 @@ from harness.engine.phases import Phase as Phase  # part of the Engine's API (ta
 from harness.engine.phases import compute_missing, token_total
 from harness.engine.sharding import Shard
 from harness.models.backends import Backend, Dispatch
-from harness.models.pool import AUTO_BATCH, ModelPool
+from harness.models.pool import AUTO_BATCH, ModelPool, PooledVariant
 from harness.records.cache import BatchCompute, CacheStats, PredictionCache, SortKey, Ticker
 
 _CHOICES_MARK = "\x00choices\x00"  # separates a prompt from its choices in a record's key
 
 
-class ModelSpec(Protocol):
-    """What the engine needs of a variant: which model, loaded how, with which adapter (read
-    only: a variant is a frozen config)."""
+class ModelSpec(PooledVariant, Protocol):
+    """What the engine needs of a variant: what the pool needs (which model, loaded how, with
+    which adapter) and its name (read only: a variant is a frozen config)."""
 
     @property
     def name(self) -> str: ...
-
-    @property
-    def model(self) -> str: ...
-
-    @property
-    def load(self) -> str: ...
-
-    @property
-    def adapter(self) -> str: ...
 
 
 @dataclass(frozen=True)
