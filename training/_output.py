@@ -18,8 +18,9 @@ import shutil
 import time
 from pathlib import Path
 
-from harness.config.training import SUMMARY_NAME, failed_dir
+from harness.config.training import failed_dir
 from harness.files import write_json
+from harness.models.adapters import SUMMARY_NAME
 
 __all__ = [
     "SUMMARY_NAME",

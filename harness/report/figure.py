@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness.report.analysis import Analysis
-from harness.report.frontier import Frontier, roles
+from harness.report.frontier import Frontier, frontier_measure_of, roles
 from harness.tasks import TASKS
 
 
@@ -264,8 +264,7 @@ def plot_frontier(frontier: Frontier, path: Path, *, baseline: str, title: str =
 
 
 def _frontier_measure_title(task: str) -> str:
-    """The title of the continuous measure ``task`` declares for the frontier."""
-    measure = TASKS[task].report.measures.get(TASKS[task].report.frontier_measure)
+    measure = frontier_measure_of(task)
     return measure.title if measure else "continuous measure"
 
 

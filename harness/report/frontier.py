@@ -33,7 +33,7 @@ from harness.numbers.bootstrap import SeedsChange, seeds_and_items_bootstrap
 from harness.numbers.checks import ALPHA
 from harness.numbers.means import PairedMean
 from harness.numbers.multiple_comparisons import adjust_pvalues
-from harness.numbers.summary import Comparison, Continuous, field_values, verdicts
+from harness.numbers.summary import Comparison, Continuous, Measure, field_values, verdicts
 from harness.numbers.tradeoff import best_tradeoff, non_inferior, pareto_front, qualifies
 from harness.tasks import TASKS
 
@@ -135,6 +135,11 @@ def frontier_measure(task: str) -> str:
     """The continuous measure ``task`` declares for the frontier (``Report.frontier_measure``):
     the generalization task's paired change, the specialization task's divergence from the base."""
     return TASKS[task].report.frontier_measure if task in TASKS else ""
+
+
+def frontier_measure_of(task: str) -> Measure | None:
+    """The :class:`Measure` itself that ``task`` declares for the frontier (None: none)."""
+    return TASKS[task].report.measures.get(frontier_measure(task)) if task in TASKS else None
 
 
 def roles(tasks: Sequence[str]) -> tuple[str | None, str | None]:
@@ -254,7 +259,7 @@ def seed_groups(
         cost = _accuracy_changes(rows, variants, baseline, gen)
         if gain is None or cost is None:
             continue
-        measure = TASKS[gen].report.measures.get(frontier_measure(gen))
+        measure = frontier_measure_of(gen)
         prob = _value_changes(rows, variants, baseline, gen, measure.field) if measure else None
         out.append(SeedGroup(setting, tuple(variants), facts[variants[0]].epochs_at, gain, cost, prob))
     return out

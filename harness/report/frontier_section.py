@@ -4,8 +4,7 @@ settings over seeds, the runs that were not benchmarked."""
 from __future__ import annotations
 
 from harness.formatting import interval, p_value, points
-from harness.numbers.summary import Measure
-from harness.report.analysis import MEASURES, Analysis
+from harness.report.analysis import Analysis
 from harness.report.cells import (
     FRONTIER_NAME,
     change_cell,
@@ -15,7 +14,7 @@ from harness.report.cells import (
     table,
     training_values,
 )
-from harness.report.frontier import FrontierPoint, frontier_measure
+from harness.report.frontier import FrontierPoint, frontier_measure_of
 
 
 def frontier_section(analysis: Analysis) -> list[str]:
@@ -23,7 +22,7 @@ def frontier_section(analysis: Analysis) -> list[str]:
     if f is None or not f.drawn:  # one adapter with different shots is no frontier
         return []
     margin = points(f.margin)[1:]
-    gen_measure = _declared(f.generalization)
+    gen_measure = frontier_measure_of(f.generalization)
     change = gen_measure.title if gen_measure else "continuous measure"
     out = [
         "",
@@ -127,15 +126,9 @@ def _seeds_table(f) -> list[str]:
     return out
 
 
-def _declared(task: str) -> Measure | None:
-    """The continuous measure ``task`` declares for the frontier (Report.frontier_measure)."""
-    name = frontier_measure(task)
-    return MEASURES.get(name) if name else None
-
-
 def _column(task: str) -> str:
     """A table column's name for the frontier measure of ``task``."""
-    m = _declared(task)
+    m = frontier_measure_of(task)
     return (m.short or m.title) if m else "continuous"
 
 

@@ -118,14 +118,19 @@ def marker_name(name: str) -> str:
     return name if name and (name[0].isalpha() or name[0] == "_") else f"v_{name}"
 
 
+def _with_task_options(name: str, base: type[Strict]) -> type[Strict]:
+    """``base`` with one optional field per registered task: a variant's options for it
+    (``spider = {shots = 3}``)."""
+    fields: dict[str, Any] = {
+        task_name: (task.variant_model | None, None) for task_name, task in TASKS.items()
+    }
+    return create_model(name, __base__=base, **fields)
+
+
 if TYPE_CHECKING:  # the tasks' option fields are added from the registry at import time
     VariantConfig = _VariantBase
 else:
-    VariantConfig = create_model(
-        "VariantConfig",
-        __base__=_VariantBase,
-        **{name: (task.variant_model | None, None) for name, task in TASKS.items()},
-    )
+    VariantConfig = _with_task_options("VariantConfig", _VariantBase)
 
 
 class _SweepBase(Strict):
@@ -147,14 +152,10 @@ class _SweepBase(Strict):
     tasks: tuple[TaskName, ...] = ()
 
 
-if TYPE_CHECKING:  # the tasks' option fields are added from the registry at import time
+if TYPE_CHECKING:
     SweepConfig = _SweepBase
 else:
-    SweepConfig = create_model(
-        "SweepConfig",
-        __base__=_SweepBase,
-        **{name: (task.variant_model | None, None) for name, task in TASKS.items()},
-    )
+    SweepConfig = _with_task_options("SweepConfig", _SweepBase)
 
 
 class _ExperimentBase(Strict):

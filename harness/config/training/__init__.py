@@ -39,7 +39,6 @@ from harness.config.training.runs import (
 from harness.config.training.schema import (
     CHECKPOINTS_DIR,
     KIND,
-    SUMMARY_NAME,
     CheckpointSettings,
     DataSettings,
     GuardSettings,
@@ -83,5 +82,4 @@ __all__ = [
     "failed_dir",
     "short_name",
     "short_number",
-    "SUMMARY_NAME",
 ]

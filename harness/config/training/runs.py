@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.config.training.schema import CHECKPOINTS_DIR, SUMMARY_NAME
+from harness.config.training.schema import CHECKPOINTS_DIR
 from harness.config.training.sweep import config_fingerprint, format_value, load_sweep
+from harness.models.adapters import SUMMARY_NAME
 
 # --- where a run's adapters are ------------------------------------------------------------------
 

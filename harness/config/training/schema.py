@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import Field, model_validator
 
 from harness.configfile import Problems, Strict
-from harness.models.adapters import SUMMARY_NAME as SUMMARY_NAME  # config.training's name for it
 from harness.models.loading import DEFAULT_MODEL
 
 if TYPE_CHECKING:  # a Literal of the registered template names, built at import time: mypy sees a str
